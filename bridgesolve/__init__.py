@@ -1,0 +1,36 @@
+"""bridgesolve: finite-element ground truth for diffusion models and Schrödinger bridges.
+
+The PDE side needs DOLFINx; it is imported lazily so that the NumPy-only parts
+(densities, processes, time grids, reference bundles) work on hosts without it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from bridgesolve._validate import BridgesolveInputError
+from bridgesolve.densities import GaussianMixture
+from bridgesolve.process import OU, VE, VP, Brownian, Custom, Process, SubVP
+from bridgesolve.timegrid import TimeGrid
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Domain": "bridgesolve.domain",
+    "Problem": "bridgesolve.problem",
+    "SpaceTimeField": "bridgesolve.spacetime",
+    "solve_fokker_planck": "bridgesolve.pde.fokker_planck",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bridgesolve' has no attribute {name!r}")
+
+
+__all__ = [
+    "OU", "VE", "VP", "Brownian", "BridgesolveInputError", "Custom", "Domain",
+    "GaussianMixture", "Problem", "Process", "SpaceTimeField", "SubVP", "TimeGrid",
+    "solve_fokker_planck",
+]

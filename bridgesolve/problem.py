@@ -1,0 +1,95 @@
+"""What is solved: a domain, a reference process, a time grid and the discretization."""
+
+from __future__ import annotations
+
+from bridgesolve._dolfinx import fem
+from bridgesolve._validate import BridgesolveInputError, choice, positive_int
+from bridgesolve.domain import Domain
+from bridgesolve.process import Process
+from bridgesolve.timegrid import TimeGrid
+
+SCHEMES = {"crank-nicolson": 0.5, "backward-euler": 1.0}
+BOUNDARIES = ("reflecting", "absorbing")
+
+DEFAULT_PETSC_OPTIONS = {
+    "ksp_type": "preonly",
+    "pc_type": "lu",
+    "pc_factor_mat_solver_type": "mumps",
+}
+
+
+class Problem:
+    """A domain, a reference SDE and a time grid, discretized by Lagrange elements.
+
+    Args:
+        domain: the mesh of Ω.
+        process: the reference SDE (:mod:`bridgesolve.process`).
+        grid: the time levels (:class:`TimeGrid`).
+        degree: Lagrange degree (1 or 2; higher works too).
+        boundary: ``"reflecting"`` (zero probability flux, the default) or ``"absorbing"``
+            (homogeneous Dirichlet).
+        scheme: ``"crank-nicolson"`` (θ = 1/2, second order) or ``"backward-euler"``
+            (θ = 1, first order, L-stable), or θ ∈ [1/2, 1] as a number.
+        petsc_options: linear-solver options (defaults: LU by MUMPS, serial and parallel).
+    """
+
+    def __init__(
+        self,
+        domain: Domain,
+        process: Process,
+        grid: TimeGrid,
+        *,
+        degree: int = 1,
+        boundary: str = "reflecting",
+        scheme: str | float = "crank-nicolson",
+        petsc_options: dict | None = None,
+    ):
+        if not isinstance(domain, Domain):
+            raise BridgesolveInputError(f"domain = {domain!r}: expected a bridgesolve.Domain")
+        if not isinstance(process, Process):
+            raise BridgesolveInputError(f"process = {process!r}: expected a bridgesolve process")
+        if not isinstance(grid, TimeGrid):
+            raise BridgesolveInputError(f"grid = {grid!r}: expected a bridgesolve.TimeGrid")
+        self.domain = domain
+        self.process = process
+        self.grid = grid
+        self.degree = positive_int("degree", degree)
+        self.boundary = choice("boundary", boundary, BOUNDARIES)
+        if isinstance(scheme, str):
+            self.scheme = choice("scheme", scheme, tuple(SCHEMES))
+            self.theta = SCHEMES[scheme]
+        else:
+            theta = float(scheme)
+            if not 0.5 <= theta <= 1.0:
+                raise BridgesolveInputError(f"scheme = {scheme!r}: expected θ in [0.5, 1]")
+            self.scheme, self.theta = f"theta={theta:g}", theta
+        self.petsc_options = {**DEFAULT_PETSC_OPTIONS, **(petsc_options or {})}
+        self.V = fem.functionspace(domain.mesh, ("Lagrange", self.degree))
+
+    @property
+    def mesh(self):
+        return self.domain.mesh
+
+    @property
+    def comm(self):
+        return self.domain.comm
+
+    @property
+    def ndofs(self) -> int:
+        im = self.V.dofmap.index_map
+        return im.size_global * self.V.dofmap.index_map_bs
+
+    def describe(self) -> dict:
+        return {
+            "domain": self.domain.describe(),
+            "process": self.process.describe(),
+            "time": {"T": self.grid.T, "steps": self.grid.steps,
+                     "dt_min": float(self.grid.dt.min()), "dt_max": float(self.grid.dt.max())},
+            "discretization": {"element": f"P{self.degree}", "scheme": self.scheme,
+                               "theta": self.theta, "boundary": self.boundary,
+                               "ndofs": self.ndofs},
+        }
+
+    def __repr__(self) -> str:
+        return (f"Problem({self.domain!r}, {self.process!r}, {self.grid!r}, "
+                f"P{self.degree}, {self.boundary}, {self.scheme})")

@@ -1,0 +1,325 @@
+r"""Reference SDEs ``dX = f(X, t) dt + g(t) dW`` in forward time.
+
+Every process here has a *time-separable* drift ``f(x, t) = k(t) f_0(x)`` and a
+space-independent diffusion coefficient ``D(t) = g(t)^2 / 2``. The PDE engine assembles
+the matrices of ``f_0`` and of the Laplacian once and only rescales them by the exact
+integrals of ``k`` and ``D`` over each step; when ``k`` and ``D`` are proportional (VP, OU,
+Brownian, VE) the whole run shares one operator in the process's intrinsic ``clock``.
+
+The linear processes (``f_0(x) = -(x - \mu)``) have Gaussian transitions
+``X_t | X_0 ~ N(a(t) X_0 + (1 - a(t)) \mu, \sigma^2(t) I)``, which make Gaussian
+mixtures exact references for every solver.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+
+from bridgesolve._validate import BridgesolveInputError, positive
+
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
+
+
+def _quad(fn: Callable[[np.ndarray], np.ndarray], t0: float, t1: float) -> float:
+    """8-point Gauss–Legendre integral of ``fn`` over [t0, t1]."""
+    half, mid = 0.5 * (t1 - t0), 0.5 * (t1 + t0)
+    return float(half * np.sum(_GL_WEIGHTS * np.asarray(fn(mid + half * _GL_NODES))))
+
+
+class Process(ABC):
+    """A reference SDE with drift ``k(t) f_0(x)`` and diffusion coefficient ``D(t)``."""
+
+    #: True when ``f_0(x) = -(x - center)`` and the transition is Gaussian.
+    linear: bool = True
+    center: float = 0.0
+
+    # -- time profiles -------------------------------------------------------------
+    @abstractmethod
+    def drift_rate(self, t):
+        """``k(t)`` in ``f(x, t) = k(t) f_0(x)``."""
+
+    @abstractmethod
+    def diffusion(self, t):
+        """``D(t) = g(t)^2 / 2``."""
+
+    def g(self, t):
+        return np.sqrt(2.0 * np.asarray(self.diffusion(t), dtype=float))
+
+    def drift_rate_integral(self, t0: float, t1: float) -> float:
+        """``∫_{t0}^{t1} k(s) ds`` (exact where a closed form exists)."""
+        return _quad(self.drift_rate, t0, t1)
+
+    def diffusion_integral(self, t0: float, t1: float) -> float:
+        """``∫_{t0}^{t1} D(s) ds`` (exact where a closed form exists)."""
+        return _quad(self.diffusion, t0, t1)
+
+    def clock(self, t):
+        """Intrinsic clock ``s(t) = ∫_0^t D``, in which a separable process is autonomous."""
+        t = np.asarray(t, dtype=float)
+        return np.vectorize(lambda s: self.diffusion_integral(0.0, float(s)))(t)
+
+    @property
+    def separable(self) -> bool:
+        """Whether ``k(t)`` and ``D(t)`` are proportional (one operator in :meth:`clock`)."""
+        return True
+
+    # -- space ---------------------------------------------------------------------
+    def drift_shape_ufl(self, x):
+        """``f_0`` as a UFL vector of the spatial coordinate ``x``."""
+        if self.center == 0.0:
+            return -x
+        import ufl
+
+        return -x + ufl.as_vector([float(self.center)] * x.ufl_shape[0])
+
+    def drift_shape(self, x: np.ndarray) -> np.ndarray:
+        """``f_0`` at points ``x`` of shape ``(N, d)``."""
+        return -(x - self.center)
+
+    def drift(self, x: np.ndarray, t: float) -> np.ndarray:
+        """``f(x, t)`` at points ``x`` of shape ``(N, d)``."""
+        return self.drift_rate(t) * self.drift_shape(np.asarray(x, dtype=float))
+
+    # -- exact transitions ---------------------------------------------------------
+    def transition(self, t: float, s: float = 0.0) -> tuple[float, float]:
+        """``(a, var)`` with ``X_t | X_s ~ N(a X_s + (1 - a) center, var I)``.
+
+        Only for linear processes: ``a = exp(-∫_s^t k)`` and
+        ``var = ∫_s^t 2 D(r) exp(-2 ∫_r^t k) dr``.
+        """
+        if not self.linear:
+            raise NotImplementedError(f"{type(self).__name__} has no Gaussian transition")
+        a = math.exp(-self.drift_rate_integral(s, t))
+        var = _quad(
+            lambda r: 2.0 * self.diffusion(r)
+            * np.exp(-2.0 * np.vectorize(lambda q: self.drift_rate_integral(q, t))(r)),
+            s,
+            t,
+        )
+        return a, var
+
+    def describe(self) -> dict:
+        """Parameters, for summaries."""
+        return {"type": type(self).__name__, **{k: v for k, v in vars(self).items()}}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class Brownian(Process):
+    r"""``dX = \sigma dW``: ``f = 0``, ``D = \sigma^2 / 2``."""
+
+    def __init__(self, sigma: float = 1.0):
+        self.sigma = positive("sigma", sigma)
+
+    def drift_rate(self, t):
+        return 0.0 * np.asarray(t, dtype=float)
+
+    def diffusion(self, t):
+        return 0.5 * self.sigma**2 + 0.0 * np.asarray(t, dtype=float)
+
+    def drift_rate_integral(self, t0, t1):
+        return 0.0
+
+    def diffusion_integral(self, t0, t1):
+        return 0.5 * self.sigma**2 * (t1 - t0)
+
+    def transition(self, t, s=0.0):
+        return 1.0, self.sigma**2 * (t - s)
+
+
+class OU(Process):
+    r"""Ornstein–Uhlenbeck ``dX = -\theta (X - \mu) dt + \sigma dW``."""
+
+    def __init__(self, theta: float = 1.0, sigma: float = math.sqrt(2.0), mean: float = 0.0):
+        self.theta = positive("theta", theta)
+        self.sigma = positive("sigma", sigma)
+        self.mean = float(mean)
+        self.center = self.mean
+
+    def drift_rate(self, t):
+        return self.theta + 0.0 * np.asarray(t, dtype=float)
+
+    def diffusion(self, t):
+        return 0.5 * self.sigma**2 + 0.0 * np.asarray(t, dtype=float)
+
+    def drift_rate_integral(self, t0, t1):
+        return self.theta * (t1 - t0)
+
+    def diffusion_integral(self, t0, t1):
+        return 0.5 * self.sigma**2 * (t1 - t0)
+
+    def transition(self, t, s=0.0):
+        a = math.exp(-self.theta * (t - s))
+        return a, self.sigma**2 / (2.0 * self.theta) * (1.0 - a * a)
+
+
+class VP(Process):
+    r"""Variance preserving: ``dX = -\tfrac12 \beta(t) X dt + \sqrt{\beta(t)} dW``.
+
+    ``\beta(t) = \beta_{min} + (t / T)(\beta_{max} - \beta_{min})`` with ``T`` the
+    process horizon (1 by default, as in score-based diffusion models).
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0):
+        self.beta_min = positive("beta_min", beta_min)
+        self.beta_max = positive("beta_max", beta_max)
+        self.T = positive("T", T)
+        if self.beta_max < self.beta_min:
+            raise BridgesolveInputError(
+                f"beta_max = {beta_max!r}: expected >= beta_min = {beta_min!r}"
+            )
+
+    def beta(self, t):
+        return self.beta_min + (self.beta_max - self.beta_min) * np.asarray(t, dtype=float) / self.T
+
+    def B(self, t):
+        """``∫_0^t β``."""
+        t = np.asarray(t, dtype=float)
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t / self.T
+
+    def drift_rate(self, t):
+        return 0.5 * self.beta(t)
+
+    def diffusion(self, t):
+        return 0.5 * self.beta(t)
+
+    def drift_rate_integral(self, t0, t1):
+        return 0.5 * float(self.B(t1) - self.B(t0))
+
+    def diffusion_integral(self, t0, t1):
+        return 0.5 * float(self.B(t1) - self.B(t0))
+
+    def transition(self, t, s=0.0):
+        dB = float(self.B(t) - self.B(s))
+        return math.exp(-0.5 * dB), -math.expm1(-dB)
+
+
+class SubVP(VP):
+    r"""Sub-VP: drift as VP, ``g^2 = \beta(t)(1 - e^{-2 B(t)})`` with ``B = ∫_0^t β``."""
+
+    def diffusion(self, t):
+        return 0.5 * self.beta(t) * -np.expm1(-2.0 * self.B(t))
+
+    def diffusion_integral(self, t0, t1):
+        # d/dt [B/2 + exp(-2B)/4] = β/2 (1 - exp(-2B))
+        def prim(t):
+            B = float(self.B(t))
+            return 0.5 * B + 0.25 * math.exp(-2.0 * B)
+
+        return prim(t1) - prim(t0)
+
+    @property
+    def separable(self) -> bool:
+        return False
+
+    def transition(self, t, s=0.0):
+        Bt, Bs = float(self.B(t)), float(self.B(s))
+        a = math.exp(-0.5 * (Bt - Bs))
+        # var(t) = (1 - e^{-B(t)})^2 from 0; from s: var(t) - a^2 var(s)
+        return a, (-math.expm1(-Bt)) ** 2 - a * a * (-math.expm1(-Bs)) ** 2
+
+
+class VE(Process):
+    r"""Variance exploding: ``f = 0``, ``\sigma(t) = \sigma_{min} (\sigma_{max}/\sigma_{min})^{t/T}``,
+    ``g^2 = d\sigma^2/dt``; the marginal adds variance ``\sigma(t)^2 - \sigma(0)^2``."""
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 3.0, T: float = 1.0):
+        self.sigma_min = positive("sigma_min", sigma_min)
+        self.sigma_max = positive("sigma_max", sigma_max)
+        self.T = positive("T", T)
+        if self.sigma_max <= self.sigma_min:
+            raise BridgesolveInputError(
+                f"sigma_max = {sigma_max!r}: expected > sigma_min = {sigma_min!r}"
+            )
+
+    def sigma(self, t):
+        ratio = self.sigma_max / self.sigma_min
+        return self.sigma_min * ratio ** (np.asarray(t, dtype=float) / self.T)
+
+    def drift_rate(self, t):
+        return 0.0 * np.asarray(t, dtype=float)
+
+    def diffusion(self, t):
+        return self.sigma(t) ** 2 * math.log(self.sigma_max / self.sigma_min) / self.T
+
+    def drift_rate_integral(self, t0, t1):
+        return 0.0
+
+    def diffusion_integral(self, t0, t1):
+        return 0.5 * float(self.sigma(t1) ** 2 - self.sigma(t0) ** 2)
+
+    def transition(self, t, s=0.0):
+        return 1.0, float(self.sigma(t) ** 2 - self.sigma(s) ** 2)
+
+
+class Custom(Process):
+    r"""``dX = k(t) f_0(X) dt + g(t) dW`` with a user drift shape ``f_0``.
+
+    Args:
+        drift: ``f_0(x)`` for a UFL spatial coordinate ``x``, returning a UFL vector (or a
+            sequence of scalars); write it with ``ufl`` functions (``ufl.exp``, ...).
+        g: the diffusion scale, a number or a callable of ``t``.
+        drift_numpy: the same ``f_0`` on NumPy points ``(N, d) -> (N, d)``, needed only
+            by samplers.
+        drift_rate: ``k(t)``, a number or a callable (default 1).
+    """
+
+    linear = False
+
+    def __init__(
+        self,
+        drift: Callable,
+        g: float | Callable[[np.ndarray], np.ndarray],
+        *,
+        drift_numpy: Callable[[np.ndarray], np.ndarray] | None = None,
+        drift_rate: float | Callable = 1.0,
+    ):
+        if not callable(drift):
+            raise BridgesolveInputError(f"drift = {drift!r}: expected a callable f0(x)")
+        self._drift_ufl = drift
+        self._drift_np = drift_numpy
+        self._g = g if callable(g) else positive("g", g)
+        self._k = drift_rate if callable(drift_rate) else float(drift_rate)
+
+    def drift_rate(self, t):
+        return self._k(t) if callable(self._k) else self._k + 0.0 * np.asarray(t, dtype=float)
+
+    def diffusion(self, t):
+        g = self._g(t) if callable(self._g) else self._g + 0.0 * np.asarray(t, dtype=float)
+        return 0.5 * np.asarray(g, dtype=float) ** 2
+
+    @property
+    def separable(self) -> bool:
+        return not (callable(self._g) or callable(self._k))
+
+    def drift_shape_ufl(self, x):
+        import ufl
+
+        f = self._drift_ufl(x)
+        return f if isinstance(f, ufl.core.expr.Expr) else ufl.as_vector(list(f))
+
+    def drift_shape(self, x):
+        if self._drift_np is None:
+            raise BridgesolveInputError("Custom process: pass drift_numpy= to use it on points")
+        return np.asarray(self._drift_np(np.asarray(x, dtype=float)), dtype=float)
+
+    def describe(self) -> dict:
+        return {"type": "Custom", "g": repr(self._g), "drift_rate": repr(self._k)}
+
+    def __repr__(self) -> str:
+        return f"Custom(drift={self._drift_ufl!r}, g={self._g!r})"
+
+
+PROCESSES: dict[str, type[Process]] = {
+    "brownian": Brownian,
+    "ou": OU,
+    "vp": VP,
+    "subvp": SubVP,
+    "ve": VE,
+}
