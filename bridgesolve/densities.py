@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
 from bridgesolve._validate import BridgesolveInputError, points
@@ -90,14 +91,14 @@ class GaussianMixture:
         return self.weights.size
 
     def _component_logpdf(self, x: np.ndarray) -> np.ndarray:
-        """``(N, K)`` log of ``w_k N(x; m_k, Σ_k)``."""
-        diff = x[:, None, :] - self.means[None, :, :]  # (N, K, d)
-        sol = np.einsum("kij,nkj->nki", self._prec, diff)
-        maha = np.einsum("nki,nki->nk", diff, sol)
-        return (
-            np.log(self.weights)[None, :]
-            - 0.5 * (maha + self._logdet[None, :] + self.dim * np.log(2.0 * np.pi))
-        )
+        """``(N, K)`` log of ``w_k N(x; m_k, Σ_k)`` (one triangular solve per component)."""
+        out = np.empty((x.shape[0], self.n_components))
+        const = self.dim * np.log(2.0 * np.pi)
+        for k in range(self.n_components):
+            z = solve_triangular(self._chol[k], (x - self.means[k]).T, lower=True)
+            maha = np.einsum("ij,ij->j", z, z)
+            out[:, k] = np.log(self.weights[k]) - 0.5 * (maha + self._logdet[k] + const)
+        return out
 
     def log_pdf(self, x) -> np.ndarray:
         """``log ρ(x)`` for points ``(N, d)``; stable in the tails (log-sum-exp)."""
@@ -113,9 +114,10 @@ class GaussianMixture:
         x = points("x", x, self.dim)
         lc = self._component_logpdf(x)
         resp = np.exp(lc - logsumexp(lc, axis=1, keepdims=True))  # (N, K)
-        diff = x[:, None, :] - self.means[None, :, :]
-        comp = -np.einsum("kij,nkj->nki", self._prec, diff)
-        return np.einsum("nk,nki->ni", resp, comp)
+        out = np.zeros_like(x)
+        for k in range(self.n_components):
+            out -= resp[:, k : k + 1] * ((x - self.means[k]) @ self._prec[k])
+        return out
 
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """``n`` samples ``(n, d)``; ``rng`` is a Generator or a seed."""

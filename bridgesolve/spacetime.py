@@ -157,7 +157,8 @@ class SpaceTimeField:
         """``‖u(·, t) - exact(·)‖`` with the exact function interpolated into degree + 3.
 
         Args:
-            exact: a density-like object (``.pdf``) or a callable of points ``(N, d)``.
+            exact: a density-like object (``.pdf``), a callable of points ``(N, d)``, or a
+                DOLFINx Function (e.g. a reference solution on the same mesh).
             t: a grid time.
             norm: ``"L2"``, ``"L1"`` or ``"Linf"`` (the latter at the dofs of the raised
                 space).
@@ -172,7 +173,10 @@ class SpaceTimeField:
             self._norm_cache[key] = (uh, ue, forms)
         uh, ue, forms = self._norm_cache[key]
         uh.interpolate(self.at(t))
-        ue.interpolate(as_numpy_callable(exact, self.mesh.geometry.dim))
+        if isinstance(exact, fem.Function):
+            ue.interpolate(exact)
+        else:
+            ue.interpolate(as_numpy_callable(exact, self.mesh.geometry.dim))
         if norm == "Linf":
             local = np.max(np.abs(uh.x.array - ue.x.array), initial=0.0)
             return float(self.comm.allreduce(local, MPI.MAX))

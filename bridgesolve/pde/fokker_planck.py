@@ -62,11 +62,13 @@ def dirichlet_dofs(problem: Problem) -> np.ndarray | None:
 
 
 def exact_mass_in_domain(problem: Problem, rho0) -> float | None:
-    """``∫_Ω ρ0`` by high-order quadrature of the exact density; None for FE-function data."""
-    if isinstance(rho0, fem.Function):
+    """``∫_Ω ρ0`` by mesh quadrature of the exact density (about 1e-7 accurate on meshes
+    that resolve ρ0), or None when ρ0 is not a probability density object (``.pdf``)."""
+    if not hasattr(rho0, "pdf"):
         return None
-    f = rho0.pdf if hasattr(rho0, "pdf") else rho0
-    return integrate(problem.mesh, f, degree=2 * problem.degree + 10)
+    # Cost grows as cells × points: moderate degrees in 3D keep set-up cheap.
+    degree = 2 * problem.degree + 6 if problem.domain.dim < 3 else 4
+    return integrate(problem.mesh, rho0.pdf, degree=degree)
 
 
 def transport_terms(problem: Problem, trial, test, *, adjoint: bool) -> list[Term]:
