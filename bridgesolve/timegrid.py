@@ -100,7 +100,7 @@ class TimeGrid:
         i = int(np.argmin(np.abs(self.times - t)))
         if abs(self.times[i] - t) > rtol * max(1.0, abs(self.T)):
             raise BridgesolveInputError(
-                f"t = {t!r} is not a grid time: the nearest is t[{i}] = {self.times[i]!r}"
+                f"t = {t!r} is not a grid time: the nearest is t[{i}] = {float(self.times[i])!r}"
             )
         return i
 

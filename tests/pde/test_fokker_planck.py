@@ -12,12 +12,15 @@ import bridgesolve as bs
 from bridgesolve._dolfinx import MPI
 from bridgesolve.studies import fitted_order, order_table
 
+# Every test here asserts rank-independent (allreduced) quantities: all run under MPI too.
+pytestmark = pytest.mark.mpi
+
 MIX1 = bs.GaussianMixture([0.4, 0.6], [[-1.5], [1.0]], [0.3, 0.5])
 MIX2 = bs.GaussianMixture(
     [0.5, 0.5], [[-1.5, -1.0], [1.5, 1.0]],
     [[[0.25, 0.1], [0.1, 0.25]], [[0.3, -0.1], [-0.1, 0.2]]],
 )
-MIX3 = bs.GaussianMixture([0.5, 0.5], [[-1.0, 0.0, 0.5], [1.0, 0.5, -0.5]], [0.4, 0.5])
+MIX3 = bs.GaussianMixture([0.5, 0.5], [[-1.0, 0.0, 0.5], [1.0, 0.5, -0.5]], [0.8, 1.0])
 
 
 def _solve(dom, proc, grid, mix, *, degree=1, comm_check=False, **kw):
@@ -87,17 +90,23 @@ def test_space_convergence_against_exact_mixture(dim, proc, degree, ladder, half
         hs, errs)
 
 
-def test_space_convergence_3d_p1():
-    proc = bs.OU()
-    exact = MIX3.evolve(proc, 0.5)
-    grid = bs.TimeGrid.uniform(0.5, 40)
+# ~1e-5 of the initial mass lies outside [-4, 4]^3; OU's flux at the wall is tiny, and the
+# order below shows it does not pollute the error at these resolutions.
+@pytest.mark.filterwarnings("ignore:the initial density has mass")
+def test_space_convergence_3d_p2():
+    # Tetrahedra, OU to T = 1. (P1 in 3D is still pre-asymptotic at h = 0.25, order 1.88,
+    # where meshes stop being cheap; P2 reaches its asymptotic order on affordable ladders.)
+    proc, T = bs.OU(), 1.0
+    exact = MIX3.evolve(proc, T)
+    grid = bs.TimeGrid.uniform(T, 40)
     hs, errs = [], []
-    for n in (8, 16, 32):
-        p = _solve(bs.Domain.box([-5] * 3, [5] * 3, [n] * 3), proc, grid, MIX3)
-        hs.append(10 / n)
-        errs.append(p.error(exact, 0.5, degree_raise=1))
+    for n in (6, 12, 18):
+        p = _solve(bs.Domain.box([-4] * 3, [4] * 3, [n] * 3), proc, grid, MIX3, degree=2)
+        hs.append(8 / n)
+        errs.append(p.error(exact, T, degree_raise=1))
+        assert abs(p.info["mass"][-1] - p.info["mass"][0]) < 1e-10
     order = fitted_order(hs, errs)
-    assert order >= 1.9, f"observed order {order:.3f}\n" + order_table(hs, errs)
+    assert order >= 2.8, f"observed order {order:.3f}\n" + order_table(hs, errs)
 
 
 def _vp_grid(n: int, spacing: str) -> bs.TimeGrid:
@@ -252,7 +261,6 @@ def test_bad_problem_inputs():
         bs.solve_fokker_planck(prob, MIX2, progress=False)
 
 
-@pytest.mark.mpi
 @pytest.mark.parametrize("degree", [1, 2])
 def test_distributed_solve_equals_serial_solve(degree):
     """The same problem on COMM_WORLD and on COMM_SELF: L2 errors, masses and point values
