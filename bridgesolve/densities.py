@@ -134,6 +134,20 @@ class GaussianMixture:
         covs = a * a * self.covs + var * np.eye(self.dim)[None]
         return GaussianMixture(self.weights, means, covs)
 
+    def backward_expectation(self, process: Process, t: float, T: float) -> ScaledMixture:
+        r"""``x ↦ E[ρ(X_T) | X_t = x]`` for this mixture's density ``ρ`` used as a function.
+
+        For a linear SDE, ``X_T | X_t = x ~ N(a x + b, v I)`` and
+        ``E[N(X_T; m, Σ)] = N(a x + b; m, Σ + v I) = a^{-d} N(x; (m - b)/a, (Σ + v I)/a²)``:
+        again a mixture, times ``a^{-d}``. This is the exact solution of the backward
+        Kolmogorov equation with terminal value ``ρ``.
+        """
+        a, var = process.transition(T, t)
+        b = (1.0 - a) * float(getattr(process, "center", 0.0))
+        mix = GaussianMixture(self.weights, (self.means - b) / a,
+                              (self.covs + var * np.eye(self.dim)[None]) / (a * a))
+        return ScaledMixture(mix, -self.dim * np.log(a))
+
     def mean(self) -> np.ndarray:
         return self.weights @ self.means
 
@@ -147,3 +161,41 @@ class GaussianMixture:
 
     def __repr__(self) -> str:
         return f"GaussianMixture(K={self.n_components}, d={self.dim})"
+
+
+class ScaledMixture:
+    """``exp(log_scale) · mixture``: an unnormalized mixture, e.g. a backward expectation.
+
+    ``log_pdf`` stays finite where ``pdf`` underflows, which is what log-domain (HJB)
+    references need.
+    """
+
+    def __init__(self, mixture: GaussianMixture, log_scale: float = 0.0):
+        self.mixture = mixture
+        self.log_scale = float(log_scale)
+
+    @property
+    def dim(self) -> int:
+        return self.mixture.dim
+
+    def log_pdf(self, x) -> np.ndarray:
+        return self.log_scale + self.mixture.log_pdf(x)
+
+    def pdf(self, x) -> np.ndarray:
+        return np.exp(self.log_pdf(x))
+
+    def score(self, x) -> np.ndarray:
+        return self.mixture.score(x)
+
+    def backward_expectation(self, process: Process, t: float, T: float) -> ScaledMixture:
+        """See :meth:`GaussianMixture.backward_expectation`."""
+        inner = self.mixture.backward_expectation(process, t, T)
+        return ScaledMixture(inner.mixture, self.log_scale + inner.log_scale)
+
+    @classmethod
+    def gaussian_bump(cls, center, width: float) -> ScaledMixture:
+        """``exp(-|x - center|² / (2 width²))`` (peak value 1), e.g. a sharp terminal value."""
+        c = np.atleast_1d(np.asarray(center, dtype=float))
+        d = c.size
+        mix = GaussianMixture([1.0], c[None, :], [width**2])
+        return cls(mix, 0.5 * d * np.log(2.0 * np.pi * width**2))

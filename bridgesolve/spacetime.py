@@ -153,7 +153,8 @@ class SpaceTimeField:
     def _n_owned(self) -> int:
         return self.space.dofmap.index_map.size_local * self.space.dofmap.index_map_bs
 
-    def error(self, exact, t: float, *, norm: str = "L2", degree_raise: int = 3) -> float:
+    def error(self, exact, t: float, *, norm: str = "L2", degree_raise: int = 3,
+              weight=None) -> float:
         """``‖u(·, t) - exact(·)‖`` with the exact function interpolated into degree + 3.
 
         Args:
@@ -162,23 +163,30 @@ class SpaceTimeField:
             t: a grid time.
             norm: ``"L2"``, ``"L1"`` or ``"Linf"`` (the latter at the dofs of the raised
                 space).
+            weight: optional non-negative callable of points ``w(x)``: the norms become
+                ``(∫ w e²)^½``, ``∫ w |e|`` and ``max w |e|``, e.g. an indicator of an
+                interior region away from boundary layers.
         """
         key = ("err", degree_raise)
         if key not in self._norm_cache:
             deg = self.space.ufl_element().embedded_superdegree + degree_raise
             W = fem.functionspace(self.mesh, ("Lagrange", deg))
-            uh, ue = fem.Function(W), fem.Function(W)
+            uh, ue, w = fem.Function(W), fem.Function(W), fem.Function(W)
             e = uh - ue
-            forms = {"L2": fem.form(e * e * ufl.dx), "L1": fem.form(abs(e) * ufl.dx)}
-            self._norm_cache[key] = (uh, ue, forms)
-        uh, ue, forms = self._norm_cache[key]
+            forms = {"L2": fem.form(w * e * e * ufl.dx), "L1": fem.form(w * abs(e) * ufl.dx)}
+            self._norm_cache[key] = (uh, ue, w, forms)
+        uh, ue, w, forms = self._norm_cache[key]
+        if weight is None:
+            w.x.array[:] = 1.0
+        else:
+            w.interpolate(as_numpy_callable(weight, self.mesh.geometry.dim))
         uh.interpolate(self.at(t))
         if isinstance(exact, fem.Function):
             ue.interpolate(exact)
         else:
             ue.interpolate(as_numpy_callable(exact, self.mesh.geometry.dim))
         if norm == "Linf":
-            local = np.max(np.abs(uh.x.array - ue.x.array), initial=0.0)
+            local = np.max(w.x.array * np.abs(uh.x.array - ue.x.array), initial=0.0)
             return float(self.comm.allreduce(local, MPI.MAX))
         if norm not in forms:
             raise BridgesolveInputError(f"norm = {norm!r}: expected 'L2', 'L1' or 'Linf'")

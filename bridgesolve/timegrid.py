@@ -38,13 +38,19 @@ class TimeGrid:
         return cls(np.linspace(0.0, T, steps + 1))
 
     @classmethod
-    def graded(cls, T: float, steps: int, *, power: float = 2.0) -> TimeGrid:
-        """Steps refined near t = 0: ``t_n = T (n / N)^power`` (power ≥ 1)."""
+    def graded(cls, T: float, steps: int, *, power: float = 2.0, near: str = "start"
+               ) -> TimeGrid:
+        """Steps refined near t = 0 (``near="start"``: ``t_n = T (n / N)^power``, power ≥ 1),
+        where data are rough in diffusion models, or near t = T (``near="end"``), where
+        backward problems with sharp terminal values are stiff."""
         T = positive("T", T)
         steps = positive_int("steps", steps)
         if positive("power", power) < 1:
             raise BridgesolveInputError(f"power = {power!r}: expected a number >= 1")
-        return cls(T * np.linspace(0.0, 1.0, steps + 1) ** power)
+        if near not in ("start", "end"):
+            raise BridgesolveInputError(f"near = {near!r}: expected 'start' or 'end'")
+        s = np.linspace(0.0, 1.0, steps + 1) ** power
+        return cls(T * s if near == "start" else T * (1.0 - s[::-1]))
 
     @classmethod
     def clock(cls, clock: Callable[[np.ndarray], np.ndarray], T: float, steps: int) -> TimeGrid:

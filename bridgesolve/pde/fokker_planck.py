@@ -20,12 +20,10 @@ import time
 import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from bridgesolve._dolfinx import dolfinx, fem, ufl
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.pde.killing import killing_term
-from bridgesolve.pde.stepping import Term, ThetaStepper
+from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
 from bridgesolve.problem import Problem
 from bridgesolve.quadrature import integrate
 from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
@@ -156,21 +154,8 @@ def solve_fokker_planck(
         p_old.x.scatter_forward()
     timings["setup_s"] = time.perf_counter() - t_start
 
-    times = problem.grid.times
-    values = np.empty((times.size, p_old.x.array.size))
-    values[0] = p_old.x.array
-    p_new = fem.Function(V, name=name)
     t_loop = time.perf_counter()
-    bar = tqdm(total=problem.grid.steps, desc="Fokker-Planck", unit="step",
-               disable=not progress or problem.comm.rank != 0, leave=False)
-    try:
-        for n in range(problem.grid.steps):
-            stepper.step(p_old, p_new, times[n], times[n + 1])
-            values[n + 1] = p_new.x.array
-            p_old, p_new = p_new, p_old
-            bar.update()
-    finally:
-        bar.close()
+    values = evolve(stepper, problem.grid, p_old, desc="Fokker-Planck", progress=progress)
     timings["stepping_s"] = time.perf_counter() - t_loop
     info = {
         "equation": "fokker-planck",

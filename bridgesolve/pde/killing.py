@@ -30,24 +30,19 @@ def _arity(fn) -> int:
                p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
-def killing_term(V, killing, sign: float) -> tuple[Term, dict] | None:
-    """The term ``sign · ∫ V u v`` with rate 1, or None when ``killing`` is None.
+def killing_coefficient(V, killing):
+    """``killing`` as a UFL coefficient, with an ``update(t)`` for time-dependent rates.
 
-    Returns the term and a description for summaries.
+    Returns ``(expr, update, description)``; ``update`` is None for time-independent rates.
     """
-    if killing is None:
-        return None
-    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
     dim = V.mesh.geometry.dim
-    step = lambda t0, t1: t1 - t0  # noqa: E731 - rate 1 integrates to the step length
     if isinstance(killing, int | float | np.floating) and not isinstance(killing, bool):
         value = float(killing)
         if not np.isfinite(value):
             raise BridgesolveInputError(f"killing = {killing!r}: expected a finite number")
-        c = fem.Constant(V.mesh, value)
-        return Term(fem.form(sign * c * u * v * ufl.dx), step), {"killing": value}
+        return fem.Constant(V.mesh, value), None, {"killing": value}
     if isinstance(killing, ufl.core.expr.Expr):
-        return Term(fem.form(sign * killing * u * v * ufl.dx), step), {"killing": "ufl"}
+        return killing, None, {"killing": "ufl"}
     if callable(killing):
         Vf = fem.Function(V, name="V")
         if _arity(killing) >= 2:
@@ -55,10 +50,22 @@ def killing_term(V, killing, sign: float) -> tuple[Term, dict] | None:
                 Vf.interpolate(lambda x: np.asarray(killing(x[:dim].T, t), dtype=float))
 
             update(0.0)
-            return (Term(fem.form(sign * Vf * u * v * ufl.dx), step, update=update),
-                    {"killing": "callable(x, t)"})
+            return Vf, update, {"killing": "callable(x, t)"}
         Vf.interpolate(lambda x: np.asarray(killing(x[:dim].T), dtype=float))
-        return Term(fem.form(sign * Vf * u * v * ufl.dx), step), {"killing": "callable(x)"}
+        return Vf, None, {"killing": "callable(x)"}
     raise BridgesolveInputError(
         f"killing = {killing!r}: expected a number, a callable V(x) or V(x, t), or a UFL expression"
     )
+
+
+def killing_term(V, killing, sign: float) -> tuple[Term, dict] | None:
+    """The term ``sign · ∫ V u v`` with rate 1, or None when ``killing`` is None.
+
+    Returns the term and a description for summaries.
+    """
+    if killing is None:
+        return None
+    expr, update, info = killing_coefficient(V, killing)
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    step = lambda t0, t1: t1 - t0  # noqa: E731 - rate 1 integrates to the step length
+    return Term(fem.form(sign * expr * u * v * ufl.dx), step, update=update), info

@@ -156,3 +156,31 @@ class ThetaStepper:
             if mat is not None:
                 mat.destroy()
         self._b.destroy()
+
+
+def evolve(stepper: ThetaStepper, grid, u_init: fem.Function, *, backward: bool = False,
+           desc: str = "", progress: bool = True) -> np.ndarray:
+    """Run ``stepper`` over every step of ``grid`` and return the ``(nt + 1, n_local)`` values.
+
+    Forward runs start from ``u_init`` at ``t_0``; backward runs (``backward=True``) start
+    from ``u_init`` at ``t_N`` and fill the levels downwards. A progress bar shows on rank 0.
+    """
+    from tqdm.auto import tqdm
+
+    times = grid.times
+    values = np.empty((times.size, u_init.x.array.size))
+    u_old = u_init.copy()
+    u_new = u_init.copy()
+    levels = range(grid.steps - 1, -1, -1) if backward else range(grid.steps)
+    values[-1 if backward else 0] = u_old.x.array
+    bar = tqdm(total=grid.steps, desc=desc, unit="step", leave=False,
+               disable=not progress or stepper.comm.rank != 0)
+    try:
+        for n in levels:
+            stepper.step(u_old, u_new, times[n], times[n + 1])
+            values[n if backward else n + 1] = u_new.x.array
+            u_old, u_new = u_new, u_old
+            bar.update()
+    finally:
+        bar.close()
+    return values
