@@ -20,6 +20,9 @@ _LAZY = {
     "Problem": "bridgesolve.problem",
     "SpaceTimeField": "bridgesolve.spacetime",
     "solve_fokker_planck": "bridgesolve.pde.fokker_planck",
+    "solve_kolmogorov": "bridgesolve.pde.kolmogorov",
+    "solve_hjb": "bridgesolve.pde.hjb",
+    "solve_hjb_forward": "bridgesolve.pde.hjb",
 }
 
 
@@ -32,5 +35,5 @@ def __getattr__(name: str):
 __all__ = [
     "OU", "VE", "VP", "Brownian", "BridgesolveInputError", "Custom", "Domain",
     "GaussianMixture", "Problem", "Process", "SpaceTimeField", "SubVP", "TimeGrid",
-    "solve_fokker_planck",
+    "solve_fokker_planck", "solve_hjb", "solve_hjb_forward", "solve_kolmogorov",
 ]

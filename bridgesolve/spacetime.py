@@ -165,7 +165,8 @@ class SpaceTimeField:
                 space).
             weight: optional non-negative callable of points ``w(x)``: the norms become
                 ``(∫ w e²)^½``, ``∫ w |e|`` and ``max w |e|``, e.g. an indicator of an
-                interior region away from boundary layers.
+                interior region away from boundary layers (put the jumps of an indicator
+                off the mesh nodes: at a dof, round-off would pick the side).
         """
         key = ("err", degree_raise)
         if key not in self._norm_cache:
