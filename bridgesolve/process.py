@@ -226,8 +226,9 @@ class SubVP(VP):
 
 
 class VE(Process):
-    r"""Variance exploding: ``f = 0``, ``\sigma(t) = \sigma_{min} (\sigma_{max}/\sigma_{min})^{t/T}``,
-    ``g^2 = d\sigma^2/dt``; the marginal adds variance ``\sigma(t)^2 - \sigma(0)^2``."""
+    r"""Variance exploding: ``f = 0``, ``g^2 = d\sigma^2/dt`` with
+    ``\sigma(t) = \sigma_{min} (\sigma_{max}/\sigma_{min})^{t/T}``; the marginal adds
+    variance ``\sigma(t)^2 - \sigma(0)^2``."""
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 3.0, T: float = 1.0):
         self.sigma_min = positive("sigma_min", sigma_min)

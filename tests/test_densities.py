@@ -75,7 +75,8 @@ def test_evolve_composes():
     ({"weights": [0.5, -0.5]}, "non-negative"),
     ({"weights": [0.0, 0.0]}, "positive sum"),
     ({"means": [[0.0, 0.0]]}, r"means has shape \(1, 2\): expected \(2, d\)"),
-    ({"covs": [[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]}, r"covs\[0\].*positive definite"),
+    ({"covs": [[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]},
+     r"covs\[0\].*positive definite"),
     ({"covs": [[[1.0, 0.2], [0.1, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]}, r"covs\[0\].*symmetric"),
     ({"covs": [[1.0], [1.0, 2.0]]}, "rectangular"),
 ])

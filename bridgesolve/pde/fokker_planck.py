@@ -20,6 +20,7 @@ import time
 import warnings
 
 import numpy as np
+
 from bridgesolve._dolfinx import dolfinx, fem, ufl
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.pde.killing import killing_term
@@ -174,4 +175,4 @@ def solve_fokker_planck(
     return field
 
 
-__all__ = ["solve_fokker_planck", "dolfinx"]
+__all__ = ["solve_fokker_planck"]
