@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _collective_garbage_collection():
+    """Collect garbage after every test on all ranks at once: PETSc objects are destroyed
+    collectively, and a collector running at rank-dependent moments can deadlock MPI."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
