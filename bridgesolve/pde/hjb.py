@@ -183,8 +183,7 @@ def _solve_log(problem: Problem, terminal, *, forward: bool, killing, progress: 
         # `advance` refers to itself through its closure: break that cycle so `nl` (whose
         # PETSc objects are destroyed collectively) is freed here, at the same point on
         # every rank, rather than by the garbage collector at rank-dependent moments.
-        advance = None  # noqa: F841
-        del nl
+        advance = nl = None  # noqa: F841
     info.update(equation="hjb-forward" if forward else "hjb", newton_iterations=iterations,
                 substeps=substeps,
                 timings={"setup_s": setup, "stepping_s": time.perf_counter() - t_loop,
