@@ -9,6 +9,7 @@ the finite-element one. The error is the discrete L2 norm on py-pde's cell-centr
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from pde import PDE, CartesianGrid, ScalarField
@@ -23,13 +24,14 @@ PROCESS = bs.OU(theta=1.0, sigma=2.0**0.5)
 T = 1.0
 BC = {"type": "mixed", "value": 5.0}
 
-# (solver, extra settings, cells per direction, dt); chosen from pypde_search() on this
-# 2-core machine: the adaptive explicit Runge–Kutta method is py-pde's fastest here.
+# (solver, settings, cells per direction, dt), from pypde_search() on this 2-core machine:
+# the implicit and Crank–Nicolson solvers stop converging from 96^2 on (Newton maxerror),
+# the adaptive explicit Runge–Kutta method needs ~10 s per run (it recompiles each call),
+# and scipy's explicit RK23/RK45 on the numba right-hand side are fastest. The error is
+# spatial: 112^2 gives 2.12e-4, 120^2 1.84e-4, 128^2 1.62e-4 whatever the tolerance.
 CANDIDATES = [
-    ("explicit", {"scheme": "runge-kutta", "adaptive": True, "tolerance": 1e-5}, 96, 1e-3),
-    ("explicit", {"scheme": "runge-kutta", "adaptive": True, "tolerance": 1e-5}, 128, 1e-3),
-    ("explicit", {"scheme": "runge-kutta", "adaptive": True, "tolerance": 1e-6}, 160, 1e-3),
-    ("explicit", {"scheme": "runge-kutta", "adaptive": True, "tolerance": 1e-6}, 192, 1e-3),
+    ("scipy", {"method": m, "rtol": rtol, "atol": 1e-9}, cells, 1e-3)
+    for cells in (116, 120, 128) for m in ("RK23", "RK45") for rtol in (1e-4, 1e-6)
 ]
 
 
@@ -49,8 +51,10 @@ def pypde_run(method: str, settings: dict, cells: int, dt: float, repeats: int =
     walls = []
     for _ in range(repeats + 1):
         t0 = time.perf_counter()
-        res = eq.solve(field.copy(), t_range=T, dt=dt, solver=method, tracker=None,
-                       **settings)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # py-pde's solver-name deprecations
+            res = eq.solve(field.copy(), t_range=T, dt=dt, solver=method, tracker=None,
+                           **settings)
         walls.append(time.perf_counter() - t0)
     err = float(np.sqrt(np.sum((res.data - exact) ** 2) * cell_area))
     mass0 = float(field.data.sum() * cell_area)
@@ -91,15 +95,18 @@ def pypde_search(target: float = 2e-4, verbose: bool = True) -> list[dict]:
 
 def pypde_time_to_error(target: float = 2e-4, *, repeats: int = 1,
                         verbose: bool = True) -> dict:
-    """The fastest of :data:`CANDIDATES` reaching ``target`` (checked, not assumed)."""
+    """The fastest of :data:`CANDIDATES` that reaches ``target`` (errors measured, not assumed)."""
+    ok = []
     for method, settings, cells, dt in CANDIDATES:
         r = pypde_run(method, settings, cells, dt, repeats)
         if verbose:
             print(f"  {r['solver'][:60]:60} {cells:4d}^2: L2 {r['l2_error']:.3e}  "
                   f"{r['wall_time_s'] * 1e3:8.1f} ms", flush=True)
         if r["l2_error"] <= target:
-            return r
-    raise RuntimeError(f"no py-pde candidate reached L2 <= {target}")
+            ok.append(r)
+    if not ok:
+        raise RuntimeError(f"no py-pde candidate reached L2 <= {target}")
+    return min(ok, key=lambda r: r["wall_time_s"])
 
 
 if __name__ == "__main__":

@@ -106,8 +106,9 @@ class GaussianMixture:
         return logsumexp(self._component_logpdf(x), axis=1)
 
     def pdf(self, x) -> np.ndarray:
-        """``ρ(x)`` for points ``(N, d)``."""
-        return np.exp(self.log_pdf(x))
+        """``ρ(x)`` for points ``(N, d)`` (underflows to 0 far out; use :meth:`log_pdf` there)."""
+        x = points("x", x, self.dim)
+        return np.exp(self._component_logpdf(x)).sum(axis=1)
 
     def score(self, x) -> np.ndarray:
         """``∇ log ρ(x)`` for points ``(N, d)``, as the responsibility-weighted component scores."""

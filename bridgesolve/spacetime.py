@@ -139,8 +139,13 @@ class SpaceTimeField:
         pts = points("points", pts, self.mesh.geometry.dim)
         return PointLocator(self.mesh, pts)(self._set_time(t))
 
-    def integral(self) -> np.ndarray:
-        """``∫ u(x, t_n) dx`` for every time level (rank-independent)."""
+    def integral(self, mass_vector: np.ndarray | None = None) -> np.ndarray:
+        """``∫ u(x, t_n) dx`` for every time level (rank-independent).
+
+        ``mass_vector`` (``M · 1`` on this rank's owned dofs) saves assembling it.
+        """
+        if mass_vector is not None:
+            self._norm_cache["mass_vector"] = mass_vector
         if "mass_vector" not in self._norm_cache:
             v = ufl.TestFunction(self.space)
             vec = fem.assemble_vector(fem.form(v * ufl.dx))

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import time
 
-from bridgesolve._dolfinx import fem, ufl
-from bridgesolve.pde.fokker_planck import dirichlet_dofs, initial_function, transport_terms
+from bridgesolve.pde.fokker_planck import (
+    dirichlet_dofs,
+    initial_function,
+    mass_form,
+    transport_terms,
+)
 from bridgesolve.pde.killing import killing_term
 from bridgesolve.pde.stepping import ThetaStepper, evolve
 from bridgesolve.problem import Problem
@@ -46,9 +50,8 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
     """
     t_start = time.perf_counter()
     V = problem.V
-    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
     phi = initial_function(problem, phi_T, name)
-    terms = transport_terms(problem, u, v, adjoint=True)
+    terms = transport_terms(problem, adjoint=True)
     info = {"equation": "kolmogorov"}
     kt = killing_term(V, killing, sign=-1.0)
     if kt is not None:
@@ -58,7 +61,7 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
     if bc is not None:
         phi.x.array[bc] = 0.0
         phi.x.scatter_forward()
-    stepper = ThetaStepper(fem.form(u * v * ufl.dx), terms, problem.theta,
+    stepper = ThetaStepper(mass_form(problem), terms, problem.theta,
                            dirichlet_dofs=bc, petsc_options=problem.petsc_options)
     setup = time.perf_counter() - t_start
     t_loop = time.perf_counter()

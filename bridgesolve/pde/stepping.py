@@ -78,6 +78,7 @@ class ThetaStepper:
         self.factorizations = 0
         self.assemblies = 1 + len(terms)
         self._b = self.M.createVecLeft()
+        self._last: tuple = (None, None)
         ThetaStepper._count += 1
         self._prefix = f"bs_theta{ThetaStepper._count}_"
 
@@ -86,11 +87,21 @@ class ThetaStepper:
         return any(t.update is not None for t in self.terms)
 
     def _operators(self, rates: tuple[float, ...]) -> tuple[PETSc.KSP, PETSc.Mat]:
-        # Steps equal to round-off (linspace) share one factorization.
-        key = tuple(float(f"{r:.10e}") for r in rates)
-        if not self.dynamic and key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        if not self.dynamic and rates == self._last[0]:
+            return self._last[1]  # the common case: the same step as before
+        ops = self._lookup(rates)
+        self._last = (rates, ops)
+        return ops
+
+    def _lookup(self, rates: tuple[float, ...]) -> tuple[PETSc.KSP, PETSc.Mat]:
+        # Steps equal up to round-off (linspace) share one factorization.
+        if not self.dynamic:
+            for key, ops in self._cache.items():
+                if all(abs(r - k) <= 1e-11 * max(abs(r), abs(k)) for r, k in
+                       zip(rates, key, strict=True)):
+                    self._cache.move_to_end(key)
+                    return ops
+        key = rates
         lhs = self.M.copy()
         rhs = self.M.copy() if self.theta < 1.0 else None
         for term, r in zip(self.terms, rates, strict=True):
@@ -117,6 +128,7 @@ class ThetaStepper:
         self._cache[key] = (ksp, rhs)
         while len(self._cache) > self.cache_size:
             old_ksp, old_rhs = self._cache.popitem(last=False)[1]
+            self._last = (None, None)
             old_ksp.getOperators()[0].destroy()
             old_ksp.destroy()
             if old_rhs is not None:
@@ -145,7 +157,15 @@ class ThetaStepper:
             )
         u_new.x.scatter_forward()
 
+    def row_sums(self) -> np.ndarray:
+        """``M · 1`` on this rank's rows: the weights of ``∫ u dx = Σ_i (M·1)_i u_i``."""
+        ones, out = self.M.createVecs()
+        ones.set(1.0)
+        self.M.mult(ones, out)
+        return out.array.copy()
+
     def destroy(self) -> None:
+        self._last = (None, None)
         for ksp, rhs in self._cache.values():
             ksp.getOperators()[0].destroy()
             ksp.destroy()
