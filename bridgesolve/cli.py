@@ -1,4 +1,8 @@
-"""The ``bridgesolve`` command."""
+"""The ``bridgesolve`` command: solve the problem of a TOML config into a results folder.
+
+Exit codes: 0 success; 2 invalid input (bad config, output folder in the way; nothing is
+written); 1 unexpected failure; 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,208 +10,281 @@ import argparse
 import math
 import sys
 import time
-import tomllib
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from bridgesolve import __version__
+from bridgesolve._validate import BridgesolveInputError
 
 CONFIG_HELP = """\
 config sections (TOML; every key is checked, unknown keys are errors):
   [problem]         equation = "fokker-planck" (default) | "kolmogorov" | "hjb" | "hjb-forward"
-  [domain]          type = "box" with lower, upper, cells (1D/2D/3D; "interval" alike),
+  [domain]          type = "interval" | "box" with lower, upper, cells (box: 1D/2D/3D),
                     "disk" with radius, h[, center], or "gmsh" with path (.msh/.geo;
-                    looked up next to the config, then in meshes/)
-  [process]         type = "VP" (beta_min, beta_max, T) | "SubVP" (same) |
+                    looked up next to the config, in the working directory, then meshes/)
+  [process]         type (any case) = "VP" (beta_min, beta_max, T) | "SubVP" (same) |
                     "VE" (sigma_min, sigma_max, T) | "OU" (theta, sigma, mean) |
-                    "Brownian" (sigma)
+                    "Brownian" (sigma); omitted parameters take the class defaults
   [initial]         forward equations: type = "gaussian_mixture", weights, means, covs
                     (covs: (K,d,d) matrices, (K,d) diagonals or (K,) variances)
   [terminal]        backward equations: a gaussian_mixture as above, or
                     type = "gaussian_bump", center, width  (exp(-|x-c|^2 / (2 width^2)))
   [killing]         optional V(x) = constant + quadratic * |x|^2 (V > 0 creates mass)
   [time]            T, steps, spacing = "clock" (default: uniform in the process clock,
-                    one factorization) | "uniform" | "graded" (power, near = "start"|"end")
-  [discretization]  degree (1), scheme = "crank-nicolson" | "backward-euler",
+                    one factorization) | "uniform" | "graded" (power = 2, near = "start"|"end")
+  [discretization]  degree = 1, scheme = "crank-nicolson" | "backward-euler",
                     boundary = "reflecting" | "absorbing"
-  [output]          directory, plot_times (list in [0, T]), vtx (true)
+  [output]          directory (default results/<config name>), plot_times (in [0, T];
+                    default 0, T/10, 3T/10, T), vtx = true
 
-results folder: <name>.bp (ParaView time series), summary.json (problem, discretization,
-errors against the exact solution when one exists, mass, timings, versions), PNG figures,
-and the config used. It appears only when the run succeeds.
+results folder: <field>.bp (ParaView time series; the field is "density" for
+fokker-planck, "phi", "S" or "S_hat" otherwise), summary.json (problem, config, errors
+against the exact solution where one exists, mass, timings, versions), <field>.png and
+mass.png or newton.png, and config.toml (the config used). It appears only when the run
+succeeds; a failed run leaves nothing.
 
 exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
-See examples/*.toml."""
+examples: bridgesolve run; bridgesolve run examples/kolmogorov_killing.toml -o out/k;
+          mpiexec -n 4 bridgesolve run my.toml --overwrite"""
+
+#: equation -> (solver name in bridgesolve, field name: file stem, plot label)
+EQUATIONS = {
+    "fokker-planck": ("solve_fokker_planck", "density", "p"),
+    "kolmogorov": ("solve_kolmogorov", "phi", "φ"),
+    "hjb": ("solve_hjb", "S", "S = log φ"),
+    "hjb-forward": ("solve_hjb_forward", "S_hat", "Ŝ = log φ̂"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="bridgesolve",
-        description="Finite-element Fokker-Planck, Kolmogorov and HJB solvers: ground truth "
-                    "for diffusion models and Schrödinger bridges.",
-    )
+    description = ("Finite-element Fokker-Planck, Kolmogorov and HJB solvers (DOLFINx): "
+                   "ground truth for diffusion models and Schrödinger bridges.")
+    ap = argparse.ArgumentParser(prog="bridgesolve", description=description,
+                                 epilog=CONFIG_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"bridgesolve {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser(
-        "run", help="solve the problem of a config file (or the embedded default)",
+        "run", help="solve the problem of a config file (or the embedded default example)",
         description="Solve the problem described by CONFIG (TOML) and write a results "
-                    "folder. Without CONFIG, runs the embedded default: a 2D two-component "
-                    "Gaussian mixture under the VP SDE on [-5, 5]^2. Runs under "
-                    "`mpiexec -n N` too.",
+                    "folder. Without CONFIG, run the embedded default example: a 2D "
+                    "two-component Gaussian mixture under the VP SDE on [-5, 5]^2. Runs "
+                    "under `mpiexec -n N` too.",
         epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", nargs="?", type=Path,
                      help="TOML config file (default: the embedded example)")
-    run.add_argument("-o", "--output", type=Path,
+    run.add_argument("-o", "--output", type=Path, metavar="DIR",
                      help="results folder (default: [output] directory of the config)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an existing results folder (only once the run succeeds)")
     run.add_argument("--quiet", action="store_true",
-                     help="no progress bar and no summary on stdout")
+                     help="no progress bar and no summary on stdout (warnings and errors "
+                          "still go to stderr)")
     run.add_argument("--no-vtx", action="store_true",
                      help="skip the ParaView time series (figures and summary only)")
     return ap
 
 
 def _exact(cfg, process, data, killing):
-    """``t -> callable(points)`` of the exact solution, or None when there is none."""
+    """``t -> (points -> values)`` of the exact solution, or None when there is none.
+
+    Linear processes keep Gaussian mixtures Gaussian; a constant killing rate only scales
+    the solution by ``exp(V t)`` (forward) or ``exp(V (T - t))`` (backward).
+    """
     from bridgesolve.densities import GaussianMixture
 
     if not process.linear or not (killing is None or isinstance(killing, float)):
         return None
     V = killing or 0.0
-    T = float(cfg.raw["time"]["T"])
-    eq = cfg.equation
-    if eq in ("fokker-planck", "hjb-forward") and isinstance(data, GaussianMixture):
-        if eq == "fokker-planck":
-            return lambda t: (lambda x: math.exp(V * t) * data.evolve(process, t).pdf(x))
+    T = cfg.T
+    if cfg.equation == "fokker-planck" and isinstance(data, GaussianMixture):
+        return lambda t: (lambda x: math.exp(V * t) * data.evolve(process, t).pdf(x))
+    if cfg.equation == "hjb-forward" and isinstance(data, GaussianMixture):
         return lambda t: (lambda x: V * t + data.evolve(process, t).log_pdf(x))
-    if eq == "kolmogorov":
+    if cfg.equation == "kolmogorov":
         return lambda t: (lambda x: math.exp(V * (T - t))
                           * data.backward_expectation(process, t, T).pdf(x))
-    if eq == "hjb":
+    if cfg.equation == "hjb":
         return lambda t: (lambda x: V * (T - t)
                           + data.backward_expectation(process, t, T).log_pdf(x))
     return None
 
 
-def _solve(cfg, prob, data, killing, progress: bool):
+def _grid_times(grid, times) -> list[float]:
+    """Each requested time moved to the nearest grid level (errors are taken at levels)."""
+    return sorted({float(grid.times[np.argmin(np.abs(grid.times - t))]) for t in times})
+
+
+def _errors(field, exact, times) -> list[dict]:
+    """L2 and max-norm errors against the exact solution (collective)."""
+    return [{"t": t, "L2": field.error(exact(t), t), "Linf": field.error(exact(t), t,
+                                                                         norm="Linf")}
+            for t in times]
+
+
+def _solve(cfg, problem, data, killing, *, name: str, quiet: bool, comm):
+    """Run the equation's solver; warnings (e.g. mass outside the domain) are shown once,
+    as ``bridgesolve: warning:`` lines after the progress bar, and returned for the summary."""
     import bridgesolve as bs
 
-    solver = {
-        "fokker-planck": bs.solve_fokker_planck,
-        "kolmogorov": bs.solve_kolmogorov,
-        "hjb": bs.solve_hjb,
-        "hjb-forward": bs.solve_hjb_forward,
-    }[cfg.equation]
-    return solver(prob, data, killing=killing, progress=progress)
+    solver = getattr(bs, EQUATIONS[cfg.equation][0])
+    with warnings.catch_warnings(record=True) as caught:
+        field = solver(problem, data, killing=killing, progress=not quiet, name=name)
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    if comm.rank == 0:
+        for message in messages:
+            print(f"bridgesolve: warning: {message}", file=sys.stderr)
+    return field, messages
 
 
-LABELS = {"fokker-planck": "p", "kolmogorov": "φ", "hjb": "S = log φ",
-          "hjb-forward": "Ŝ = log p"}
+def _mass(field) -> dict | None:
+    """Mass at 0 and T, its largest drift and the initial mass outside Ω (Fokker–Planck)."""
+    if "mass" not in field.info:
+        return None
+    series = np.asarray(field.info["mass"])
+    return {"initial": series[0], "final": series[-1],
+            "max_drift": np.max(np.abs(series - series[0])),
+            "outside_initial": field.info.get("mass_outside_initial"), "series": series}
 
 
-def run(args) -> int:
+def _figures(field, folder: Path, times, *, label: str, exact, mass, comm) -> None:
+    """``<field>.png`` at the plot times (collective), and ``mass.png`` or ``newton.png``."""
+    from bridgesolve.plotting import plot_field_panels, plot_series
+
+    plot_field_panels(field, times, folder / f"{field.name}.png", label=label, exact=exact)
+    if comm.rank != 0:
+        return
+    t = field.times
+    if mass is not None:
+        # The drift, not the mass itself: conserved to round-off, the mass would plot as a
+        # flat line under an unreadable axis offset.
+        plot_series(t, {f"∫ {label}(t) dx - ∫ {label}(0) dx": mass["series"] - mass["initial"]},
+                    folder / "mass.png", xlabel="t", ylabel="mass change",
+                    title=f"mass at t = 0: {mass['initial']:.12g}")
+    if "newton_iterations" in field.info:
+        plot_series(t[1:], {"Newton iterations": field.info["newton_iterations"]},
+                    folder / "newton.png", xlabel="t", ylabel="iterations")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``bridgesolve run``: validate, solve, write the results folder, print a summary."""
     from bridgesolve._dolfinx import MPI, versions
     from bridgesolve.config import load_config
     from bridgesolve.io import ResultsFolder, write_time_series
-    from bridgesolve.plotting import plot_field_panels, plot_series
 
     comm = MPI.COMM_WORLD
-    say = print if (comm.rank == 0 and not args.quiet) else (lambda *a, **k: None)
+    say = print if comm.rank == 0 and not args.quiet else (lambda *a, **k: None)
     t_start = time.perf_counter()
+    # Everything that can be wrong with the input fails here, before anything is written.
     cfg = load_config(args.config)
-    out = args.output or cfg.output_dir()
-    prob, data, killing = cfg.build()
-    folder = ResultsFolder(out, overwrite=args.overwrite, comm=comm)
-    say(f"bridgesolve: {cfg.equation} on {prob.domain!r}, {prob.ndofs} dofs, "
-        f"{prob.grid.steps} steps, P{prob.degree}, {prob.scheme} ({cfg.source})")
+    folder = ResultsFolder(args.output or cfg.output_dir, overwrite=args.overwrite, comm=comm)
+    problem, data, killing = cfg.build(comm)
+    _, field_name, label = EQUATIONS[cfg.equation]
+    grid = problem.grid
+    say(f"bridgesolve: {cfg.equation} ({cfg.source}): {problem.ndofs} dofs, {grid.steps} "
+        f"steps, P{problem.degree}, {problem.scheme}")
 
     with folder:
-        field = _solve(cfg, prob, data, killing, progress=not args.quiet)
-        t_out = time.perf_counter()
-        grid = prob.grid
-        plot_times = sorted({float(grid.times[np.argmin(abs(grid.times - t))])
-                             for t in cfg.plot_times()})
-        exact = _exact(cfg, prob.process, data, killing)
-        backward = cfg.equation in ("kolmogorov", "hjb")
-        t_report = 0.0 if backward else grid.T
-        errors = {}
-        if exact is not None:
-            for t in sorted({*plot_times, t_report}):
-                errors[f"{t:.6g}"] = {"L2": field.error(exact(t), t),
-                                      "Linf": field.error(exact(t), t, norm="Linf")}
-        if not (args.no_vtx or not cfg.raw.get("output", {}).get("vtx", True)):
+        field, messages = _solve(cfg, problem, data, killing, name=field_name,
+                                 quiet=args.quiet, comm=comm)
+        t_output = time.perf_counter()
+        plot_times = _grid_times(grid, cfg.plot_times)
+        report_time = grid.T if cfg.forward else 0.0  # where the solver ends
+        exact = _exact(cfg, problem.process, data, killing)
+        errors = _errors(field, exact, sorted({*plot_times, report_time})) if exact else []
+        final_error = next((e for e in errors if e["t"] == report_time), None)
+        mass = _mass(field)
+        if cfg.vtx and not args.no_vtx:
             write_time_series(field, folder.path)
-        label = LABELS[cfg.equation]
-        plot_field_panels(field, plot_times, folder.path / f"{field.name}.png", label=label,
-                          exact=exact)
-        info = {k: v for k, v in field.info.items() if k != "timings"}
+        _figures(field, folder.path, plot_times, label=label, exact=exact, mass=mass, comm=comm)
+        timings = field.info["timings"]
         summary = {
             "bridgesolve": __version__,
-            "config_source": cfg.source,
             "equation": cfg.equation,
-            **prob.describe(),
-            "data": data.describe() if hasattr(data, "describe") else repr(data),
+            "config_source": cfg.source,
+            "problem": problem.describe(),
+            "data": data.describe() if hasattr(data, "describe") else cfg.raw[cfg.data_section],
             "exact_solution": exact is not None,
             "errors": errors,
-            "error_at_report_time": errors.get(f"{t_report:.6g}"),
-            "solver_info": info,
-            "versions": versions(),
+            "error_at_report_time": final_error,
+            "mass": mass,
+            "solver": {k: v for k, v in field.info.items() if k not in ("mass", "timings")},
+            "warnings": messages,
+            "timings": {
+                "setup_s": timings["setup_s"],
+                "stepping_s": timings["stepping_s"],
+                "solve_s": timings["total_s"],
+                "output_s": time.perf_counter() - t_output,
+                "total_s": time.perf_counter() - t_start,
+            },
             "mpi_size": comm.size,
+            "versions": {"bridgesolve": __version__, **versions()},
+            "config": cfg.as_dict(),
         }
-        if "mass" in field.info:
-            mass = np.asarray(field.info["mass"])
-            summary["mass"] = {"initial": float(mass[0]), "final": float(mass[-1]),
-                               "max_drift": float(np.max(np.abs(mass - mass[0])))}
-            if comm.rank == 0:
-                plot_series(grid.times, {"∫ p dx": mass}, folder.path / "mass.png",
-                            xlabel="t", ylabel="mass")
-        if "newton_iterations" in field.info and comm.rank == 0:
-            plot_series(grid.times[1:], {"Newton iterations": field.info["newton_iterations"]},
-                        folder.path / "newton.png", xlabel="t", ylabel="iterations")
-        summary["timings"] = {**field.info["timings"],
-                              "output_s": time.perf_counter() - t_out,
-                              "wall_s": time.perf_counter() - t_start}
         folder.write_json("summary.json", summary)
-        folder.write_text("config.toml", _config_text(cfg))
+        folder.write_text("config.toml", cfg.text)
         final = folder.commit()
 
-    say(f"  results      {final}/")
-    if exact is not None:
-        say(f"  L2 error     {errors[f'{t_report:.6g}']['L2']:.3e} at t = {t_report:g} "
-            "(exact solution)")
-    if "mass" in summary:
-        say(f"  mass drift   {summary['mass']['max_drift']:.1e}")
-    say(f"  wall time    {summary['timings']['wall_s']:.2f} s")
+    work = (f"{field.info['factorizations']} factorization(s)" if "factorizations" in field.info
+            else f"{sum(field.info.get('newton_iterations', []))} Newton iterations")
+    say(f"  results     {final}/")
+    say(f"  mesh        {problem.domain!r}, {problem.ndofs} dofs (P{problem.degree})")
+    say(f"  steps       {grid.steps} ({cfg.raw['time'].get('spacing', 'clock')} spacing), {work}")
+    if final_error is not None:
+        say(f"  L2 error    {final_error['L2']:.3e} at t = {report_time:g} (exact solution)")
+    if mass is not None:
+        say(f"  mass drift  {mass['max_drift']:.1e} (max |mass(t) - mass(0)|)")
+    say(f"  wall time   {summary['timings']['total_s']:.2f} s")
     return 0
 
 
-def _config_text(cfg) -> str:
-    if cfg.source.startswith("<"):
-        from importlib import resources
-
-        return resources.files("bridgesolve").joinpath("data/default.toml").read_text()
-    return Path(cfg.source).read_text()
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = _parser()
-    args = ap.parse_args(argv)
+    """Entry point of the ``bridgesolve`` command; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors end here
+        return exc.code if isinstance(exc.code, int) else 0
     if args.command is None:
-        ap.print_help()
+        parser.print_help()
         return 0
-    from bridgesolve._validate import BridgesolveInputError
-
     try:
         return run(args)
-    except (BridgesolveInputError, tomllib.TOMLDecodeError) as exc:
-        print(f"bridgesolve: error: {exc}", file=sys.stderr)
+    except BridgesolveInputError as exc:
+        if _rank() == 0:
+            print(f"bridgesolve: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bridgesolve: interrupted; no results folder was written", file=sys.stderr)
         return 130
+    except ImportError as exc:  # no (or a too old) DOLFINx: its message says what to do
+        print(f"bridgesolve: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        print(f"bridgesolve: unexpected failure (rank {_rank()}); no results folder was "
+              "written", file=sys.stderr)
+        _abort_other_ranks()
+        return 1
+
+
+def _rank() -> int:
+    from bridgesolve._dolfinx import MPI
+
+    return MPI.COMM_WORLD.rank
+
+
+def _abort_other_ranks() -> None:
+    """Under MPI a failure may hit some ranks only, leaving the others blocked in a
+    collective call forever: abort the whole job instead (exit code 1)."""
+    from bridgesolve._dolfinx import MPI
+
+    if MPI.COMM_WORLD.size > 1:
+        MPI.COMM_WORLD.Abort(1)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,6 +1,6 @@
-"""Typed TOML configuration for ``bridgesolve run`` with errors that name key and value.
+"""Typed TOML configuration for ``bridgesolve run``, with errors that name key and value.
 
-Sections (see ``bridgesolve run --help`` and ``examples/*.toml``)::
+Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has examples)::
 
     [problem]        equation = "fokker-planck" | "kolmogorov" | "hjb" | "hjb-forward"
     [domain]         type = "interval" | "box" | "disk" | "gmsh" and its parameters
@@ -11,129 +11,192 @@ Sections (see ``bridgesolve run --help`` and ``examples/*.toml``)::
     [time]           T, steps, spacing = "clock" | "uniform" | "graded" (power, near)
     [discretization] degree, scheme, boundary
     [output]         directory, plot_times, vtx
+
+:func:`validate` checks everything that can be checked without building a mesh (including
+the Gaussian mixture, the time grid and the existence of a mesh file), so that a bad config
+fails before any output is written; :meth:`Config.build` then makes the solver objects.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
+import os
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities import GaussianMixture, ScaledMixture
-from bridgesolve.process import PROCESSES
+from bridgesolve.process import PROCESSES, Process
 from bridgesolve.timegrid import TimeGrid
 
-EQUATIONS = ("fokker-planck", "kolmogorov", "hjb", "hjb-forward")
-FORWARD = ("fokker-planck", "hjb-forward")
+#: Equation -> the section holding its data (``initial`` at t = 0 or ``terminal`` at t = T).
+EQUATIONS = {
+    "fokker-planck": "initial",
+    "kolmogorov": "terminal",
+    "hjb": "terminal",
+    "hjb-forward": "initial",
+}
+SECTIONS = ("problem", "domain", "process", "initial", "terminal", "killing", "time",
+            "discretization", "output")
+DOMAIN_KEYS = {
+    "interval": ("lower", "upper", "cells"),
+    "box": ("lower", "upper", "cells"),
+    "disk": ("radius", "h", "center"),
+    "gmsh": ("path",),
+}
+SPACINGS = ("clock", "uniform", "graded")
+# Same values as bridgesolve.problem's, repeated because that module imports DOLFINx and
+# validating a config must not need it.
+SCHEMES = ("crank-nicolson", "backward-euler")
+BOUNDARIES = ("reflecting", "absorbing")
+DEFAULT_CONFIG = "data/default.toml"
+
+_MISSING = object()
 
 
 class ConfigError(BridgesolveInputError):
     """A configuration value is missing, unknown or invalid."""
 
 
-_MISSING = object()
-_NUMBER = (int, float)
-
-# section -> key -> (expected python types, description, default or _MISSING)
-_PROCESS_KEYS = {
-    "vp": {"beta_min": 0.1, "beta_max": 20.0, "T": 1.0},
-    "subvp": {"beta_min": 0.1, "beta_max": 20.0, "T": 1.0},
-    "ve": {"sigma_min": 0.01, "sigma_max": 3.0, "T": 1.0},
-    "ou": {"theta": 1.0, "sigma": math.sqrt(2.0), "mean": 0.0},
-    "brownian": {"sigma": 1.0},
-}
-_DOMAIN_KEYS = {
-    "interval": ("lower", "upper", "cells"),
-    "box": ("lower", "upper", "cells"),
-    "disk": ("radius", "h", "center"),
-    "gmsh": ("path",),
-}
-_SECTIONS = ("problem", "domain", "process", "initial", "terminal", "killing", "time",
-             "discretization", "output")
+def _options(options) -> str:
+    return ", ".join(map(repr, options))
 
 
-def _fail(section: str, key: str, value, expected: str):
-    raise ConfigError(f"[{section}] {key} = {value!r}: expected {expected}")
+class _Section:
+    """One TOML table and typed accessors whose errors name ``[section] key = value``."""
 
+    def __init__(self, name: str, table: dict):
+        self.name = name
+        self.table = table
 
-def _unknown(section: str, table: dict, allowed) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(f"[{section}] unknown key {key!r} (expected one of: "
-                              f"{', '.join(allowed)})")
+    def fail(self, key: str, value, expected: str) -> NoReturn:
+        raise ConfigError(f"[{self.name}] {key} = {value!r}: expected {expected}")
 
+    def only(self, allowed) -> None:
+        for key in self.table:
+            if key not in allowed:
+                raise ConfigError(f"[{self.name}] unknown key {key!r} (expected one of: "
+                                  f"{', '.join(allowed)})")
 
-def _get(section: str, table: dict, key: str, types, expected: str, default=_MISSING):
-    if key not in table:
+    def get(self, key: str, expected: str, default=_MISSING):
+        """The raw value; ``default`` when absent, an error naming ``expected`` without one."""
+        if key in self.table:
+            return self.table[key]
         if default is _MISSING:
-            raise ConfigError(f"[{section}] missing key {key!r}: expected {expected}")
+            raise ConfigError(f"[{self.name}] missing key {key!r}: expected {expected}")
         return default
-    value = table[key]
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        _fail(section, key, value, expected)
-    if not isinstance(value, types):
-        _fail(section, key, value, expected)
-    return value
+
+    def number(self, key: str, *, positive: bool = False, default=_MISSING) -> float:
+        expected = "a finite positive number" if positive else "a finite number"
+        value = self.get(key, expected, default)
+        # bool is an int subclass: `true` must not pass for 1.
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or (positive and value <= 0)):
+            self.fail(key, value, expected)
+        return float(value)
+
+    def integer(self, key: str, *, default=_MISSING) -> int:
+        value = self.get(key, "a positive integer", default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.fail(key, value, "a positive integer")
+        return value
+
+    def string(self, key: str, choices=None, *, default=_MISSING) -> str:
+        if not choices:
+            expected = "a string"
+        else:
+            expected = f"one of {_options(choices)}" if len(choices) > 1 else repr(choices[0])
+        value = self.get(key, expected, default)
+        if not isinstance(value, str) or (choices and value not in choices):
+            self.fail(key, value, expected)
+        return value
+
+    def boolean(self, key: str, *, default=_MISSING) -> bool:
+        value = self.get(key, "true or false", default)
+        if not isinstance(value, bool):
+            self.fail(key, value, "true or false")
+        return value
+
+    def numbers(self, key: str, expected: str = "a list of finite numbers", *,
+                default=_MISSING) -> list[float]:
+        """A number or a list of numbers, as a list."""
+        value = self.get(key, expected, default)
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in items):
+            self.fail(key, value, expected)
+        return [float(v) for v in items]
+
+    def integers(self, key: str, length: int) -> list[int]:
+        """A positive integer (repeated ``length`` times) or a list of ``length`` of them."""
+        expected = (f"a positive integer or a list of {length}" if length > 1
+                    else "a positive integer")
+        value = self.get(key, expected, _MISSING)
+        items = value if isinstance(value, list) else [value] * length
+        if len(items) != length or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in items):
+            self.fail(key, value, expected)
+        return items
 
 
-def _number_list(section, table, key, expected, default=_MISSING):
-    value = _get(section, table, key, (list, int, float), expected, default)
-    items = value if isinstance(value, list) else [value]
-    if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in items):
-        _fail(section, key, value, expected)
-    return [float(v) for v in items]
-
-
-def _reraise(section: str, exc: BridgesolveInputError):
-    raise ConfigError(f"[{section}] {exc}") from None
+def _prefixed(section: str, exc: BridgesolveInputError) -> ConfigError:
+    """A library validation error re-raised under the section it came from."""
+    return ConfigError(f"[{section}] {exc}")
 
 
 @dataclass
 class Config:
-    """A validated configuration; :meth:`build` makes the solver objects."""
+    """A validated configuration; :meth:`build` makes the solver objects.
+
+    Attributes:
+        raw: the parsed TOML tables, as validated.
+        text: the TOML text (copied into results folders).
+        source: the config file's path, or ``"<embedded default>"``.
+        base_dir: the folder relative mesh paths are resolved against.
+        equation: one of :data:`EQUATIONS`.
+        data: the initial (forward equations) or terminal (backward ones) data.
+        mesh_path: the resolved gmsh file for ``[domain] type = "gmsh"``, else None.
+    """
 
     raw: dict
+    text: str
     source: str
     base_dir: Path
-    equation: str = "fokker-planck"
-    data: dict = field(default_factory=dict)
+    equation: str
+    data: GaussianMixture | ScaledMixture
+    mesh_path: Path | None = None
+
+    @property
+    def data_section(self) -> str:
+        return EQUATIONS[self.equation]
+
+    @property
+    def forward(self) -> bool:
+        """Whether the data sit at t = 0 (and errors are reported at t = T)."""
+        return self.data_section == "initial"
+
+    @property
+    def T(self) -> float:
+        return float(self.raw["time"]["T"])
 
     # -- builders --------------------------------------------------------------------
-    def process(self):
+    def process(self) -> Process:
         sec = self.raw["process"]
-        kind = sec["type"].lower()
-        params = {k: v for k, v in sec.items() if k != "type"}
+        cls = PROCESSES[sec["type"].lower()]
         try:
-            return PROCESSES[kind](**params)
+            return cls(**{k: v for k, v in sec.items() if k != "type"})
         except BridgesolveInputError as exc:
-            _reraise("process", exc)
+            raise _prefixed("process", exc) from None
 
-    def domain(self, comm=None):
-        from bridgesolve.domain import Domain
-
-        sec = self.raw["domain"]
-        kind = sec["type"]
-        try:
-            if kind in ("interval", "box"):
-                return Domain.box(sec["lower"], sec["upper"], sec["cells"], comm=comm)
-            if kind == "disk":
-                return Domain.disk(sec["radius"], sec["h"], center=sec.get("center", (0, 0)),
-                                   comm=comm)
-            return Domain.from_gmsh(self._mesh_path(), comm=comm)
-        except BridgesolveInputError as exc:
-            _reraise("domain", exc)
-
-    def _mesh_path(self) -> Path:
-        path = Path(self.raw["domain"]["path"])
-        return path if path.is_absolute() or not (self.base_dir / path).exists() \
-            else self.base_dir / path
-
-    def grid(self, process) -> TimeGrid:
+    def grid(self, process: Process) -> TimeGrid:
         sec = self.raw["time"]
         T, steps = sec["T"], sec["steps"]
         spacing = sec.get("spacing", "clock")
@@ -145,203 +208,289 @@ class Config:
                                        near=sec.get("near", "start"))
             return TimeGrid.clock(process.clock, T, steps)
         except BridgesolveInputError as exc:
-            _reraise("time", exc)
+            raise _prefixed("time", exc) from None
 
-    def killing(self):
-        sec = self.raw.get("killing")
-        if not sec:
-            return None
-        c0 = float(sec.get("constant", 0.0))
-        c2 = float(sec.get("quadratic", 0.0))
+    def domain(self, comm=None):
+        """The mesh (collective over ``comm``, default ``MPI.COMM_WORLD``)."""
+        from bridgesolve.domain import Domain
+
+        sec = self.raw["domain"]
+        try:
+            if sec["type"] in ("interval", "box"):
+                return Domain.box(sec["lower"], sec["upper"], sec["cells"], comm=comm)
+            if sec["type"] == "disk":
+                return Domain.disk(sec["radius"], sec["h"], center=sec.get("center", (0.0, 0.0)),
+                                   comm=comm)
+            return Domain.from_gmsh(self.mesh_path, comm=comm)
+        except BridgesolveInputError as exc:
+            raise _prefixed("domain", exc) from None
+
+    def killing(self) -> float | Callable[[np.ndarray], np.ndarray] | None:
+        """``V``: None, a constant, or ``x -> constant + quadratic |x|^2``."""
+        sec = self.raw.get("killing", {})
+        c0, c2 = float(sec.get("constant", 0.0)), float(sec.get("quadratic", 0.0))
         if c2 == 0.0:
-            return c0
+            return c0 if c0 != 0.0 else None
         return lambda x: c0 + c2 * np.sum(x * x, axis=1)
 
     def build(self, comm=None):
-        """``(problem, data, killing)``: data is ρ0 (forward) or φ_T (backward)."""
+        """Make the solver objects (collective: builds the mesh).
+
+        Returns:
+            ``(problem, data, killing)``: the :class:`~bridgesolve.Problem`, the initial
+            density ρ0 (forward equations) or terminal value φ_T (backward ones), and the
+            killing rate for the solver's ``killing=`` (None without ``[killing]``).
+        """
         from bridgesolve.problem import Problem
 
         process = self.process()
         dom = self.domain(comm)
-        if self.data["object"].dim != dom.dim:
-            sec = "initial" if self.equation in FORWARD else "terminal"
-            raise ConfigError(f"[{sec}] the data are {self.data['object'].dim}D but the "
-                              f"domain is {dom.dim}D")
-        d = self.raw.get("discretization", {})
+        if self.data.dim != dom.dim:
+            raise ConfigError(f"[{self.data_section}] the data are {self.data.dim}D but the "
+                              f"mesh of [domain] is {dom.dim}D")
+        disc = self.raw.get("discretization", {})
         try:
-            prob = Problem(dom, process, self.grid(process), degree=d.get("degree", 1),
-                           boundary=d.get("boundary", "reflecting"),
-                           scheme=d.get("scheme", "crank-nicolson"))
+            problem = Problem(dom, process, self.grid(process), degree=disc.get("degree", 1),
+                              boundary=disc.get("boundary", "reflecting"),
+                              scheme=disc.get("scheme", "crank-nicolson"))
         except BridgesolveInputError as exc:
-            _reraise("discretization", exc)
-        return prob, self.data["object"], self.killing()
+            raise _prefixed("discretization", exc) from None
+        return problem, self.data, self.killing()
 
+    # -- output ------------------------------------------------------------------------
+    @property
     def plot_times(self) -> list[float]:
-        T = float(self.raw["time"]["T"])
+        """``[output] plot_times``, sorted; default: 0, T/10, 3T/10 and T (diffusions change
+        fastest early)."""
         times = self.raw.get("output", {}).get("plot_times")
-        return [float(t) for t in times] if times else [0.0, 0.1 * T, 0.3 * T, T]
+        T = self.T
+        return sorted({float(t) for t in times}) if times else [0.0, 0.1 * T, 0.3 * T, T]
 
+    @property
     def output_dir(self) -> Path:
-        return Path(self.raw.get("output", {}).get("directory", "results/default"))
+        """``[output] directory``; default ``results/<config file name>``."""
+        directory = self.raw.get("output", {}).get("directory")
+        if directory:
+            return Path(directory)
+        stem = "default" if self.source.startswith("<") else Path(self.source).stem
+        return Path("results") / stem
+
+    @property
+    def vtx(self) -> bool:
+        return self.raw.get("output", {}).get("vtx", True)
 
     def as_dict(self) -> dict:
-        return self.raw
+        """A deep copy of the validated tables (safe to serialize or modify)."""
+        return copy.deepcopy(self.raw)
 
 
-def _validate_mixture(section: str, sec: dict) -> GaussianMixture:
-    weights = _number_list(section, sec, "weights", "a list of non-negative numbers")
-    for key in ("means", "covs"):
-        if key not in sec:
-            raise ConfigError(f"[{section}] missing key {key!r}")
-    try:
-        return GaussianMixture(weights, sec["means"], sec["covs"])
-    except BridgesolveInputError as exc:
-        _reraise(section, exc)
+# -- validation, one function per section ------------------------------------------------
+def _problem(raw: dict) -> str:
+    sec = _Section("problem", raw.get("problem", {}))
+    sec.only(("equation",))
+    return sec.string("equation", tuple(EQUATIONS), default="fokker-planck")
 
 
-def _validate_data(section: str, sec: dict, *, allow_bump: bool):
-    kinds = ("gaussian_mixture", "gaussian_bump") if allow_bump else ("gaussian_mixture",)
-    kind = _get(section, sec, "type", str, f"one of {', '.join(map(repr, kinds))}",
-                "gaussian_mixture")
-    if kind not in kinds:
-        _fail(section, "type", kind, f"one of {', '.join(map(repr, kinds))}")
-    if kind == "gaussian_mixture":
-        _unknown(section, sec, ("type", "weights", "means", "covs"))
-        return _validate_mixture(section, sec)
-    _unknown(section, sec, ("type", "center", "width"))
-    center = _number_list(section, sec, "center", "a point (list of numbers)")
-    width = _get(section, sec, "width", _NUMBER, "a positive number")
-    if not width > 0:
-        _fail(section, "width", width, "a positive number")
-    return ScaledMixture.gaussian_bump(center, float(width))
-
-
-def validate(raw: dict, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
-    """Check every section and key of a parsed TOML config; raise :class:`ConfigError`."""
-    base_dir = base_dir or Path.cwd()
-    for name in raw:
-        if name not in _SECTIONS:
-            raise ConfigError(f"unknown section [{name}] (expected one of: "
-                              f"{', '.join(_SECTIONS)})")
-        if not isinstance(raw[name], dict):
-            raise ConfigError(f"[{name}] must be a table, got {raw[name]!r}")
-
-    prob = raw.get("problem", {})
-    _unknown("problem", prob, ("equation",))
-    equation = _get("problem", prob, "equation", str, f"one of {', '.join(EQUATIONS)}",
-                    "fokker-planck")
-    if equation not in EQUATIONS:
-        _fail("problem", "equation", equation, f"one of {', '.join(map(repr, EQUATIONS))}")
-
-    dom = raw.get("domain")
-    if dom is None:
-        raise ConfigError("missing section [domain]")
-    kind = _get("domain", dom, "type", str, f"one of {', '.join(_DOMAIN_KEYS)}")
-    if kind not in _DOMAIN_KEYS:
-        _fail("domain", "type", kind, f"one of {', '.join(map(repr, _DOMAIN_KEYS))}")
-    _unknown("domain", dom, ("type", *_DOMAIN_KEYS[kind]))
+def _domain(raw: dict, base_dir: Path) -> tuple[int | None, Path | None]:
+    """Check ``[domain]``; return its dimension (None for gmsh: known once read) and the
+    resolved mesh file."""
+    sec = _Section("domain", raw["domain"])
+    kind = sec.string("type", tuple(DOMAIN_KEYS))
+    sec.only(("type", *DOMAIN_KEYS[kind]))
     if kind in ("interval", "box"):
-        lo = _number_list("domain", dom, "lower", "a list of numbers")
-        hi = _number_list("domain", dom, "upper", "a list of numbers")
-        cells = _get("domain", dom, "cells", (int, list), "a positive integer or a list of them")
-        items = cells if isinstance(cells, list) else [cells]
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in items):
-            _fail("domain", "cells", cells, "positive integers")
-        if len(lo) != len(hi):
-            _fail("domain", "upper", dom["upper"], f"{len(lo)} numbers like lower")
-    elif kind == "disk":
-        for key in ("radius", "h"):
-            v = _get("domain", dom, key, _NUMBER, "a positive number")
-            if not v > 0:
-                _fail("domain", key, v, "a positive number")
-    else:
-        path = Path(_get("domain", dom, "path", str, "a gmsh .msh or .geo file"))
-        from bridgesolve.domain import _MESH_DIR
+        lo = sec.numbers("lower", "a list of 1 to 3 finite numbers")
+        hi = sec.numbers("upper", "a list of 1 to 3 finite numbers")
+        dims = (1,) if kind == "interval" else (1, 2, 3)
+        if len(lo) not in dims:
+            sec.fail("lower", sec.table["lower"], "1 number" if kind == "interval"
+                     else "a list of 1 to 3 numbers")
+        if len(hi) != len(lo):
+            sec.fail("upper", sec.table["upper"], f"{len(lo)} number(s), like lower")
+        if any(h <= lo_ for lo_, h in zip(lo, hi, strict=True)):
+            sec.fail("upper", sec.table["upper"], f"numbers greater than lower = {lo}")
+        sec.integers("cells", len(lo))
+        return len(lo), None
+    if kind == "disk":
+        sec.number("radius", positive=True)
+        sec.number("h", positive=True)
+        if "center" in sec.table and len(sec.numbers("center", "a point [x, y]")) != 2:
+            sec.fail("center", sec.table["center"], "a point [x, y]")
+        return 2, None
+    return None, _mesh_file(sec, base_dir)
 
-        candidates = [path, base_dir / path, _MESH_DIR / path]
-        if not any(c.is_file() for c in candidates):
-            _fail("domain", "path", str(path), "an existing gmsh .msh or .geo file "
-                  f"(looked in ., {base_dir} and meshes/)")
 
-    proc = raw.get("process")
-    if proc is None:
-        raise ConfigError("missing section [process]")
-    ptype = _get("process", proc, "type", str, f"one of {', '.join(_PROCESS_KEYS)}")
-    if ptype.lower() not in _PROCESS_KEYS:
-        _fail("process", "type", ptype, "one of 'VP', 'VE', 'SubVP', 'OU', 'Brownian'")
-    _unknown("process", proc, ("type", *_PROCESS_KEYS[ptype.lower()]))
-    for key in proc:
-        if key != "type":
-            _get("process", proc, key, _NUMBER, "a number")
+def _mesh_file(sec: _Section, base_dir: Path) -> Path:
+    """The gmsh file: absolute, or relative to the config's folder, the working directory,
+    or the package's ``meshes/`` folder (first match)."""
+    from bridgesolve.domain import _MESH_DIR
 
-    data_section = "initial" if equation in FORWARD else "terminal"
+    name = sec.string("path")
+    path = Path(name)
+    if path.suffix not in (".msh", ".geo"):
+        sec.fail("path", name, "a gmsh .msh or .geo file")
+    candidates = [path] if path.is_absolute() else [base_dir / path, Path.cwd() / path,
+                                                    _MESH_DIR / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(dict.fromkeys(str(c.parent) for c in candidates))
+    raise ConfigError(f"[domain] path = {name!r}: mesh file does not exist (looked in {looked})")
+
+
+def _process(raw: dict) -> None:
+    sec = _Section("process", raw["process"])
+    kind = sec.string("type")
+    if kind.lower() not in PROCESSES:
+        names = ", ".join(cls.__name__ for cls in PROCESSES.values())
+        sec.fail("type", kind, f"one of {names} (any case)")
+    # The valid keys are the class's own keyword arguments, so new processes need no edit here.
+    params = inspect.signature(PROCESSES[kind.lower()]).parameters
+    sec.only(("type", *params))
+    for key in params:
+        if key in sec.table:
+            sec.number(key)
+
+
+def _data(raw: dict, section: str) -> GaussianMixture | ScaledMixture:
+    sec = _Section(section, raw[section])
+    # A Gaussian bump is a terminal *value* (peak 1), not a density: backward data only.
+    kinds = ("gaussian_mixture", "gaussian_bump") if section == "terminal" \
+        else ("gaussian_mixture",)
+    kind = sec.string("type", kinds, default="gaussian_mixture")
+    if kind == "gaussian_mixture":
+        sec.only(("type", "weights", "means", "covs"))
+        weights = sec.numbers("weights", "a list of non-negative numbers")
+        means = sec.get("means", "a (K, d) list of numbers")
+        covs = sec.get("covs", "(K, d, d) matrices, (K, d) diagonals or (K,) variances")
+        try:
+            return GaussianMixture(weights, means, covs)
+        except BridgesolveInputError as exc:
+            raise _prefixed(section, exc) from None
+    sec.only(("type", "center", "width"))
+    center = sec.numbers("center", "a point (list of 1 to 3 numbers)")
+    return ScaledMixture.gaussian_bump(center, sec.number("width", positive=True))
+
+
+def _killing(raw: dict) -> None:
+    sec = _Section("killing", raw.get("killing", {}))
+    sec.only(("constant", "quadratic"))
+    for key in sec.table:
+        sec.number(key)
+
+
+def _time(raw: dict) -> float:
+    sec = _Section("time", raw["time"])
+    spacing = sec.string("spacing", SPACINGS, default="clock")
+    for key in ("power", "near"):
+        if key in sec.table and spacing != "graded":
+            raise ConfigError(f"[time] {key} = {sec.table[key]!r}: applies only to spacing = "
+                              f"'graded' (spacing is {spacing!r})")
+    sec.only(("T", "steps", "spacing", "power", "near"))
+    T = sec.number("T", positive=True)
+    sec.integer("steps")
+    if spacing == "graded":
+        if sec.number("power", default=2.0) < 1:
+            sec.fail("power", sec.table["power"], "a number >= 1")
+        sec.string("near", ("start", "end"), default="start")
+    return T
+
+
+def _discretization(raw: dict, equation: str) -> None:
+    sec = _Section("discretization", raw.get("discretization", {}))
+    sec.only(("degree", "scheme", "boundary"))
+    sec.integer("degree", default=1)
+    sec.string("scheme", SCHEMES, default="crank-nicolson")
+    boundary = sec.string("boundary", BOUNDARIES, default="reflecting")
+    if equation.startswith("hjb") and boundary != "reflecting":
+        sec.fail("boundary", boundary, "'reflecting' for the log-domain (hjb) equations: "
+                 "an absorbing wall makes log φ = -inf there")
+
+
+def _output(raw: dict, T: float) -> None:
+    sec = _Section("output", raw.get("output", {}))
+    sec.only(("directory", "plot_times", "vtx"))
+    if "directory" in sec.table and not sec.string("directory").strip():
+        sec.fail("directory", sec.table["directory"], "a non-empty folder path")
+    sec.boolean("vtx", default=True)
+    if "plot_times" in sec.table:
+        times = sec.numbers("plot_times", "a non-empty list of times in [0, T]")
+        if not sec.table["plot_times"] or not all(0.0 <= t <= T for t in times):
+            sec.fail("plot_times", sec.table["plot_times"], f"a non-empty list of times in "
+                     f"[0, T = {T:g}]")
+
+
+def validate(raw: dict, *, source: str = "<config>", text: str = "",
+             base_dir: Path | None = None) -> Config:
+    """Check every section and key of a parsed TOML config.
+
+    Args:
+        raw: the parsed tables (``tomllib.loads``).
+        source: where they came from, for messages and the default output folder.
+        text: the TOML text, kept to copy into the results folder.
+        base_dir: the folder relative mesh paths are resolved against (default: cwd).
+
+    Raises:
+        ConfigError: naming the section, key and value, and what was expected.
+    """
+    base_dir = base_dir or Path.cwd()
+    for name, table in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown section [{name}] (expected one of: "
+                              f"{', '.join(SECTIONS)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name} = {table!r}: expected a section [{name}]")
+    equation = _problem(raw)
+    data_section = EQUATIONS[equation]
     other = "terminal" if data_section == "initial" else "initial"
     if other in raw:
         raise ConfigError(f"[{other}] is not used by equation {equation!r}: give "
                           f"[{data_section}] instead")
-    if data_section not in raw:
-        raise ConfigError(f"missing section [{data_section}] for equation {equation!r}")
-    obj = _validate_data(data_section, raw[data_section], allow_bump=data_section == "terminal")
+    for name in ("domain", "process", data_section, "time"):
+        if name not in raw:
+            raise ConfigError(f"missing section [{name}]"
+                              + (f" for equation {equation!r}" if name == data_section else ""))
 
-    kill = raw.get("killing", {})
-    _unknown("killing", kill, ("constant", "quadratic"))
-    for key in kill:
-        _get("killing", kill, key, _NUMBER, "a number")
+    dim, mesh_path = _domain(raw, base_dir)
+    _process(raw)
+    data = _data(raw, data_section)
+    if dim is not None and data.dim != dim:
+        raise ConfigError(f"[{data_section}] the data are {data.dim}D but [domain] is {dim}D")
+    _killing(raw)
+    T = _time(raw)
+    _discretization(raw, equation)
+    _output(raw, T)
 
-    time_sec = raw.get("time")
-    if time_sec is None:
-        raise ConfigError("missing section [time]")
-    _unknown("time", time_sec, ("T", "steps", "spacing", "power", "near"))
-    T = _get("time", time_sec, "T", _NUMBER, "a finite positive number")
-    if not (math.isfinite(T) and T > 0):
-        _fail("time", "T", T, "a finite positive number")
-    steps = _get("time", time_sec, "steps", int, "a positive integer")
-    if steps < 1:
-        _fail("time", "steps", steps, "a positive integer")
-    spacing = _get("time", time_sec, "spacing", str, "'clock', 'uniform' or 'graded'", "clock")
-    if spacing not in ("clock", "uniform", "graded"):
-        _fail("time", "spacing", spacing, "'clock', 'uniform' or 'graded'")
-
-    disc = raw.get("discretization", {})
-    _unknown("discretization", disc, ("degree", "scheme", "boundary"))
-    degree = _get("discretization", disc, "degree", int, "a positive integer", 1)
-    if degree < 1:
-        _fail("discretization", "degree", degree, "a positive integer")
-    scheme = _get("discretization", disc, "scheme", str, "'crank-nicolson' or 'backward-euler'",
-                  "crank-nicolson")
-    if scheme not in ("crank-nicolson", "backward-euler"):
-        _fail("discretization", "scheme", scheme, "'crank-nicolson' or 'backward-euler'")
-    boundary = _get("discretization", disc, "boundary", str, "'reflecting' or 'absorbing'",
-                    "reflecting")
-    if boundary not in ("reflecting", "absorbing"):
-        _fail("discretization", "boundary", boundary, "'reflecting' or 'absorbing'")
-
-    out = raw.get("output", {})
-    _unknown("output", out, ("directory", "plot_times", "vtx"))
-    _get("output", out, "directory", str, "a folder path", "")
-    _get("output", out, "vtx", bool, "true or false", True)
-    for t in _number_list("output", out, "plot_times", "a list of times in [0, T]", []):
-        if not 0.0 <= t <= T:
-            _fail("output", "plot_times", out["plot_times"], f"times in [0, T = {T}]")
-
-    cfg = Config(raw=raw, source=source, base_dir=base_dir, equation=equation,
-                 data={"section": data_section, "object": obj})
-    cfg.grid(cfg.process())  # parameter values of the process and the grid, up front
+    cfg = Config(raw=raw, text=text, source=source, base_dir=base_dir, equation=equation,
+                 data=data, mesh_path=mesh_path)
+    # Parameter values (beta_max < beta_min, ...) and the grid, up front and without a mesh.
+    cfg.grid(cfg.process())
     return cfg
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate a TOML config; ``None`` gives the embedded default example."""
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate a TOML config.
+
+    Args:
+        path: the config file; None gives the embedded default example (a 2D two-component
+            Gaussian mixture under the VP SDE).
+
+    Raises:
+        ConfigError: when the file is missing, is not TOML, or any value is invalid.
+    """
     if path is None:
-        text = resources.files("bridgesolve").joinpath("data/default.toml").read_text()
-        source, base = "<embedded default>", Path.cwd()
+        text = resources.files("bridgesolve").joinpath(DEFAULT_CONFIG).read_text("utf-8")
+        source, base_dir = "<embedded default>", Path.cwd()
     else:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        text, source, base = path.read_text(), str(path), path.resolve().parent
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
+        source, base_dir = str(path), path.resolve().parent
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return validate(raw, source=source, base_dir=base)
+    return validate(raw, source=source, text=text, base_dir=base_dir)

@@ -134,9 +134,13 @@ class Domain:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Global bounding box ``(lower, upper)`` of the mesh."""
         x = self.mesh.geometry.x[:, : self.dim]
-        lo = self.comm.allreduce(x.min(axis=0) if x.size else np.full(self.dim, np.inf), MPI.MIN)
-        hi = self.comm.allreduce(x.max(axis=0) if x.size else np.full(self.dim, -np.inf), MPI.MAX)
-        return np.asarray(lo), np.asarray(hi)
+        lo = x.min(axis=0) if x.size else np.full(self.dim, np.inf)
+        hi = x.max(axis=0) if x.size else np.full(self.dim, -np.inf)
+        # Buffer reductions: the pickle-based allreduce cannot take MIN of arrays.
+        glo, ghi = np.empty_like(lo), np.empty_like(hi)
+        self.comm.Allreduce(lo, glo, op=MPI.MIN)
+        self.comm.Allreduce(hi, ghi, op=MPI.MAX)
+        return glo, ghi
 
     @property
     def hmax(self) -> float:

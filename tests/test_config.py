@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import copy
+import math
+import shutil
 import tomllib
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
 from bridgesolve.config import ConfigError, load_config, validate
 
-DEFAULT = tomllib.loads(resources.files("bridgesolve").joinpath("data/default.toml").read_text())
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TEXT = resources.files("bridgesolve").joinpath("data/default.toml").read_text()
+DEFAULT = tomllib.loads(DEFAULT_TEXT)
 
 
 def _with(section, key, value):
+    """The default config with ``[section] key = value`` (``key=None``: the whole section;
+    ``value=None``: the key removed)."""
     raw = copy.deepcopy(DEFAULT)
     if key is None:
-        raw[section] = value
+        if value is None:
+            del raw[section]
+        else:
+            raw[section] = value
     elif value is None:
         del raw[section][key]
     else:
@@ -25,29 +35,72 @@ def _with(section, key, value):
 
 
 BAD = [
-    ("unknown-key", _with("domain", "cels", [8, 8]), r"\[domain\] unknown key 'cels'"),
+    # structure
     ("unknown-section", _with("solver", None, {"x": 1}), r"unknown section \[solver\]"),
-    ("wrong-type", _with("time", "T", "one"), r"\[time\] T = 'one': expected"),
-    ("T<=0", _with("time", "T", -1.0), r"\[time\] T = -1.0: expected a finite positive"),
-    ("zero-steps", _with("time", "steps", 0), r"\[time\] steps = 0"),
-    ("zero-cells", _with("domain", "cells", [0, 64]), r"\[domain\] cells = \[0, 64\]"),
-    ("negative-weight", _with("initial", "weights", [0.5, -0.5]),
-     r"\[initial\] weights = .*non-negative"),
-    ("not-pd", _with("initial", "covs", [[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]),
-     r"\[initial\] covs\[0\] = .*positive definite"),
+    ("section-not-table", _with("time", None, 3), r"time = 3: expected a section \[time\]"),
+    ("missing-section", _with("time", None, None), r"missing section \[time\]"),
+    ("unknown-key", _with("domain", "cels", [8, 8]),
+     r"\[domain\] unknown key 'cels' \(expected one of: type, lower, upper, cells\)"),
+    ("missing-key", _with("time", "steps", None), r"\[time\] missing key 'steps'"),
+    # [problem]
+    ("bad-equation", _with("problem", "equation", "heat"), r"\[problem\] equation = 'heat'"),
+    ("wrong-data-section", _with("terminal", None, {"type": "gaussian_bump",
+                                                    "center": [0, 0], "width": 0.1}),
+     r"\[terminal\] is not used by equation 'fokker-planck'"),
+    # [domain]
+    ("zero-cells", _with("domain", "cells", [0, 64]),
+     r"\[domain\] cells = \[0, 64\]: expected a positive integer or a list of 2"),
+    ("cells-length", _with("domain", "cells", [64]), r"\[domain\] cells = \[64\]"),
+    ("string-in-list", _with("domain", "lower", ["a", -5.0]),
+     r"\[domain\] lower = \['a', -5.0\]: expected"),
+    ("upper-below-lower", _with("domain", "upper", [5.0, -6.0]),
+     r"\[domain\] upper = \[5.0, -6.0\]: expected numbers greater than lower"),
     ("missing-mesh", _with("domain", None, {"type": "gmsh", "path": "nope.msh"}),
-     r"\[domain\] path = 'nope.msh': expected an existing gmsh"),
-    ("bad-spacing", _with("time", "spacing", "log"), r"\[time\] spacing = 'log'"),
+     r"\[domain\] path = 'nope.msh': mesh file does not exist"),
+    ("mesh-suffix", _with("domain", None, {"type": "gmsh", "path": "mesh.txt"}),
+     r"\[domain\] path = 'mesh.txt': expected a gmsh .msh or .geo file"),
+    ("domain-dim", _with("domain", None, {"type": "interval", "lower": -5.0, "upper": 5.0,
+                                          "cells": 10}),
+     r"\[initial\] the data are 2D but \[domain\] is 1D"),
+    # [process]
+    ("bad-process-type", _with("process", "type", "VPP"), r"\[process\] type = 'VPP'"),
     ("bad-process-param", _with("process", "beta", 3.0),
      r"\[process\] unknown key 'beta' \(expected one of: type, beta_min, beta_max, T\)"),
-    ("bad-process-value", _with("process", "beta_min", -0.1), r"\[process\] beta_min = -0.1"),
-    ("plot-time", _with("output", "plot_times", [0.0, 2.0]), r"\[output\] plot_times"),
-    ("bad-equation", _with("problem", "equation", "heat"), r"\[problem\] equation = 'heat'"),
-    ("wrong-data-section", _with("terminal", None, {"type": "gaussian_bump", "center": [0, 0],
-                                                    "width": 0.1}),
-     r"\[terminal\] is not used by equation 'fokker-planck'"),
-    ("bad-bool", _with("output", "vtx", "yes"), r"\[output\] vtx = 'yes'"),
-    ("bad-scheme", _with("discretization", "scheme", "rk4"), r"\[discretization\] scheme"),
+    ("process-param-type", _with("process", "beta_min", "small"),
+     r"\[process\] beta_min = 'small': expected a finite number"),
+    ("bad-process-value", _with("process", "beta_min", -0.1),
+     r"\[process\] beta_min = -0.1: expected a finite positive number"),
+    ("beta-order", _with("process", "beta_max", 0.05), r"\[process\] beta_max = 0.05"),
+    # [initial]
+    ("negative-weight", _with("initial", "weights", [0.5, -0.5]),
+     r"\[initial\] weights = \[0.5, -0.5\]: expected non-negative"),
+    ("not-pd", _with("initial", "covs", [[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]),
+     r"\[initial\] covs\[0\] = \[\[1.0, 2.0\], \[2.0, 1.0\]\]: expected positive definite"),
+    ("covs-shape", _with("initial", "covs", [0.1, 0.2, 0.3]), r"\[initial\] covs has shape"),
+    ("bump-as-density", _with("initial", "type", "gaussian_bump"),
+     r"\[initial\] type = 'gaussian_bump': expected 'gaussian_mixture'"),
+    # [time]
+    ("wrong-type", _with("time", "T", "one"), r"\[time\] T = 'one': expected a finite positive"),
+    ("T<=0", _with("time", "T", -1.0), r"\[time\] T = -1.0: expected a finite positive number"),
+    ("T-nan", _with("time", "T", math.nan), r"\[time\] T = nan"),
+    ("bool-steps", _with("time", "steps", True), r"\[time\] steps = True: expected a positive"),
+    ("zero-steps", _with("time", "steps", 0), r"\[time\] steps = 0"),
+    ("bad-spacing", _with("time", "spacing", "log"),
+     r"\[time\] spacing = 'log': expected one of 'clock', 'uniform', 'graded'"),
+    ("power-without-graded", _with("time", "power", 2.0),
+     r"\[time\] power = 2.0: applies only to spacing = 'graded'"),
+    # [killing], [discretization], [output]
+    ("killing-key", _with("killing", "linear", 1.0), r"\[killing\] unknown key 'linear'"),
+    ("bad-scheme", _with("discretization", "scheme", "rk4"),
+     r"\[discretization\] scheme = 'rk4'"),
+    ("hjb-absorbing", {**_with("discretization", "boundary", "absorbing"),
+                       "problem": {"equation": "hjb-forward"}},
+     r"\[discretization\] boundary = 'absorbing': expected 'reflecting'"),
+    ("plot-time", _with("output", "plot_times", [0.0, 2.0]),
+     r"\[output\] plot_times = \[0.0, 2.0\]: expected a non-empty list of times in \[0, T = 1\]"),
+    ("no-plot-times", _with("output", "plot_times", []), r"\[output\] plot_times = \[\]"),
+    ("bad-bool", _with("output", "vtx", "yes"), r"\[output\] vtx = 'yes': expected true or"),
+    ("empty-directory", _with("output", "directory", ""), r"\[output\] directory = ''"),
 ]
 
 
@@ -57,20 +110,54 @@ def test_bad_configs_name_key_and_value(raw, match):
         validate(raw)
 
 
-def test_dimension_mismatch_is_caught_when_building():
-    raw = _with("domain", None, {"type": "interval", "lower": [-5.0], "upper": [5.0],
-                                 "cells": 10})
-    with pytest.raises(ConfigError, match=r"\[initial\] the data are 2D but the domain is 1D"):
-        validate(raw).build()
-
-
 def test_default_loads_and_builds():
     cfg = load_config(None)
-    prob, data, killing = cfg.build()
+    problem, data, killing = cfg.build()
     assert cfg.equation == "fokker-planck" and killing is None
-    assert prob.degree == 1 and prob.domain.dim == 2 and data.dim == 2
-    assert prob.grid.steps == 100
-    assert cfg.plot_times() == [0.0, 0.1, 0.25, 1.0]
+    assert problem.degree == 1 and problem.domain.dim == 2 and data.dim == 2
+    assert problem.grid.steps == 100 and problem.domain.num_cells == 2 * 64 * 64
+    assert type(problem.process).__name__ == "VP" and problem.process.beta_max == 20.0
+    assert cfg.plot_times == [0.0, 0.1, 0.25, 1.0]
+    assert cfg.output_dir == Path("results/default") and cfg.vtx
+    assert cfg.text == DEFAULT_TEXT
+    copied = cfg.as_dict()
+    copied["time"]["T"] = 5.0
+    assert cfg.raw["time"]["T"] == 1.0, "as_dict must not expose the config's own tables"
+
+
+def test_example_copy_of_default_is_identical():
+    assert (ROOT / "examples" / "default.toml").read_text() == DEFAULT_TEXT
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.toml")), ids=lambda p: p.name)
+def test_examples_validate(path):
+    load_config(path)
+
+
+def test_defaults_and_case_insensitive_process():
+    raw = _with("process", None, {"type": "subvp"})
+    del raw["output"]
+    cfg = validate(raw, source="configs/my run.toml")
+    assert type(cfg.process()).__name__ == "SubVP"
+    assert cfg.output_dir == Path("results/my run")
+    assert cfg.plot_times == pytest.approx([0.0, 0.1, 0.3, 1.0])
+
+
+def test_mesh_path_is_resolved_next_to_the_config(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    shutil.copy(ROOT / "meshes" / "disk.geo", folder / "my_disk.geo")
+    raw = _with("domain", None, {"type": "gmsh", "path": "my_disk.geo"})
+    (folder / "c.toml").write_text(_toml(raw))
+    monkeypatch.chdir(tmp_path)  # the mesh is not in the working directory
+    assert load_config(folder / "c.toml").mesh_path == folder / "my_disk.geo"
+
+
+def test_dimension_of_a_gmsh_mesh_is_checked_when_building():
+    raw = _with("domain", None, {"type": "gmsh", "path": "disk.geo"})  # from meshes/
+    raw["initial"] = {"weights": [1.0], "means": [[0.0]], "covs": [0.5]}
+    with pytest.raises(ConfigError, match=r"\[initial\] the data are 1D but the mesh"):
+        validate(raw).build()
 
 
 def test_missing_file_and_invalid_toml(tmp_path):
@@ -80,3 +167,18 @@ def test_missing_file_and_invalid_toml(tmp_path):
     bad.write_text("[time\nT = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def _toml(raw: dict) -> str:
+    """A minimal TOML writer for the tables used here (strings, numbers, nested lists)."""
+    def value(v):
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    return "\n".join(f"[{name}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in table.items())
+                     for name, table in raw.items()) + "\n"

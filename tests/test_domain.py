@@ -10,6 +10,7 @@ import pytest
 import bridgesolve as bs
 
 
+@pytest.mark.mpi
 def test_box_interval_and_3d():
     d = bs.Domain.box([-1, -2], [1, 2], (4, 8))
     assert d.dim == 2 and d.num_cells == 64
