@@ -137,7 +137,20 @@ class SpaceTimeField:
         points outside the mesh give NaN.
         """
         pts = points("points", pts, self.mesh.geometry.dim)
-        return PointLocator(self.mesh, pts)(self._set_time(t))
+        return self._locator(pts)(self._set_time(t))
+
+    def _locator(self, pts: np.ndarray) -> PointLocator:
+        """The locator of ``pts``, reused while every rank asks for the same points again
+        (figures and validations evaluate one point set at many times). The reuse decision
+        is collective, since building a locator is."""
+        key = (pts.shape, hash(pts.tobytes()))
+        cached = self._norm_cache.get("locator")
+        hit = cached is not None and cached[0] == key
+        if self.comm.allreduce(int(hit), MPI.MIN):
+            return cached[1]
+        locator = PointLocator(self.mesh, pts)
+        self._norm_cache["locator"] = (key, locator)
+        return locator
 
     def integral(self, mass_vector: np.ndarray | None = None) -> np.ndarray:
         """``∫ u(x, t_n) dx`` for every time level (rank-independent).
