@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo "== creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dolfinx,test,bench]'
+	$(PY) -m pip install --quiet -e '.[dolfinx,test,bench,learn]'
 	@touch $@
 
 venv: $(VENV)/.installed
