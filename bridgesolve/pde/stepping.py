@@ -17,6 +17,7 @@ midpoint into their existing matrix; only they are.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,18 @@ import numpy as np
 from bridgesolve._dolfinx import PETSc, fem
 
 _SAME = PETSc.Mat.Structure.SAME_NONZERO_PATTERN
+
+#: Wall time (s) this process spent inside PETSc in every :class:`ThetaStepper`: matrix
+#: assembly, building and factorizing step operators (``setup_s``), and per step the
+#: right-hand-side product (``mult_s``) and the linear solve (``solve_s``). Two
+#: ``perf_counter`` calls per PETSc call; benchmarks read it (``benchmarks/scaling.py``).
+PETSC_TIME = {"assemble_s": 0.0, "setup_s": 0.0, "mult_s": 0.0, "solve_s": 0.0}
+
+
+def reset_petsc_time() -> None:
+    """Zero :data:`PETSC_TIME`."""
+    for key in PETSC_TIME:
+        PETSC_TIME[key] = 0.0
 
 
 @dataclass
@@ -64,11 +77,13 @@ class ThetaStepper:
                  cache_size: int = 4):
         self.theta = float(theta)
         self.terms = terms
+        tic = time.perf_counter()
         self.M = fem.petsc.assemble_matrix(mass_form)
         self.M.assemble()
         for term in terms:
             term.matrix = fem.petsc.assemble_matrix(term.form)
             term.matrix.assemble()
+        PETSC_TIME["assemble_s"] += time.perf_counter() - tic
         self.comm = self.M.getComm()
         self.bc_rows = (np.asarray(dirichlet_dofs, dtype=np.int32)
                         if dirichlet_dofs is not None else np.zeros(0, dtype=np.int32))
@@ -102,6 +117,7 @@ class ThetaStepper:
                     self._cache.move_to_end(key)
                     return ops
         key = rates
+        tic = time.perf_counter()
         lhs = self.M.copy()
         rhs = self.M.copy() if self.theta < 1.0 else None
         for term, r in zip(self.terms, rates, strict=True):
@@ -122,6 +138,7 @@ class ThetaStepper:
         for k in self.petsc_options:
             del opts[f"{self._prefix}{k}"]
         ksp.setUp()
+        PETSC_TIME["setup_s"] += time.perf_counter() - tic
         self.factorizations += 1
         if self.dynamic:
             self._cache.clear()
@@ -140,16 +157,22 @@ class ThetaStepper:
         for term in self.terms:
             if term.update is not None:
                 term.update(0.5 * (t0 + t1))
+                tic = time.perf_counter()
                 term.matrix.zeroEntries()
                 fem.petsc.assemble_matrix(term.matrix, term.form)
                 term.matrix.assemble()
+                PETSC_TIME["assemble_s"] += time.perf_counter() - tic
                 self.assemblies += 1
         rates = tuple(term.rate_integral(t0, t1) for term in self.terms)
         ksp, rhs = self._operators(rates)
+        tic = time.perf_counter()
         (rhs or self.M).mult(u_old.x.petsc_vec, self._b)
+        toc = time.perf_counter()
+        PETSC_TIME["mult_s"] += toc - tic
         if self.bc_rows.size:
             self._b.array[self.bc_rows] = 0.0
         ksp.solve(self._b, u_new.x.petsc_vec)
+        PETSC_TIME["solve_s"] += time.perf_counter() - toc
         reason = ksp.getConvergedReason()
         if reason < 0:
             raise RuntimeError(
