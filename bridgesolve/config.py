@@ -11,6 +11,7 @@ Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has 
     [time]           T, steps, spacing = "clock" | "uniform" | "graded" (power, near)
     [discretization] degree, scheme, boundary
     [output]         directory, plot_times, vtx
+    [convergence]    refine = "h" | "p" | "dt" | "hdt", levels, reference (bridgesolve convergence)
 
 :func:`validate` checks everything that can be checked without building a mesh (including
 the Gaussian mixture, the time grid and the existence of a mesh file), so that a bad config
@@ -45,7 +46,10 @@ EQUATIONS = {
     "hjb-forward": "initial",
 }
 SECTIONS = ("problem", "domain", "process", "initial", "terminal", "killing", "time",
-            "discretization", "output")
+            "discretization", "output", "convergence")
+#: ``[convergence]`` vocabulary (``bridgesolve convergence``; see bridgesolve.studies).
+REFINEMENTS = ("h", "p", "dt", "hdt")
+REFERENCES = ("auto", "exact", "finest")
 DOMAIN_KEYS = {
     "interval": ("lower", "upper", "cells"),
     "box": ("lower", "upper", "cells"),
@@ -419,6 +423,14 @@ def _output(raw: dict, T: float) -> None:
                      f"[0, T = {T:g}]")
 
 
+def _convergence(raw: dict) -> None:
+    sec = _Section("convergence", raw.get("convergence", {}))
+    sec.only(("refine", "levels", "reference"))
+    sec.string("refine", REFINEMENTS, default="h")
+    sec.integer("levels", default=3)
+    sec.string("reference", REFERENCES, default="auto")
+
+
 def validate(raw: dict, *, source: str = "<config>", text: str = "",
              base_dir: Path | None = None) -> Config:
     """Check every section and key of a parsed TOML config.
@@ -459,6 +471,7 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
     T = _time(raw)
     _discretization(raw, equation)
     _output(raw, T)
+    _convergence(raw)
 
     cfg = Config(raw=raw, text=text, source=source, base_dir=base_dir, equation=equation,
                  data=data, mesh_path=mesh_path)
