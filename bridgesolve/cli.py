@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                           "still go to stderr)")
     run.add_argument("--no-vtx", action="store_true",
                      help="skip the ParaView time series (figures and summary only)")
+    from bridgesolve.studies import add_parser as add_convergence_parser
+
+    add_convergence_parser(sub)
     return ap
 
 
@@ -252,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command == "convergence":
+            from bridgesolve.studies import run_cli
+
+            return run_cli(args)
         return run(args)
     except BridgesolveInputError as exc:
         if _rank() == 0:
