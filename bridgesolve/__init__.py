@@ -23,6 +23,10 @@ _LAZY = {
     "solve_kolmogorov": "bridgesolve.pde.kolmogorov",
     "solve_hjb": "bridgesolve.pde.hjb",
     "solve_hjb_forward": "bridgesolve.pde.hjb",
+    "ReferenceBundle": "bridgesolve.reference",
+    "VectorField": "bridgesolve.score",
+    "grad_log": "bridgesolve.score",
+    "drift_field": "bridgesolve.score",
 }
 
 

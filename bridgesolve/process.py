@@ -324,3 +324,28 @@ PROCESSES: dict[str, type[Process]] = {
     "subvp": SubVP,
     "ve": VE,
 }
+
+
+def process_from_description(desc: dict) -> Process:
+    """Rebuild a process from its :meth:`Process.describe` dictionary (e.g. a bundle's
+    metadata). NumPy only; ``Custom`` processes hold code and cannot be rebuilt.
+
+    Derived entries (OU's ``center``, which equals ``mean``) are ignored.
+    """
+    if not isinstance(desc, dict) or not isinstance(desc.get("type"), str):
+        raise BridgesolveInputError(
+            f"process description {desc!r}: expected a dict with a 'type' string")
+    kind = desc["type"].lower()
+    if kind == "custom":
+        raise BridgesolveInputError(
+            "process description of type 'Custom': a custom drift is code and cannot be "
+            "rebuilt from metadata; construct the process yourself")
+    if kind not in PROCESSES:
+        raise BridgesolveInputError(
+            f"process type {desc['type']!r}: expected one of "
+            f"{', '.join(cls.__name__ for cls in PROCESSES.values())}")
+    params = {k: v for k, v in desc.items() if k not in ("type", "center")}
+    try:
+        return PROCESSES[kind](**params)
+    except TypeError as exc:
+        raise BridgesolveInputError(f"process description {desc!r}: {exc}") from None

@@ -1,0 +1,418 @@
+r"""Reference bundles: PDE ground truth as one framework-free ``.npz`` file.
+
+A :class:`ReferenceBundle` holds a quadrature of the mesh (points and weights, so that
+``Σ_i w_i f(x_i) ≈ ∫_Ω f dx``), the time grid, and at every time level the density, its
+logarithm and its score at the quadrature points; for Schrödinger bridges also the
+potentials ``log φ``, ``log φ̂`` and their gradients. Loading and using a bundle needs only
+NumPy (this module imports DOLFINx only inside the constructors that read FE fields), so
+a bundle written on an MPI cluster is read on a GPU host that has only PyTorch.
+
+Schema ``bridgesolve.reference/1`` (``N`` points in ``d`` dimensions, ``nt + 1`` levels):
+
+=====================  ==================  ===================================================
+key                    shape               content
+=====================  ==================  ===================================================
+``schema``             ()                  ``"bridgesolve.reference/1"``
+``points``             (N, d)              quadrature points of the mesh (all cells, all ranks)
+``weights``            (N,)                quadrature weights (``Σ w = |Ω|``)
+``times``              (nt + 1,)           the time grid, forward time, data at ``t = 0``
+``density``            (nt + 1, N)         ``p(x_i, t_n)``
+``log_density``        (nt + 1, N)         ``log p(x_i, t_n)`` (finite in the tails)
+``score``              (nt + 1, N, d)      ``∇ log p(x_i, t_n)``
+``log_phi``            (nt + 1, N)         bridges only: ``log φ``
+``log_phi_hat``        (nt + 1, N)         bridges only: ``log φ̂``
+``grad_log_phi``       (nt + 1, N, d)      bridges only: ``∇ log φ``
+``grad_log_phi_hat``   (nt + 1, N, d)      bridges only: ``∇ log φ̂``
+``metadata``           ()                  a JSON string, below
+=====================  ==================  ===================================================
+
+``metadata`` keys: ``kind`` (``"diffusion"`` or ``"bridge"``), ``process`` (the reference
+process's ``describe()``; :meth:`ReferenceBundle.process` rebuilds it), ``data`` (the data
+mixture's ``describe()`` or null; :meth:`ReferenceBundle.data` rebuilds it), ``domain``,
+``discretization`` (element, scheme, boundary, dofs, quadrature degree, time grid),
+``versions`` (bridgesolve and the numerical stack), and ``info`` (solver diagnostics).
+
+How the values are obtained from a Fokker–Planck solution ``p_h`` of degree k:
+``density`` is ``p_h`` at the points (``Σ w · density`` is the discrete mass);
+``log_density`` and ``score`` are the interpolant of the floored nodal logarithms and its
+gradient (:func:`bridgesolve.score.grad_log`), so ``score`` is exactly the gradient of
+``log_density`` on every cell, and both stay finite where ``p_h`` underflows. For a bridge,
+``log_density = log φ + log φ̂ - log Z_n`` with ``Z_n = Σ w e^{log φ + log φ̂}`` (so the
+marginal is normalized), ``density = exp(log_density)``, ``score = ∇ log φ + ∇ log φ̂``.
+
+Under MPI the constructors are collective: every rank evaluates its owned cells, the
+pieces are gathered on one rank, and :func:`save_reference` writes the file once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bridgesolve._validate import BridgesolveInputError
+from bridgesolve.densities import GaussianMixture
+from bridgesolve.process import Process, process_from_description
+
+SCHEMA = "bridgesolve.reference/1"
+FIELDS = ("density", "log_density", "score")
+BRIDGE_FIELDS = ("log_phi", "log_phi_hat", "grad_log_phi", "grad_log_phi_hat")
+KINDS = ("diffusion", "bridge")
+
+
+class ReferenceBundle:
+    """Quadrature points, weights, times and field values of a PDE solution (NumPy only).
+
+    Attributes:
+        points, weights, times, density, log_density, score: see the module schema.
+        log_phi, log_phi_hat, grad_log_phi, grad_log_phi_hat: bridges only (else None).
+        metadata: the metadata dict.
+    """
+
+    def __init__(self, *, points, weights, times, density, log_density, score,
+                 metadata: dict, log_phi=None, log_phi_hat=None, grad_log_phi=None,
+                 grad_log_phi_hat=None):
+        self.points = np.asarray(points, dtype=float)
+        self.weights = np.asarray(weights, dtype=float)
+        self.times = np.asarray(times, dtype=float)
+        self.density = np.asarray(density, dtype=float)
+        self.log_density = np.asarray(log_density, dtype=float)
+        self.score = np.asarray(score, dtype=float)
+        self.log_phi = None if log_phi is None else np.asarray(log_phi, dtype=float)
+        self.log_phi_hat = None if log_phi_hat is None else np.asarray(log_phi_hat, dtype=float)
+        self.grad_log_phi = None if grad_log_phi is None else np.asarray(grad_log_phi, float)
+        self.grad_log_phi_hat = (None if grad_log_phi_hat is None
+                                 else np.asarray(grad_log_phi_hat, dtype=float))
+        self.metadata = dict(metadata)
+        self._check()
+
+    # -- shape checks ---------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.points.ndim != 2:
+            raise BridgesolveInputError(f"points has shape {self.points.shape}: expected (N, d)")
+        N, d = self.points.shape
+        L = self.times.size
+        expected = {"weights": (N,), "times": (L,), "density": (L, N), "log_density": (L, N),
+                    "score": (L, N, d)}
+        if self.kind == "bridge":
+            expected |= {"log_phi": (L, N), "log_phi_hat": (L, N), "grad_log_phi": (L, N, d),
+                         "grad_log_phi_hat": (L, N, d)}
+        for key, shape in expected.items():
+            arr = getattr(self, key)
+            if arr is None or arr.shape != shape:
+                got = None if arr is None else arr.shape
+                raise BridgesolveInputError(
+                    f"reference bundle: {key} has shape {got}: expected {shape}")
+        if self.metadata.get("kind") not in KINDS:
+            raise BridgesolveInputError(
+                f"reference bundle: metadata kind = {self.metadata.get('kind')!r}: expected "
+                f"one of {KINDS}")
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.metadata.get("kind", "diffusion")
+
+    @property
+    def dim(self) -> int:
+        return self.points.shape[1]
+
+    @property
+    def nt(self) -> int:
+        """Number of time steps (``times.size - 1``)."""
+        return self.times.size - 1
+
+    @property
+    def T(self) -> float:
+        return float(self.times[-1])
+
+    def process(self) -> Process:
+        """The reference process, rebuilt from the metadata."""
+        desc = self.metadata.get("process")
+        if desc is None:
+            raise BridgesolveInputError("reference bundle: metadata has no process")
+        return process_from_description(desc)
+
+    def data(self) -> GaussianMixture | None:
+        """The data mixture ρ0 (None when the data were not a Gaussian mixture)."""
+        desc = self.metadata.get("data")
+        if not desc or desc.get("type") != "GaussianMixture":
+            return None
+        return GaussianMixture(desc["weights"], desc["means"], desc["covs"])
+
+    def level(self, t: float) -> int:
+        """Index of the grid time ``t``."""
+        i = int(np.argmin(np.abs(self.times - t)))
+        if abs(self.times[i] - t) > 1e-9 * max(1.0, self.T):
+            raise BridgesolveInputError(
+                f"t = {t!r} is not a time of the bundle: the nearest is {self.times[i]!r}")
+        return i
+
+    def integrate(self, values: np.ndarray) -> np.ndarray:
+        """``Σ_i w_i values[..., i]``: quadrature over Ω of per-point values."""
+        return np.asarray(values) @ self.weights
+
+    def score_error(self, score, *, times=None) -> np.ndarray:
+        r"""p-weighted L2 error ``(Σ_i w_i p_i |s(x_i, t) - ∇log p_i|²)^{1/2}`` per level
+        for a score callable ``s(x (N, d), t) -> (N, d)`` (e.g. a learned model)."""
+        levels = range(self.times.size) if times is None else [self.level(t) for t in times]
+        out = []
+        for n in levels:
+            diff = np.asarray(score(self.points, float(self.times[n])), dtype=float) - self.score[n]
+            out.append(np.sqrt(self.integrate(self.density[n] * np.sum(diff * diff, axis=1))))
+        return np.asarray(out)
+
+    def score_interpolant(self):
+        """A score callable ``s(x (M, d), t) -> (M, d)`` interpolating the bundle:
+        piecewise linear in space (``np.interp`` in 1D, a Delaunay triangulation of the
+        points otherwise; nearest point outside their hull) and linear in time."""
+        times = self.times
+        if self.dim == 1:
+            order = np.argsort(self.points[:, 0])
+            xs = self.points[order, 0]
+            vals = self.score[:, order, 0]
+
+            def space(x, n):
+                return np.interp(x[:, 0], xs, vals[n])[:, None]
+        else:
+            from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+            from scipy.spatial import Delaunay
+
+            tri = Delaunay(self.points)
+            cache: dict = {}
+
+            def space(x, n):
+                if n not in cache:
+                    if len(cache) > 8:
+                        cache.clear()
+                    cache[n] = (LinearNDInterpolator(tri, self.score[n]),
+                                NearestNDInterpolator(self.points, self.score[n]))
+                lin, near = cache[n]
+                out = lin(x)
+                bad = ~np.isfinite(out).all(axis=1)
+                if bad.any():
+                    out[bad] = near(x[bad])
+                return out
+
+        def score(x, t):
+            x = np.asarray(x, dtype=float).reshape(-1, self.dim)
+            t = float(np.clip(t, times[0], times[-1]))
+            i = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, times.size - 2))
+            w = (t - times[i]) / (times[i + 1] - times[i])
+            if w <= 1e-12 or w >= 1.0 - 1e-12:
+                return space(x, i if w < 0.5 else i + 1)
+            return (1.0 - w) * space(x, i) + w * space(x, i + 1)
+
+        return score
+
+    # -- file I/O -------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The ``.npz`` content (see the module schema)."""
+        out = {"schema": np.array(SCHEMA), "points": self.points, "weights": self.weights,
+               "times": self.times, "density": self.density, "log_density": self.log_density,
+               "score": self.score, "metadata": np.array(json.dumps(self.metadata))}
+        if self.kind == "bridge":
+            out |= {k: getattr(self, k) for k in BRIDGE_FIELDS}
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the bundle to ``path`` (``.npz``, uncompressed), atomically."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise BridgesolveInputError(f"bundle path {str(path)!r}: expected a .npz file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez(tmp, **self.arrays())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ReferenceBundle:
+        """Read a bundle (NumPy only; no pickles)."""
+        path = Path(path)
+        if not path.is_file():
+            raise BridgesolveInputError(f"bundle {str(path)!r} does not exist")
+        try:
+            npz = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BridgesolveInputError(f"bundle {str(path)!r}: not a .npz file ({exc})") from None
+        with npz:
+            schema = str(npz["schema"]) if "schema" in npz.files else None
+            if schema != SCHEMA:
+                raise BridgesolveInputError(
+                    f"bundle {str(path)!r}: schema {schema!r}: expected {SCHEMA!r}")
+            missing = [k for k in ("points", "weights", "times", *FIELDS, "metadata")
+                       if k not in npz.files]
+            if missing:
+                raise BridgesolveInputError(f"bundle {str(path)!r}: missing keys {missing}")
+            metadata = json.loads(str(npz["metadata"]))
+            kw = {k: npz[k] for k in ("points", "weights", "times", *FIELDS)}
+            if metadata.get("kind") == "bridge":
+                kw |= {k: npz[k] for k in BRIDGE_FIELDS if k in npz.files}
+            return cls(metadata=metadata, **kw)
+
+    def __repr__(self) -> str:
+        return (f"ReferenceBundle({self.kind}, d={self.dim}, points={self.points.shape[0]}, "
+                f"levels={self.times.size})")
+
+    # -- constructors from PDE solutions (need DOLFINx) ------------------------------------
+    @classmethod
+    def from_fokker_planck(cls, p_field, *, problem=None, process: Process | None = None,
+                           data=None, degree: int | None = None, root: int | None = 0,
+                           info: dict | None = None) -> ReferenceBundle | None:
+        """The bundle of a Fokker–Planck solution (collective).
+
+        Args:
+            p_field: the density :class:`~bridgesolve.SpaceTimeField` (linear or log).
+            problem: the :class:`~bridgesolve.Problem` it solved (for the process, domain
+                and discretization metadata); or at least ``process``.
+            data: the data mixture ρ0 (stored in the metadata), optional.
+            degree: quadrature degree (default ``2k + 2`` for degree-k elements).
+            root: the rank that receives the bundle (others get None); ``None`` gives every
+                rank the whole bundle.
+            info: extra diagnostics for ``metadata["info"]``.
+        """
+        from bridgesolve.score import grad_log
+
+        k = p_field.space.ufl_element().embedded_superdegree
+        degree = int(degree or 2 * k + 2)
+        score = grad_log(p_field)
+        log_piece = score.terms[0][1]  # the floored nodal logs (or the log values)
+        pts, wts, svals = score.at_quadrature(degree)
+        if p_field.representation == "log":
+            logs = _scalar_at_quadrature(p_field.space, p_field.values, degree)
+            dens = np.exp(logs)
+        else:
+            dens = _scalar_at_quadrature(p_field.space, p_field.values, degree)
+            logs = _scalar_at_quadrature(p_field.space, log_piece.values, degree)
+        meta = _metadata("diffusion", p_field, problem, process, data, degree, info)
+        return _gathered(cls, p_field.comm, root, meta, points=pts, weights=wts,
+                         density=dens, log_density=logs, score=svals, times=p_field.times)
+
+    @classmethod
+    def from_bridge(cls, bridge, *, data=None, degree: int | None = None,
+                    root: int | None = 0, info: dict | None = None) -> ReferenceBundle | None:
+        """The bundle of a Schrödinger bridge (collective); see :meth:`from_fokker_planck`.
+
+        ``bridge`` needs ``problem``, ``log_phi`` and ``log_phi_hat`` (log-representation
+        space-time fields).
+        """
+        from bridgesolve._dolfinx import MPI
+        from bridgesolve.score import grad_log
+
+        lp, lph = bridge.log_phi, bridge.log_phi_hat
+        k = lp.space.ufl_element().embedded_superdegree
+        degree = int(degree or 2 * k + 2)
+        pts, wts, g = grad_log(lp).at_quadrature(degree)
+        _, _, gh = grad_log(lph).at_quadrature(degree)
+        a = _scalar_at_quadrature(lp.space, lp.values, degree)
+        b = _scalar_at_quadrature(lph.space, lph.values, degree)
+        s = a + b
+        # log Z_n = log Σ w e^{s} over all ranks, stably
+        shift_local = s.max(axis=1) if s.shape[1] else np.full(s.shape[0], -np.inf)
+        shift = np.empty_like(shift_local)
+        lp.comm.Allreduce(shift_local, shift, op=MPI.MAX)
+        local = (np.exp(s - shift[:, None]) @ wts) if s.shape[1] else np.zeros(s.shape[0])
+        total = np.empty_like(local)
+        lp.comm.Allreduce(local, total, op=MPI.SUM)
+        logs = s - (shift + np.log(total))[:, None]
+        extra = {"iterations": getattr(bridge, "iterations", None),
+                 "converged": getattr(bridge, "converged", None),
+                 "mode": getattr(bridge, "mode", None), **(info or {})}
+        meta = _metadata("bridge", lp, bridge.problem, None, data, degree, extra)
+        return _gathered(cls, lp.comm, root, meta, points=pts, weights=wts,
+                         density=np.exp(logs), log_density=logs, score=g + gh, times=lp.times,
+                         log_phi=a, log_phi_hat=b, grad_log_phi=g, grad_log_phi_hat=gh)
+
+
+def save_reference(source, path: str | os.PathLike, *, problem=None, data=None,
+                   degree: int | None = None, info: dict | None = None) -> ReferenceBundle | None:
+    """Build the bundle of ``source`` (a Fokker–Planck field or a bridge) and write it once
+    from rank 0 (collective). Returns the bundle on rank 0, None elsewhere."""
+    comm = source.log_phi.comm if hasattr(source, "log_phi") else source.comm
+    if hasattr(source, "log_phi"):
+        bundle = ReferenceBundle.from_bridge(source, data=data, degree=degree, info=info)
+    else:
+        bundle = ReferenceBundle.from_fokker_planck(source, problem=problem, data=data,
+                                                    degree=degree, info=info)
+    error = None
+    if comm.rank == 0:
+        try:
+            bundle.save(path)
+        except Exception as exc:  # pass the failure to every rank instead of hanging them
+            error = exc
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise error
+    return bundle
+
+
+def _scalar_at_quadrature(space, values: np.ndarray, degree: int) -> np.ndarray:
+    """``(levels, Nq)`` values of the FE functions with nodal ``values`` at the quadrature
+    points of this rank's owned cells (ordering of ``mesh_quadrature``)."""
+    from bridgesolve._dolfinx import basix, dolfinx, fem
+
+    mesh = space.mesh
+    X, _ = basix.make_quadrature(
+        getattr(basix.CellType, dolfinx.cpp.mesh.to_string(mesh.topology.cell_type)), degree)
+    cells = np.arange(mesh.topology.index_map(mesh.topology.dim).size_local, dtype=np.int32)
+    u = fem.Function(space)
+    expr = fem.Expression(u, X)
+    out = np.zeros((values.shape[0], cells.size * X.shape[0]))
+    if cells.size:
+        for n in range(values.shape[0]):
+            u.x.array[:] = values[n]
+            out[n] = np.asarray(expr.eval(mesh, cells)).reshape(-1)
+    return out
+
+
+def _metadata(kind, field, problem, process, data, degree, info) -> dict:
+    from bridgesolve import __version__
+    from bridgesolve._dolfinx import versions
+    from bridgesolve.io import _jsonable
+
+    process = process if process is not None else getattr(problem, "process", None)
+    desc = problem.describe() if problem is not None else {}
+    k = field.space.ufl_element().embedded_superdegree
+    disc = {"element": f"P{k}", **desc.get("discretization", {}),
+            "quadrature_degree": degree, "time": desc.get("time"),
+            "time_levels": int(field.times.size)}
+    if data is not None and not hasattr(data, "describe"):
+        raise BridgesolveInputError(f"data = {data!r}: expected a GaussianMixture or None")
+    field_info = {k: v for k, v in getattr(field, "info", {}).items()
+                  if k in ("equation", "mass", "factorizations", "timings")}
+    return _jsonable({
+        "kind": kind,
+        "process": None if process is None else process.describe(),
+        "data": None if data is None else data.describe(),
+        "domain": desc.get("domain"),
+        "discretization": disc,
+        "versions": {"bridgesolve": __version__, **versions()},
+        "info": {**field_info, **(info or {})},
+        "schema": SCHEMA,
+    })
+
+
+def _gathered(cls, comm, root, meta, *, times, **local) -> ReferenceBundle | None:
+    """Concatenate the per-rank point blocks (points are the last-but-one axis of level
+    arrays, the first of points/weights) on ``root`` (or on every rank)."""
+    def axis(key):
+        return 0 if key in ("points", "weights") else 1
+
+    if comm.size == 1:
+        gathered = local
+    else:
+        parts = {k: (comm.allgather(v) if root is None else comm.gather(v, root=root))
+                 for k, v in local.items()}
+        if root is not None and comm.rank != root:
+            return None
+        gathered = {k: np.concatenate(v, axis=axis(k)) for k, v in parts.items()}
+    return cls(times=np.asarray(times), metadata=meta, **gathered)
+
+
+__all__ = ["BRIDGE_FIELDS", "FIELDS", "SCHEMA", "ReferenceBundle", "save_reference"]
