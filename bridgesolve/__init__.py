@@ -27,12 +27,14 @@ _LAZY = {
     "VectorField": "bridgesolve.score",
     "grad_log": "bridgesolve.score",
     "drift_field": "bridgesolve.score",
+    "learn": "bridgesolve.learn",  # a subpackage (PyTorch, imported when first used)
 }
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        module = import_module(_LAZY[name])
+        return module if _LAZY[name] == f"{__name__}.{name}" else getattr(module, name)
     raise AttributeError(f"module 'bridgesolve' has no attribute {name!r}")
 
 

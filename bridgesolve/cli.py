@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     from bridgesolve.studies import add_parser as add_convergence_parser
 
     add_convergence_parser(sub)
+    from bridgesolve.learn._cli import add_subcommands as add_learn_parsers
+
+    add_learn_parsers(sub)  # train, validate (torch is imported only when they run)
     return ap
 
 
@@ -259,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridgesolve.studies import run_cli
 
             return run_cli(args)
+        if args.command in ("train", "validate"):
+            from bridgesolve.learn import _cli as learn_cli
+
+            return getattr(learn_cli, f"{args.command}_command")(args)
         return run(args)
     except BridgesolveInputError as exc:
         if _rank() == 0:
@@ -279,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _rank() -> int:
-    from bridgesolve._dolfinx import MPI
-
+    try:
+        from bridgesolve._dolfinx import MPI
+    except ImportError:  # a torch-only host running train/validate: no MPI
+        return 0
     return MPI.COMM_WORLD.rank
 
 

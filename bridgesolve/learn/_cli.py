@@ -1,0 +1,196 @@
+"""``bridgesolve train`` and ``bridgesolve validate`` (torch is imported only when they run)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from bridgesolve import __version__
+from bridgesolve._validate import BridgesolveInputError
+
+TRAIN_HELP = """\
+config sections (TOML; every key is checked, unknown keys are errors):
+  [data]     type = "gaussian_mixture" (weights, means, covs) | "file" (path: .npy or .csv,
+             one point per row) | "two_moons" (noise, scale) | "checkerboard" (scale) |
+             "swiss_roll" (noise, scale) | "rings" (n_rings, noise, scale) |
+             "mixture1d" (separation, std)
+  [process]  as for `bridgesolve run`: type = "VP" | "SubVP" | "VE" | "OU" | "Brownian"
+  [model]    width = 128, depth = 3, fourier_features = 16, parameterization = "eps" | "score"
+  [train]    steps = 5000, batch_size = 512, lr = 2e-3, warmup = 200, schedule = "cosine" |
+             "constant", ema = 0.999, weighting = "sigma2" | "g2" | "none", t_min = 1e-3,
+             grad_clip = 1.0, seed = 0, device = "auto" | "cpu" | "cuda[:N]", amp = true
+             (CUDA only), checkpoint_every = 500, threads = 0 (torch's default)
+  [output]   directory (default results/<config name>)
+
+output folder: checkpoint.pt (weights, EMA, optimizer, step, losses and the config;
+replaced atomically), config.toml, summary.json and loss.png. Ctrl-C stops after the
+current step and writes the checkpoint; `--resume` continues bit-identically.
+
+exit codes: 0 success, 2 invalid input, 1 unexpected failure, 130 interrupted (checkpoint
+written). example: bridgesolve train examples/train_mixture2d.toml"""
+
+VALIDATE_HELP = """\
+reports (report.txt and summary.json, the report as JSON, in the output folder; the
+table also on stdout):
+  explicit score-matching error E_p|s - ∇log p|² per time and its relative size,
+  J_ESM = ∫λ e dt; the denoising loss by Monte Carlo and J_DSM - J_ESM = C;
+  KL(ρ0 ‖ q_h) and NLL for each h (needs DOLFINx and --config, the `bridgesolve run`
+  config the reference was computed from); the bound KL(p_T ‖ π) + ½∫g² e dt for h = 1;
+  figures error_vs_t.png, error_maps.png, score_fields.png, q_h.png.
+
+exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
+example: bridgesolve validate --score results/train_mixture2d --reference ref.npz"""
+
+
+def add_subcommands(sub) -> None:
+    """Add ``train`` and ``validate`` to the ``bridgesolve`` subparsers."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    tr = sub.add_parser("train", help="train a score network (PyTorch; GPU when available)",
+                        description="Train a time-conditioned score network by denoising "
+                                    "score matching on the data and forward process of CONFIG.",
+                        epilog=TRAIN_HELP, formatter_class=fmt)
+    tr.add_argument("config", type=Path, help="TOML training config")
+    tr.add_argument("-o", "--output", type=Path, metavar="DIR",
+                    help="output folder (default: [output] directory of the config)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from the output folder's checkpoint")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="start again in a folder holding an earlier training run")
+    tr.add_argument("--device", metavar="DEV", help="override [train] device (cpu, cuda, ...)")
+    tr.add_argument("--steps", type=int, metavar="N", help="override [train] steps")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    va = sub.add_parser("validate", help="measure a learned score against a reference bundle",
+                        description="Validate a score (checkpoint) against a reference bundle "
+                                    "(.npz) of the PDE solution.",
+                        epilog=VALIDATE_HELP, formatter_class=fmt)
+    va.add_argument("--score", required=True, metavar="CKPT",
+                    help="checkpoint.pt or the training output folder")
+    va.add_argument("--reference", required=True, type=Path, metavar="NPZ",
+                    help="reference bundle (.npz)")
+    va.add_argument("-o", "--output", type=Path, metavar="DIR",
+                    help="report folder (default results/validate-<checkpoint folder>)")
+    va.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    va.add_argument("--config", type=Path, metavar="RUN_TOML",
+                    help="the `bridgesolve run` config of the reference: rebuilds the Problem "
+                         "on which the generated densities q_h are solved (exact KL)")
+    va.add_argument("--hs", type=float, nargs="*", default=[0.0, 0.5, 1.0], metavar="H",
+                    help="sampler noise levels h for KL(ρ0 ‖ q_h) (default 0 0.5 1)")
+    va.add_argument("--weighting", choices=("g2", "sigma2", "none"), default="g2",
+                    help="λ(t) of the integrated losses (default g2)")
+    va.add_argument("--n-mc", type=int, default=8192, metavar="N",
+                    help="Monte Carlo samples per time for the denoising loss")
+    va.add_argument("--seed", type=int, default=0)
+    va.add_argument("--device", default="auto", metavar="DEV")
+    va.add_argument("--plot-times", type=float, nargs="+", metavar="T",
+                    help="times of the spatial figures")
+    va.add_argument("--quiet", action="store_true", help="no table on stdout")
+
+
+def train_command(args) -> int:
+    from bridgesolve.learn.config import load_train_config
+    from bridgesolve.learn.trainer import train
+
+    cfg = load_train_config(args.config)
+    if args.steps is not None:
+        if args.steps < 1:
+            raise BridgesolveInputError(f"--steps {args.steps}: expected a positive integer")
+        cfg.raw["train"]["steps"] = args.steps
+    output = args.output or cfg.output_dir
+    say = (lambda *a, **k: None) if args.quiet else print
+    try:
+        result = train(cfg, output=output, resume=args.resume, overwrite=args.overwrite,
+                       device=args.device, progress=not args.quiet)
+    except KeyboardInterrupt:
+        ckpt = Path(output) / "checkpoint.pt"
+        where = (f"the checkpoint {ckpt} holds the last step; continue with --resume"
+                 if ckpt.is_file() else "no checkpoint was written")
+        print(f"bridgesolve: interrupted; {where}", file=sys.stderr)
+        return 130
+    info = result.info
+    say(f"bridgesolve train ({cfg.source}): {result.step} steps on {info['device']}"
+        f"{' (AMP ' + info['amp'] + ')' if info['amp'] else ''}, "
+        f"{info['parameters']} parameters")
+    say(f"  output      {output}/ (checkpoint.pt, summary.json, loss.png)")
+    if len(result.losses):
+        tail = result.losses[-100:]
+        say(f"  loss        {tail.mean():.4g} (mean of the last {tail.size} steps)")
+    say(f"  wall time   {info['elapsed_s']:.1f} s ({info['steps_per_s']:.0f} steps/s)")
+    return 0
+
+
+class _PlainFolder:
+    """The atomic results folder without MPI (hosts without DOLFINx): written to a
+    temporary sibling, renamed into place on success, removed on failure."""
+
+    def __init__(self, path: Path, *, overwrite: bool):
+        self.final = Path(path)
+        if self.final.exists() and not overwrite:
+            raise BridgesolveInputError(f"output folder {str(self.final)!r} exists: pass "
+                                        "--overwrite to replace it")
+        self.path = self.final.parent / f".{self.final.name}.tmp-{id(self)}"
+        self._done = False
+
+    def __enter__(self):
+        self.path.mkdir(parents=True)
+        return self
+
+    def __exit__(self, *exc):
+        if not self._done:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def write_text(self, name, text):
+        (self.path / name).write_text(text, encoding="utf-8")
+
+    def commit(self):
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        self.path.rename(self.final)
+        self._done = True
+        return self.final
+
+
+def _results_folder(path: Path, overwrite: bool):
+    try:
+        from bridgesolve.io import ResultsFolder
+    except ImportError:
+        return _PlainFolder(path, overwrite=overwrite)
+    return ResultsFolder(path, overwrite=overwrite)
+
+
+def validate_command(args) -> int:
+    from bridgesolve.learn.validation import load_bundle, validate
+
+    t0 = time.perf_counter()
+    score = Path(args.score)
+    if not score.exists():
+        raise BridgesolveInputError(f"--score {args.score!r}: no such checkpoint or folder")
+    bundle = load_bundle(args.reference)
+    if args.n_mc < 2:
+        raise BridgesolveInputError(f"--n-mc {args.n_mc}: expected an integer >= 2")
+    problem = None
+    if args.config is not None:
+        from bridgesolve.config import load_config
+
+        problem = load_config(args.config).build()[0]
+    stem = score.parent.name if score.is_file() else score.name
+    output = args.output or Path("results") / f"validate-{stem or 'score'}"
+    folder = _results_folder(output, args.overwrite)
+    with folder:
+        report = validate(score, bundle, hs=args.hs, weighting=args.weighting,
+                          n_mc=args.n_mc, seed=args.seed, problem=problem, device=args.device,
+                          plot_times=args.plot_times, figures=folder.path)
+        report.data["timings"] = {"total_s": time.perf_counter() - t0}
+        report.data["bridgesolve"] = __version__
+        report.data["reference"] = str(args.reference)
+        # A validation report is a results folder too: summary.json marks it replaceable.
+        folder.write_text("summary.json", report.to_json() + "\n")
+        folder.write_text("report.txt", report.table() + "\n")
+        final = folder.commit()
+    if not args.quiet:
+        print(report.table())
+        print(f"\nreport: {final}/ (summary.json, report.txt, figures)")
+    return 0
