@@ -44,6 +44,12 @@ def _panel(ax, pts, values, *, title, cmap="viridis"):
     ax.set_title(title, fontsize=9)
 
 
+def _pos(v) -> np.ndarray:
+    """Values for a log axis: zeros (an exact score) are left out rather than drawn at 1e-300."""
+    v = np.asarray(v, dtype=float)
+    return np.where(v > 0, v, np.nan)
+
+
 def write_all(report, folder: Path) -> list[Path]:
     plt = _pyplot()
     d, P = report.data, report._plot
@@ -54,12 +60,12 @@ def write_all(report, folder: Path) -> list[Path]:
     # 1. error against t
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
     esm = d["esm"]
-    axes[0].semilogy(times, np.maximum(esm["per_time"], 1e-300), label="E_p|s - ∇log p|²")
+    axes[0].semilogy(times, _pos(esm["per_time"]), label="E_p|s - ∇log p|²")
     axes[0].semilogy(times, esm["fisher"], "--", label="E_p|∇log p|²")
     if len(d["dsm"]["times"]):
-        axes[0].semilogy(d["dsm"]["times"], np.abs(d["dsm"]["residual"]) + 1e-300, ":",
+        axes[0].semilogy(d["dsm"]["times"], _pos(np.abs(d["dsm"]["residual"])), ":",
                          label="|DSM - ESM - C| (MC)")
-    axes[1].semilogy(times, np.maximum(esm["relative"], 1e-300))
+    axes[1].semilogy(times, _pos(esm["relative"]))
     for ax in axes:
         ax.axvspan(*P["t_range"], color="0.92", zorder=-1)
         ax.set_xlabel("t")

@@ -353,6 +353,13 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
                                     f"{', '.join(map(repr, WEIGHTINGS))}")
     if isinstance(n_mc, bool) or not isinstance(n_mc, int | np.integer) or n_mc < 2:
         raise BridgesolveInputError(f"n_mc = {n_mc!r}: expected an integer >= 2")
+    hs = [float(h) for h in hs]
+    if any(not 0.0 <= h <= 1.0 for h in hs):
+        raise BridgesolveInputError(f"hs contains {next(h for h in hs if not 0 <= h <= 1)!r}: "
+                                    "expected values in [0, 1]")
+    if t_range is not None and not 0 < float(t_range[0]) < float(t_range[1]):
+        raise BridgesolveInputError(f"t_range = {t_range!r}: expected 0 < t_min < t_max "
+                                    "(C diverges at t = 0)")
     s = as_numpy_score(score, device=device, chunk=chunk, net=net)
     b = load_bundle(bundle)
     pts = np.asarray(b.points, dtype=float)
@@ -495,12 +502,8 @@ def _x0_sampler(data, bundle, pts, w, p0):
 
 def _kl_part(s, bundle, hs, problem, prior, pts, w, rho0, notes):
     """``KL(ρ0 ‖ q_h)`` and NLL for each h, or the reason they were skipped."""
-    hs = [float(h) for h in hs]
     if not hs:
         return {"skipped": "no h requested"}, {}
-    for h in hs:
-        if not 0.0 <= h <= 1.0:
-            raise BridgesolveInputError(f"hs contains {h!r}: expected values in [0, 1]")
     try:
         from bridgesolve.likelihood import generated_density
     except ImportError as exc:

@@ -1,0 +1,190 @@
+"""The validator against closed forms: exact and perturbed scores on exact bundles, the
+denoising identity J_DSM - J_ESM = C by Monte Carlo, the torch path against the NumPy path,
+and the discretization error of finite-element bundles (observed order)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from learn_helpers import analytic_bundle
+
+import bridgesolve as bs
+from bridgesolve.learn.validation import as_numpy_score, trapezoid_weights, validate
+
+
+def exact_score(mixture, process):
+    return lambda x, t: mixture.evolve(process, t).score(x)
+
+
+def test_exact_score_has_zero_esm_and_dsm_equals_C(vp_bundle_2d):
+    """Exact score: e(t) = 0 at every level (same closed form as the bundle), and the
+    Monte Carlo denoising loss reproduces C = ∫λ (d/σ² - E_p|∇log p|²) within its error."""
+    b = vp_bundle_2d
+    rep = validate(exact_score(b.data(), b.process()), b, hs=(), n_mc=4096)
+    assert np.max(rep["esm"]["per_time"]) == 0.0
+    assert rep["esm"]["integrated"] == 0.0
+    dsm = rep["dsm"]
+    rel = abs(dsm["identity_residual"]) / dsm["C"]
+    assert abs(dsm["z"]) < 4.0 and dsm["consistent"], (
+        f"J_DSM = {dsm['integrated']:.5e} ± {dsm['stderr_integrated']:.1e}, C = {dsm['C']:.5e}, "
+        f"z = {dsm['z']:.2f}")
+    assert rel < 0.02, f"|J_DSM - C| / C = {rel:.2e}"
+    # per level too: every |residual| within 4.5 standard errors
+    z_t = np.abs(dsm["residual"]) / dsm["stderr"]
+    assert np.max(z_t) < 4.5, f"per-time z: {np.round(z_t, 2)}"
+    # p_T of the VP SDE from this mixture is N(0, I) up to a(1)^2 = e^{-5.05}: tiny KL
+    assert 0.0 <= rep["bound"]["kl_prior"] < 1e-6
+    assert rep["bound"]["score_term"] == 0.0
+
+
+@pytest.mark.parametrize("weighting", ["g2", "sigma2", "none"])
+def test_shifted_score_closed_form(vp_bundle_2d, weighting):
+    """s = ∇log p + c: e(t) = |c|² ∫p_t = |c|² (to quadrature round-off), J_ESM = |c|² ∫λ,
+    and the identity J_DSM - J_ESM = C still holds by Monte Carlo."""
+    b = vp_bundle_2d
+    proc, mix = b.process(), b.data()
+    c = np.array([0.3, -0.2])
+    c2 = float(c @ c)
+    rep = validate(lambda x, t: mix.evolve(proc, t).score(x) + c, b, hs=(), n_mc=4096,
+                   weighting=weighting, t_range=(0.1, 1.0))
+    esm = rep["esm"]
+    np.testing.assert_allclose(esm["per_time"], c2 * esm["mass"], rtol=1e-12)
+    np.testing.assert_allclose(esm["mass"], 1.0, atol=1e-7)
+    np.testing.assert_allclose(esm["relative"], np.sqrt(c2 * esm["mass"] / esm["fisher"]),
+                               rtol=1e-12)
+    ts = rep["dsm"]["times"]
+    assert ts[0] == pytest.approx(0.1) and ts[-1] == pytest.approx(1.0)
+    lam = {"g2": proc.g(ts) ** 2, "sigma2": [proc.transition(t)[1] for t in ts],
+           "none": np.ones_like(ts)}[weighting]
+    assert esm["integrated"] == pytest.approx(c2 * trapezoid_weights(ts) @ lam, rel=1e-7)
+    assert abs(rep["dsm"]["z"]) < 4.0, rep.table()
+
+
+def test_torch_module_matches_numpy_callable(vp_bundle_2d):
+    """The device path (all (time, point) pairs flattened, in chunks that do not divide the
+    total) gives the NumPy path's numbers; the score is a torch Gaussian score off by 10%."""
+    torch = pytest.importorskip("torch")
+    mean = np.array([0.5, -0.3])
+    cov = np.array([[0.4, 0.1], [0.1, 0.3]])
+    proc = bs.VP()
+    gauss = bs.GaussianMixture([1.0], [mean], [cov])
+
+    class GaussScore(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(1.1, dtype=torch.float64))
+            self.m = torch.tensor(mean)
+            self.S = torch.tensor(cov)
+
+        def forward(self, x, t):
+            B = proc.beta_min * t + 0.5 * (proc.beta_max - proc.beta_min) * t * t
+            a = torch.exp(-0.5 * B)[:, None, None]
+            cov_t = a * a * self.S + (-torch.expm1(-B))[:, None, None] * torch.eye(2)
+            r = x - a[:, :, 0] * self.m
+            return -self.scale * torch.linalg.solve(cov_t, r[:, :, None])[:, :, 0]
+
+    b = analytic_bundle(gauss, proc, nt=10, box=5.0, cells=12, order=3)
+    model = GaussScore()
+    rep_t = validate(model, b, hs=(), n_mc=500, chunk=777, seed=3)
+    rep_n = validate(lambda x, t: 1.1 * gauss.evolve(proc, t).score(x), b, hs=(), n_mc=500,
+                     seed=3)
+    np.testing.assert_allclose(rep_t["esm"]["per_time"], rep_n["esm"]["per_time"], rtol=1e-10)
+    np.testing.assert_allclose(rep_t["dsm"]["per_time"], rep_n["dsm"]["per_time"], rtol=1e-10)
+    # and the error is the closed form: 0.01 E_p|∇log p|²
+    np.testing.assert_allclose(rep_t["esm"]["per_time"], 0.01 * rep_t["esm"]["fisher"],
+                               rtol=1e-10)
+    assert model.training  # the validator leaves the module's mode alone
+    s = as_numpy_score(model, chunk=5)
+    x = b.points[:7]
+    np.testing.assert_allclose(s(x, 0.3), 1.1 * gauss.evolve(proc, 0.3).score(x), rtol=1e-12)
+
+
+def test_report_table_json_and_figures(vp_bundle_2d, tmp_path):
+    b = vp_bundle_2d
+    proc, mix = b.process(), b.data()
+    b = analytic_bundle(mix, proc, nt=10, box=5.0, cells=10, order=3)
+    rep = validate(lambda x, t: 0.9 * mix.evolve(proc, t).score(x), b, hs=(0.0, 1.0),
+                   n_mc=256, figures=tmp_path / "fig", plot_times=[0.2, 0.6])
+    text = rep.table()
+    for needle in ("J_ESM", "J_DSM", "J_DSM - J_ESM - C", "KL(p_T ‖ π)", "bound on KL"):
+        assert needle in text
+    data = json.loads(rep.to_json(tmp_path / "r.json"))
+    assert data["esm"]["integrated"] == pytest.approx(rep["esm"]["integrated"])
+    assert len(data["esm"]["per_time"]) == 11
+    names = sorted(p.name for p in (tmp_path / "fig").iterdir())
+    expected = ["error_maps.png", "error_vs_t.png", "score_fields.png"]
+    if "kl" in rep["kl"]:
+        expected.append("q_h.png")
+    assert names == sorted(expected)
+    assert all((tmp_path / "fig" / n).stat().st_size > 10_000 for n in names)
+
+
+def test_bundle_file_and_fallback_data(vp_bundle_2d, tmp_path):
+    """A bundle read from its .npz; without a data mixture the x0 of the denoising loss
+    come from the bundle's ρ0 on its quadrature points (identity still within MC error for
+    times where σ(t) exceeds the point spacing)."""
+    b = vp_bundle_2d
+    proc, mix = b.process(), b.data()
+    path = b.save(tmp_path / "ref.npz")
+    rep_file = validate(exact_score(mix, proc), str(path), hs=(), n_mc=1024, t_range=(0.3, 1.0))
+    meta = dict(b.metadata, data=None)
+    nodata = bs.ReferenceBundle(points=b.points, weights=b.weights, times=b.times,
+                                density=b.density, log_density=b.log_density, score=b.score,
+                                metadata=meta)
+    rep = validate(exact_score(mix, proc), nodata, hs=(), n_mc=1024, t_range=(0.3, 1.0))
+    assert abs(rep_file["dsm"]["z"]) < 4 and abs(rep["dsm"]["z"]) < 4, (rep_file["dsm"]["z"],
+                                                                         rep["dsm"]["z"])
+
+
+def test_bad_inputs(vp_bundle_2d):
+    b = vp_bundle_2d
+    proc, mix = b.process(), b.data()
+    s = exact_score(mix, proc)
+    with pytest.raises(bs.BridgesolveInputError, match="weighting = 'l2'"):
+        validate(s, b, weighting="l2")
+    with pytest.raises(bs.BridgesolveInputError, match="t_range"):
+        validate(s, b, t_range=(0.0, 1.0))
+    with pytest.raises(bs.BridgesolveInputError, match="holds 1 bundle time"):
+        validate(s, b, t_range=(0.5, 0.51))
+    with pytest.raises(bs.BridgesolveInputError, match="hs contains 2"):
+        validate(s, b, hs=(2.0,), n_mc=16)
+    with pytest.raises(bs.BridgesolveInputError, match="n_mc"):
+        validate(s, b, n_mc=1)
+    with pytest.raises(bs.BridgesolveInputError, match="returned shape"):
+        validate(lambda x, t: x[:, :1], b)
+    with pytest.raises(bs.BridgesolveInputError, match="missing"):
+        validate(s, object())
+    with pytest.raises(bs.BridgesolveInputError, match="does not exist"):
+        validate(s, "no-such-bundle.npz")
+    with pytest.raises(bs.BridgesolveInputError, match="expected a checkpoint path"):
+        validate(42, b)
+
+
+def _fe_bundle(mix, proc, cells, steps, degree=1):
+    from bridgesolve.reference import ReferenceBundle
+
+    problem = bs.Problem(bs.Domain.box([-6.0], [6.0], [cells]), proc,
+                         bs.TimeGrid.clock(proc.clock, 1.0, steps), degree=degree)
+    p = bs.solve_fokker_planck(problem, mix, progress=False)
+    return ReferenceBundle.from_fokker_planck(p, problem=problem, data=mix), problem
+
+
+def test_exact_score_against_fe_bundles_converges(mixture1d):
+    """The exact score measured on P1 finite-element bundles: its ESM error is the
+    bundle's own discretization error, and it falls as O(h²) (the score of a P1 solution
+    is O(h) in the p-weighted L2 norm; dt is refined with h)."""
+    pytest.importorskip("bridgesolve._dolfinx")
+    proc = bs.VP()
+    hs, errs = [], []
+    for cells in (40, 80, 160):
+        b, _ = _fe_bundle(mixture1d, proc, cells, cells // 2)
+        rep = validate(exact_score(mixture1d, proc), b, hs=(), n_mc=64, t_range=(0.05, 1.0))
+        hs.append(12.0 / cells)
+        errs.append(rep["esm"]["integrated"])
+    orders = np.diff(np.log(errs)) / np.diff(np.log(hs))
+    table = "\n".join(f"h = {h:.3f}  J_ESM = {e:.3e}" for h, e in zip(hs, errs, strict=True))
+    print(f"{table}\nobserved orders {np.round(orders, 2)}")
+    assert np.all(orders > 1.7), f"observed orders {orders}\n{table}"
+    assert errs[-1] < 6e-3, table
