@@ -290,7 +290,7 @@ def train(config, *, net: nn.Module | None = None, data=None,
             "scaler": scaler.state_dict() if scaler.is_enabled() else {},
             "losses": list(losses), "data": dataset.describe(), "process": process.describe(),
             "elapsed_s": elapsed_before + time.perf_counter() - t0,
-            "bridgesolve": __version__, "torch": torch.__version__,
+            "bridgesolve": __version__, "torch": str(torch.__version__),
         }, ckpt_path)
 
     if ckpt_path is not None and cfg.text:
@@ -351,7 +351,7 @@ def train(config, *, net: nn.Module | None = None, data=None,
             "net": net_info, "parameters": sum(p.numel() for p in model.parameters())}
     if out_dir is not None:
         tail = np.asarray(losses[-max(1, min(100, len(losses))):])
-        summary = {"bridgesolve": __version__, "torch": torch.__version__,
+        summary = {"bridgesolve": __version__, "torch": str(torch.__version__),
                    "config_source": cfg.source, "config": cfg.as_dict(),
                    "data": dataset.describe(), "process": process.describe(), **info,
                    "final_loss": float(tail.mean()) if tail.size else None,

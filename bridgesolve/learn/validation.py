@@ -265,7 +265,8 @@ class ValidationReport:
             lines.append(row)
         lines += [
             "",
-            f"weighting λ = {d['weighting']}, t in [{d['t_range'][0]:g}, {d['t_range'][1]:g}]:",
+            f"weighting λ = {d['weighting']}, t in [{d['t_range'][0]:g}, {d['t_range'][1]:g}] "
+            f"({len(dsm['times'])} levels from {dsm['times'][0]:g}):",
             f"  J_ESM = ∫λ e dt            {esm['integrated']:.6e}",
             f"  J_DSM (Monte Carlo)        {dsm['integrated']:.6e} ± {dsm['stderr_integrated']:.2e}"
             f"  ({dsm['n_mc']} samples per time)",
@@ -275,7 +276,7 @@ class ValidationReport:
         ]
         b = d["bound"]
         lines += ["", f"KL(p_T ‖ π)                  {b['kl_prior']:.6e}",
-                  f"½ ∫_0^T g² e dt              {b['score_term']:.6e}",
+                  f"½ ∫ g² e dt from t = {b['t_start']:<7g} {b['score_term']:.6e}",
                   f"bound on KL(ρ0 ‖ q_1)        {b['bound']:.6e}"]
         kl = d["kl"]
         if "skipped" in kl:
@@ -286,6 +287,7 @@ class ValidationReport:
             if b.get("holds") is not None:
                 lines.append(f"bound holds for h = 1: {b['holds']} "
                              f"(KL {b['kl_h1']:.4e} <= {b['bound']:.4e})")
+        lines += [f"note: {n}" for n in d["notes"]]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -438,11 +440,18 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
     log_pT = (np.asarray(b.log_density[-1], dtype=float) if hasattr(b, "log_density")
               else np.log(np.maximum(pT, 1e-300)))
     kl_prior = float(w @ (pT * (log_pT - prior.log_pdf(pts))))
-    omega_all = trapezoid_weights(times)
-    all_g2 = np.asarray(process.g(times), dtype=float) ** 2
-    score_term = float(0.5 * omega_all @ (all_g2 * esm_t))
+    # ∫_0^T: from t = 0 when the score is finite there (an ε-network's -ε̂/σ is not).
+    first = int(np.argmax(np.isfinite(esm_t))) if np.any(np.isfinite(esm_t)) else times.size - 1
+    if not np.all(np.isfinite(esm_t[first:])):
+        raise BridgesolveInputError("the score is not finite at some time t > 0 of the bundle")
+    if first > 0:
+        notes.append(f"the score is not finite at t = {times[first - 1]:g}: the bound's "
+                     f"integral starts at t = {times[first]:g}")
+    tb = times[first:]
+    score_term = float(0.5 * trapezoid_weights(tb) @ (np.asarray(process.g(tb)) ** 2
+                                                      * esm_t[first:]))
     bound = {"kl_prior": kl_prior, "score_term": score_term, "bound": kl_prior + score_term,
-             "prior": prior.describe()}
+             "t_start": float(tb[0]), "prior": prior.describe()}
     kl, q_levels = _kl_part(s, b, hs, problem, prior, pts, w, p[0], notes)
     if "kl" in kl and any(h == 1.0 for h in kl["h"]):
         kl_h1 = kl["kl"][list(kl["h"]).index(1.0)]
