@@ -41,7 +41,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from bridgesolve._dolfinx import fem, ufl
+from bridgesolve._dolfinx import MPI, fem, ufl
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.pde.killing import killing_coefficient
 from bridgesolve.problem import Problem
@@ -79,116 +79,159 @@ def _log_terminal(problem: Problem, value, name: str) -> fem.Function:
     return S
 
 
-def _solve_log(problem: Problem, terminal, *, forward: bool, killing, progress: bool,
-               name: str, newton_options: dict | None, max_halvings: int = 8
-               ) -> SpaceTimeField:
-    if problem.boundary != "reflecting":
-        raise BridgesolveInputError(
-            f"boundary = {problem.boundary!r}: log-domain (HJB) solvers need 'reflecting' "
-            "boundaries (an absorbing boundary makes the log-potential -inf there)"
-        )
-    t_start = time.perf_counter()
-    V, mesh, proc = problem.V, problem.mesh, problem.process
-    S_prev = _log_terminal(problem, terminal, name)
-    S = S_prev.copy()
-    v = ufl.TestFunction(V)
-    R_D, R_k, R_V = (fem.Constant(mesh, 0.0) for _ in range(3))
-    has_drift = not (proc.linear and proc.drift_rate_integral(0.0, 1.0) == 0.0)
-    f0 = proc.drift_shape_ufl(ufl.SpatialCoordinate(mesh)) if has_drift else None
-    if f0 is not None and problem.domain.dim == 1 and f0.ufl_shape == ():
-        f0 = ufl.as_vector([f0])
-    V_expr, V_update, info = (killing_coefficient(V, killing) if killing is not None
-                              else (None, None, {}))
+class LogEvolution:
+    """The θ-scheme + Newton evolution of ``S = log φ`` (backward) or ``Ŝ = log φ̂``
+    (forward), built once and run from any number of starting values.
 
-    n = ufl.FacetNormal(mesh)
-    zero = ufl.as_vector([0.0] * problem.domain.dim)
-    drift = R_k * f0 if f0 is not None else zero
+    The forms are compiled and the SNES solver created once, so Sinkhorn iterations that
+    solve the same equation again and again only pay for the Newton steps.
 
-    def G(w):
-        g = R_D * (ufl.inner(ufl.grad(w), ufl.grad(v)) - ufl.inner(ufl.grad(w), ufl.grad(w)) * v)
-        if f0 is not None:
-            transport = ufl.inner(f0, ufl.grad(w)) * v
-            g -= R_k * ((ufl.inner(f0, ufl.grad(v)) - transport) if forward else transport)
-        if V_expr is not None:
-            g -= R_V * V_expr * v
-        # Outflow parts of the wall (see module doc): the boundary flux of the solution
-        # itself, so no condition is imposed where the characteristics leave Ω.
-        if forward:
-            flux = ufl.dot(R_D * ufl.grad(w) - drift, n)  # outflow where (f - D∇Ŝ)·n > 0
-            outflow = ufl.lt(flux, 0.0)
-        else:
-            flux = R_D * ufl.dot(ufl.grad(w), n)  # velocity -(D∇S + f): outflow where
-            outflow = ufl.lt(flux + ufl.dot(drift, n), 0.0)  # (D∇S + f)·n < 0
-        return g * ufl.dx - ufl.conditional(outflow, flux, 0.0) * v * ufl.ds
+    Args:
+        problem: domain, process, time grid, discretization (reflecting boundary).
+        forward: ``True`` for the forward twin (Ŝ from t = 0), ``False`` for S from t = T.
+        killing: optional rate ``V`` (number, ``V(x)``, ``V(x, t)`` or UFL).
+        name: label for fields and messages.
+        newton_options: SNES options overriding :data:`DEFAULT_NEWTON`.
+        max_halvings: how often a failing step is halved before giving up.
+    """
 
-    theta = problem.theta
-    F = (S - S_prev) * v * ufl.dx + theta * G(S) + (1.0 - theta) * G(S_prev)
-    opts = {**DEFAULT_NEWTON, **{k: val for k, val in problem.petsc_options.items()
-                                 if k.startswith(("ksp_", "pc_"))}, **(newton_options or {})}
-    prefix = f"bs_hjb_{id(S)}_"
-    nl = fem.petsc.NonlinearProblem(F, S, petsc_options_prefix=prefix, petsc_options=opts)
-    setup = time.perf_counter() - t_start
+    def __init__(self, problem: Problem, *, forward: bool, killing=None, name: str = "S",
+                 newton_options: dict | None = None, max_halvings: int = 8):
+        if problem.boundary != "reflecting":
+            raise BridgesolveInputError(
+                f"boundary = {problem.boundary!r}: log-domain (HJB) solvers need 'reflecting' "
+                "boundaries (an absorbing boundary makes the log-potential -inf there)"
+            )
+        t_start = time.perf_counter()
+        self.problem, self.forward, self.name = problem, forward, name
+        self.max_halvings = max_halvings
+        V, mesh, proc = problem.V, problem.mesh, problem.process
+        self.S_prev = fem.Function(V, name=name)
+        self.S = fem.Function(V, name=name)
+        S_prev, S = self.S_prev, self.S
+        v = ufl.TestFunction(V)
+        R_D, R_k, R_V = (fem.Constant(mesh, 0.0) for _ in range(3))
+        self.R_D, self.R_k, self.R_V = R_D, R_k, R_V
+        has_drift = not (proc.linear and proc.drift_rate_integral(0.0, 1.0) == 0.0)
+        f0 = proc.drift_shape_ufl(ufl.SpatialCoordinate(mesh)) if has_drift else None
+        if f0 is not None and problem.domain.dim == 1 and f0.ufl_shape == ():
+            f0 = ufl.as_vector([f0])
+        V_expr, self.V_update, self.info = (killing_coefficient(V, killing)
+                                            if killing is not None else (None, None, {}))
 
-    grid = problem.grid
-    times = grid.times
-    values = np.empty((times.size, S.x.array.size))
-    values[0 if forward else -1] = S_prev.x.array
-    iterations = np.zeros(grid.steps, dtype=int)
-    steps = range(grid.steps) if forward else range(grid.steps - 1, -1, -1)
-    t_loop = time.perf_counter()
-    bar = tqdm(total=grid.steps, desc="HJB forward" if forward else "HJB", unit="step",
-               leave=False, disable=not progress or problem.comm.rank != 0)
-    substeps = np.zeros(grid.steps, dtype=int)
+        n = ufl.FacetNormal(mesh)
+        zero = ufl.as_vector([0.0] * problem.domain.dim)
+        drift = R_k * f0 if f0 is not None else zero
 
-    def advance(ta: float, tb: float, depth: int) -> tuple[int, int]:
+        def G(w):
+            g = R_D * (ufl.inner(ufl.grad(w), ufl.grad(v))
+                       - ufl.inner(ufl.grad(w), ufl.grad(w)) * v)
+            if f0 is not None:
+                transport = ufl.inner(f0, ufl.grad(w)) * v
+                g -= R_k * ((ufl.inner(f0, ufl.grad(v)) - transport) if forward else transport)
+            if V_expr is not None:
+                g -= R_V * V_expr * v
+            # Outflow parts of the wall (see module doc): the boundary flux of the solution
+            # itself, so no condition is imposed where the characteristics leave Ω.
+            if forward:
+                flux = ufl.dot(R_D * ufl.grad(w) - drift, n)  # outflow where (f - D∇Ŝ)·n > 0
+                outflow = ufl.lt(flux, 0.0)
+            else:
+                flux = R_D * ufl.dot(ufl.grad(w), n)  # velocity -(D∇S + f): outflow where
+                outflow = ufl.lt(flux + ufl.dot(drift, n), 0.0)  # (D∇S + f)·n < 0
+            return g * ufl.dx - ufl.conditional(outflow, flux, 0.0) * v * ufl.ds
+
+        theta = problem.theta
+        F = (S - S_prev) * v * ufl.dx + theta * G(S) + (1.0 - theta) * G(S_prev)
+        opts = {**DEFAULT_NEWTON, **{k: val for k, val in problem.petsc_options.items()
+                                     if k.startswith(("ksp_", "pc_"))}, **(newton_options or {})}
+        prefix = f"bs_hjb_{id(S)}_"
+        self.nl = fem.petsc.NonlinearProblem(F, S, petsc_options_prefix=prefix,
+                                             petsc_options=opts)
+        self.setup_s = time.perf_counter() - t_start
+
+    def _advance(self, ta: float, tb: float, depth: int) -> tuple[int, int]:
         """One θ-step from ``ta`` to ``tb`` (reversed for backward runs), halved on failure.
 
         ``S_prev`` holds the state at ``ta`` on entry and at ``tb`` on success. Returns the
         Newton iterations spent and the number of (sub)steps taken.
         """
+        proc = self.problem.process
         lo, hi = min(ta, tb), max(ta, tb)
-        R_D.value = proc.diffusion_integral(lo, hi)
-        R_k.value = proc.drift_rate_integral(lo, hi)
-        R_V.value = hi - lo
-        if V_update is not None:
-            V_update(0.5 * (lo + hi))
-        S.x.array[:] = S_prev.x.array
-        nl.solve()
-        snes = nl.solver
+        self.R_D.value = proc.diffusion_integral(lo, hi)
+        self.R_k.value = proc.drift_rate_integral(lo, hi)
+        self.R_V.value = hi - lo
+        if self.V_update is not None:
+            self.V_update(0.5 * (lo + hi))
+        self.S.x.array[:] = self.S_prev.x.array
+        self.nl.solve()
+        snes = self.nl.solver
         its = snes.getIterationNumber()
-        if snes.getConvergedReason() > 0 and np.all(np.isfinite(S.x.array)):
-            S_prev.x.array[:] = S.x.array
+        # Collective verdict: a NaN on one rank must send every rank into the halving.
+        ok = snes.getConvergedReason() > 0 and bool(np.all(np.isfinite(self.S.x.array)))
+        if self.problem.comm.allreduce(int(ok), op=MPI.MIN):
+            self.S_prev.x.array[:] = self.S.x.array
             return its, 1
-        if depth == max_halvings:
+        if depth == self.max_halvings:
             raise RuntimeError(
-                f"{name}: Newton did not converge for t in [{lo:.6g}, {hi:.6g}] after "
-                f"{max_halvings} step halvings (SNES reason {snes.getConvergedReason()}); "
+                f"{self.name}: Newton did not converge for t in [{lo:.6g}, {hi:.6g}] after "
+                f"{self.max_halvings} step halvings (SNES reason {snes.getConvergedReason()}); "
                 "refine the time grid near the stiff end (TimeGrid.graded) or the mesh"
             )
         mid = 0.5 * (ta + tb)
-        its_a, sub_a = advance(ta, mid, depth + 1)
-        its_b, sub_b = advance(mid, tb, depth + 1)
+        its_a, sub_a = self._advance(ta, mid, depth + 1)
+        its_b, sub_b = self._advance(mid, tb, depth + 1)
         return its + its_a + its_b, sub_a + sub_b
 
+    def run(self, start: np.ndarray, *, progress: bool = True) -> SpaceTimeField:
+        """Evolve from the local dof values ``start`` (at t = 0 forward, t = T backward)."""
+        t_loop = time.perf_counter()
+        forward, grid = self.forward, self.problem.grid
+        times = grid.times
+        self.S_prev.x.array[:] = start
+        values = np.empty((times.size, start.size))
+        values[0 if forward else -1] = start
+        iterations = np.zeros(grid.steps, dtype=int)
+        substeps = np.zeros(grid.steps, dtype=int)
+        steps = range(grid.steps) if forward else range(grid.steps - 1, -1, -1)
+        bar = tqdm(total=grid.steps, desc="HJB forward" if forward else "HJB", unit="step",
+                   leave=False, disable=not progress or self.problem.comm.rank != 0)
+        try:
+            for n in steps:
+                t0, t1 = times[n], times[n + 1]
+                ta, tb = (t0, t1) if forward else (t1, t0)
+                iterations[n], substeps[n] = self._advance(ta, tb, 0)
+                values[n + 1 if forward else n] = self.S_prev.x.array
+                bar.set_postfix(newton=int(iterations[n]))
+                bar.update()
+        finally:
+            bar.close()
+        info = {**self.info, "equation": "hjb-forward" if forward else "hjb",
+                "newton_iterations": iterations, "substeps": substeps,
+                "timings": {"setup_s": self.setup_s,
+                            "stepping_s": time.perf_counter() - t_loop}}
+        return SpaceTimeField(self.problem.V, grid, values, name=self.name,
+                              representation="log", info=info)
+
+    def close(self) -> None:
+        """Free the Newton solver now, at the same point on every rank (its PETSc objects
+        are destroyed collectively; the garbage collector would do it at rank-dependent
+        moments)."""
+        self.nl = None
+
+
+def _solve_log(problem: Problem, terminal, *, forward: bool, killing, progress: bool,
+               name: str, newton_options: dict | None) -> SpaceTimeField:
+    t_start = time.perf_counter()
+    evolution = LogEvolution(problem, forward=forward, killing=killing, name=name,
+                             newton_options=newton_options)
     try:
-        for n in steps:
-            t0, t1 = times[n], times[n + 1]
-            ta, tb = (t0, t1) if forward else (t1, t0)
-            iterations[n], substeps[n] = advance(ta, tb, 0)
-            values[n + 1 if forward else n] = S_prev.x.array
-            bar.set_postfix(newton=int(iterations[n]))
-            bar.update()
+        start = _log_terminal(problem, terminal, name)
+        field = evolution.run(start.x.array.copy(), progress=progress)
     finally:
-        bar.close()
-        # `advance` refers to itself through its closure: break that cycle so `nl` (whose
-        # PETSc objects are destroyed collectively) is freed here, at the same point on
-        # every rank, rather than by the garbage collector at rank-dependent moments.
-        advance = nl = None  # noqa: F841
-    info.update(equation="hjb-forward" if forward else "hjb", newton_iterations=iterations,
-                substeps=substeps,
-                timings={"setup_s": setup, "stepping_s": time.perf_counter() - t_loop,
-                         "total_s": time.perf_counter() - t_start})
-    return SpaceTimeField(V, grid, values, name=name, representation="log", info=info)
+        evolution.close()
+    field.info["timings"]["total_s"] = time.perf_counter() - t_start
+    return field
 
 
 def solve_hjb(problem: Problem, S_T, *, killing=None, progress: bool = True, name: str = "S",
