@@ -1,0 +1,110 @@
+"""``bridgesolve train`` and ``bridgesolve validate``: outputs, exit codes, resumption, and
+torch staying out of the other subcommands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridgesolve.cli import main
+from bridgesolve.learn.config import load_train_config
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples" / "learn").glob("train_*.toml"))
+
+SMALL = """\
+[data]
+type = "gaussian_mixture"
+weights = [0.5, 0.5]
+means = [[-1.5, -1.0], [1.5, 1.0]]
+covs = [[[0.25, 0.1], [0.1, 0.25]], [[0.3, -0.1], [-0.1, 0.2]]]
+
+[process]
+type = "VP"
+
+[model]
+width = 16
+depth = 2
+
+[train]
+steps = 30
+batch_size = 64
+checkpoint_every = 10
+device = "cpu"
+"""
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_configs_validate(path):
+    cfg = load_train_config(path)
+    ds = cfg.dataset()
+    assert ds.sample(10, 0).shape == (10, ds.dim)
+    assert cfg.output_dir == Path("results") / path.stem
+
+
+def test_train_cli_outputs_refusal_and_resume(tmp_path, capsys):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL)
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "-o", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.toml", "loss.png",
+                                                     "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 30 and summary["device"] == "cpu"
+    assert (out / "config.toml").read_text() == SMALL
+    capsys.readouterr()
+    assert main(["train", str(cfg), "-o", str(out), "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", str(cfg), "-o", str(out), "--resume", "--quiet"]) == 0  # done: no-op
+    assert main(["train", str(cfg), "-o", str(out), "--overwrite", "--steps", "20"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 20
+    assert "20 steps on cpu" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL.replace('type = "VP"', 'type = "VQ"'))
+    assert main(["train", str(bad), "-o", str(tmp_path / "b"), "--quiet"]) == 2
+    assert "[process] type = 'VQ'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_validate_cli_writes_report_folder(tmp_path, capsys, vp_bundle_2d):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL)
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "-o", str(run), "--quiet"]) == 0
+    ref = vp_bundle_2d.save(tmp_path / "ref.npz")
+    rep = tmp_path / "report"
+    args = ["validate", "--score", str(run), "--reference", str(ref), "-o", str(rep),
+            "--hs", "--n-mc", "64", "--plot-times", "0.5"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "J_DSM - J_ESM - C" in out and str(rep) in out
+    assert sorted(p.name for p in rep.iterdir()) == ["error_maps.png", "error_vs_t.png",
+                                                     "report.txt", "score_fields.png",
+                                                     "summary.json"]
+    data = json.loads((rep / "summary.json").read_text())
+    assert data["dsm"]["n_mc"] == 64 and data["weighting"] == "g2"
+    assert data["kl"] == {"skipped": "no h requested"}
+    assert main(args + ["--quiet"]) == 2  # the folder exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--quiet", "--overwrite"]) == 0
+    assert main(["validate", "--score", str(tmp_path / "none"), "--reference", str(ref),
+                 "-o", str(tmp_path / "r2")]) == 2
+    assert main(["validate", "--score", str(run), "--reference", str(tmp_path / "none.npz"),
+                 "-o", str(tmp_path / "r2")]) == 2
+    assert not (tmp_path / "r2").exists()
+
+
+def test_other_subcommands_do_not_import_torch():
+    code = ("import sys, contextlib, io\n"
+            "from bridgesolve.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['run', '--help']); main(['train', '--help']); main(['validate', '--help'])\n"
+            "import bridgesolve as bs; bs.learn\n"
+            "print('torch' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert res.stdout.strip() == "False", res.stderr
