@@ -210,6 +210,43 @@ def _bundle_data(bundle):
     return None
 
 
+def problem_from_bundle(bundle, comm=None):
+    """The :class:`~bridgesolve.Problem` a finite-element bundle was computed on, rebuilt
+    from its metadata (box, disk or gmsh domain; element degree, scheme and boundary; the
+    bundle's time levels). Needs DOLFINx; collective over ``comm``.
+
+    Raises:
+        BridgesolveInputError: when the metadata do not describe a rebuildable problem.
+    """
+    from bridgesolve.domain import Domain
+    from bridgesolve.problem import Problem
+    from bridgesolve.timegrid import TimeGrid
+
+    meta = getattr(bundle, "metadata", None) or {}
+    dom, disc = meta.get("domain") or {}, meta.get("discretization") or {}
+    kind = dom.get("type")
+    if kind in ("box", "interval") and "cells" in dom:
+        domain = Domain.box(dom["lower"], dom["upper"], dom["cells"], comm=comm)
+    elif kind == "disk":
+        domain = Domain.disk(dom["radius"], dom["h"], center=dom.get("center", (0.0, 0.0)),
+                             comm=comm)
+    elif kind == "gmsh":
+        domain = Domain.from_gmsh(dom["path"], comm=comm)
+    else:
+        raise BridgesolveInputError(f"bundle metadata domain = {dom!r}: cannot rebuild a mesh "
+                                    "from it (pass problem=)")
+    element = str(disc.get("element", ""))
+    if not (element.startswith("P") and element[1:].isdigit()):
+        raise BridgesolveInputError(f"bundle metadata discretization = {disc!r}: no element "
+                                    "degree (pass problem=)")
+    scheme = disc.get("scheme", "crank-nicolson")
+    if scheme not in ("crank-nicolson", "backward-euler"):
+        scheme = float(disc.get("theta", 0.5))
+    return Problem(domain, _bundle_process(bundle), TimeGrid.from_times(bundle.times),
+                   degree=int(element[1:]), scheme=scheme,
+                   boundary=disc.get("boundary", "reflecting"))
+
+
 def trapezoid_weights(t: np.ndarray) -> np.ndarray:
     """Weights ``ω`` with ``Σ ω_n f(t_n) ≈ ∫ f`` (trapezoidal rule; any spacing)."""
     w = np.zeros_like(t)
@@ -517,11 +554,11 @@ def _kl_part(s, bundle, hs, problem, prior, pts, w, rho0, notes):
         from bridgesolve.likelihood import generated_density
     except ImportError as exc:
         return {"skipped": f"needs DOLFINx and bridgesolve.likelihood ({exc})"}, {}
-    if problem is None and callable(getattr(bundle, "problem", None)):
-        problem = bundle.problem()
     if problem is None:
-        return {"skipped": "pass problem= (the Problem the bundle was computed on) to solve "
-                           "for q_h"}, {}
+        try:
+            problem = problem_from_bundle(bundle)
+        except BridgesolveInputError as exc:
+            return {"skipped": f"no Problem to solve for q_h: {exc}"}, {}
     rho0 = np.asarray(rho0, dtype=float)
     log_rho0 = (np.asarray(bundle.log_density[0], dtype=float) if hasattr(bundle, "log_density")
                 else np.log(np.maximum(rho0, 1e-300)))

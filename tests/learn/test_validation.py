@@ -188,3 +188,20 @@ def test_exact_score_against_fe_bundles_converges(mixture1d):
     print(f"{table}\nobserved orders {np.round(orders, 2)}")
     assert np.all(orders > 1.7), f"observed orders {orders}\n{table}"
     assert errs[-1] < 6e-3, table
+
+
+def test_problem_rebuilt_from_bundle_metadata(mixture1d):
+    """The Problem on which q_h is solved is rebuilt from a finite-element bundle alone."""
+    pytest.importorskip("bridgesolve._dolfinx")
+    from bridgesolve.learn.validation import problem_from_bundle
+
+    b, problem = _fe_bundle(mixture1d, bs.VP(), 40, 20, degree=2)
+    rebuilt = problem_from_bundle(b)
+    assert rebuilt.describe() == problem.describe()
+    np.testing.assert_array_equal(rebuilt.grid.times, problem.grid.times)
+    meta = dict(b.metadata, domain={"type": "mesh"})
+    other = bs.ReferenceBundle(points=b.points, weights=b.weights, times=b.times,
+                               density=b.density, log_density=b.log_density, score=b.score,
+                               metadata=meta)
+    with pytest.raises(bs.BridgesolveInputError, match="cannot rebuild a mesh"):
+        problem_from_bundle(other)
