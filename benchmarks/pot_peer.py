@@ -202,23 +202,29 @@ def gaussian_entropic_slope(var0: float, var1: float, eps: float) -> float:
 
 
 # -- memory --------------------------------------------------------------------------------
-_POT_MEMORY_SCRIPT = textwrap.dedent("""
-    import resource, sys, numpy as np, ot
+_POT_MEMORY_SCRIPT = textwrap.dedent(r"""
+    import re, sys, numpy as np, ot
+    def hwm():
+        status = open('/proc/self/status').read()
+        return int(re.search(r'VmHWM:\s+(\d+)', status).group(1)) * 1024
     n, eps, method = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (n, 2))
     a = np.full(n, 1.0 / n)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = hwm()
     M = 0.5 * ot.dist(x, x, metric="sqeuclidean")
     plan = ot.sinkhorn(a, a, M, eps, method=method, numItermax=3, stopThr=0.0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(base * 1024, peak * 1024)
+    peak = hwm()
+    print(base, peak)
 """)
 
 
 def pot_peak_memory(n: int, *, method: str = "sinkhorn", eps: float = 1.0) -> dict:
     """Peak resident memory of building ``M`` and one ``ot.sinkhorn`` call on ``n`` points,
-    measured in a fresh subprocess (``ru_maxrss``, Linux KiB).
+    measured in a fresh subprocess: the high-water mark ``VmHWM`` of ``/proc/self/status``
+    (Linux). Not ``getrusage``'s ``ru_maxrss``: Linux carries that over ``fork``/``exec``
+    from the parent, so a child of a large benchmark process would report the parent's
+    peak.
 
     Returns:
         ``n``, ``baseline_bytes`` (Python + NumPy + POT, before ``M``), ``peak_bytes``,
