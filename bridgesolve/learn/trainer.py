@@ -280,7 +280,15 @@ def train(config, *, net: nn.Module | None = None, data=None,
     ckpt_path = out_dir / CHECKPOINT if out_dir is not None else None
     t0 = time.perf_counter()
 
+    pending: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if pending:
+            losses.extend(torch.stack(pending).float().cpu().tolist())
+            pending.clear()
+
     def save(step: int) -> None:
+        flush()
         if ckpt_path is None:
             return
         _atomic_torch_save({
@@ -324,14 +332,15 @@ def train(config, *, net: nn.Module | None = None, data=None,
                 with torch.no_grad():
                     for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
                         pe.lerp_(p, 1.0 - decay)
-                value = float(loss.detach())
-                losses.append(value)
+                # Losses stay on the device until read in bulk: one host sync per 25 steps.
+                pending.append(loss.detach())
                 done, consistent = step + 1, True
                 bar.update(1)
-                if done % 25 == 0 or done == steps:
+                if done % 25 == 0 or done == steps or callback is not None:
+                    flush()
                     bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4g}")
                 if callback is not None:
-                    callback(done, value)
+                    callback(done, losses[-1])
                 if stop.requested:
                     raise KeyboardInterrupt
                 if tc["checkpoint_every"] and done % tc["checkpoint_every"] == 0:
@@ -342,6 +351,7 @@ def train(config, *, net: nn.Module | None = None, data=None,
         raise
     finally:
         bar.close()
+    flush()
     if done > start or resume_from is None:
         save(done)
     elapsed = elapsed_before + time.perf_counter() - t0

@@ -258,10 +258,10 @@ def trapezoid_weights(t: np.ndarray) -> np.ndarray:
 
 
 def default_prior(process: Process, T: float, dim: int) -> GaussianMixture:
-    """``π = N((1 - a(T)) μ, σ^2(T) I)``: the law at T of the process started from a point
-    mass at its center (N(0, I) for VP and sub-VP, N(0, σ_max^2 I) for VE, ...)."""
-    a, var = process.transition(T)
-    center = (1.0 - a) * float(getattr(process, "center", 0.0))
+    """``π = N(μ, σ^2(T) I)``: the law at T of the process started from a point mass at its
+    center μ (N(0, 1 - e^{-B(T)}) for VP, N(0, σ(T)² - σ(0)²) for VE; as the samplers')."""
+    _, var = process.transition(T)
+    center = float(getattr(process, "center", 0.0))
     return GaussianMixture([1.0], [[center] * dim], [var])
 
 
