@@ -120,6 +120,74 @@ class _NumpyPiece:
     label: str
 
 
+_GEOMETRY: dict = {}
+
+
+def _affine_geometry(mesh):
+    """Box tree and inverse affine maps ``λ = B (x - x_0)`` of every local cell (cached per
+    mesh)."""
+    key = id(mesh)
+    hit = _GEOMETRY.get(key)
+    if hit is not None and hit[0] is mesh:
+        return hit[1]
+    tdim, gdim = mesh.topology.dim, mesh.geometry.dim
+    im = mesh.topology.index_map(tdim)
+    ncells = im.size_local + im.num_ghosts
+    verts = mesh.geometry.x[mesh.geometry.dofmaps[0][:ncells]][:, :, :gdim]  # (c, d+1, d)
+    origin = verts[:, 0]
+    B = np.linalg.inv(np.swapaxes(verts[:, 1:] - origin[:, None], 1, 2))  # (c, d, d)
+    tree = dolfinx.geometry.bb_tree(mesh, tdim)
+    if len(_GEOMETRY) > 8:
+        _GEOMETRY.clear()
+    _GEOMETRY[key] = (mesh, (tree, origin, B))
+    return tree, origin, B
+
+
+class _AffineLocator:
+    """:class:`~bridgesolve.spacetime.PointLocator` for affine simplex meshes, with the
+    same attributes and the same collective ownership rule (lowest rank that finds a
+    point evaluates it)."""
+
+    def __init__(self, mesh, pts: np.ndarray, geometry):
+        tree, origin, B = geometry
+        comm = mesh.comm
+        dim = mesh.geometry.dim
+        self.comm = comm
+        self.n_local = pts.shape[0]
+        if comm.size > 1:
+            counts = comm.allgather(self.n_local)
+            self.offset = int(sum(counts[: comm.rank]))
+            gathered = np.concatenate(comm.allgather(np.ascontiguousarray(pts, dtype=float)))
+        else:
+            self.offset, gathered = 0, np.ascontiguousarray(pts, dtype=float)
+        n = gathered.shape[0]
+        p3 = np.zeros((n, 3))
+        p3[:, :dim] = gathered.reshape(n, dim)
+        cand = dolfinx.geometry.compute_collisions_points(tree, p3)
+        offsets = np.asarray(cand.offsets)
+        cells_c = np.asarray(cand.array)
+        point_c = np.repeat(np.arange(n), np.diff(offsets))
+        lam = np.einsum("cij,cj->ci", B[cells_c], p3[point_c, :dim] - origin[cells_c])
+        tol = 1e-10
+        inside = (lam.min(axis=1) >= -tol) & (lam.sum(axis=1) <= 1.0 + tol)
+        cells = np.full(n, -1, dtype=np.int32)
+        # the first containing candidate of each point (reverse assignment keeps the first)
+        ok = np.flatnonzero(inside)[::-1]
+        cells[point_c[ok]] = cells_c[ok]
+        has = cells >= 0
+        owner = np.where(has, comm.rank, comm.size).astype(np.int32)
+        if comm.size > 1:
+            global_owner = np.empty_like(owner)
+            comm.Allreduce(owner, global_owner, op=MPI.MIN)
+        else:
+            global_owner = owner
+        self.mine = global_owner == comm.rank
+        self.found = global_owner < comm.size
+        self.p3 = p3[self.mine]
+        self.cells = cells[self.mine]
+        self.n_total = n
+
+
 def _bracket(times: np.ndarray, t: float) -> tuple[int, int, float]:
     if not times[0] - 1e-12 <= t <= times[-1] + 1e-12:
         raise BridgesolveInputError(
@@ -239,15 +307,20 @@ class VectorField:
 
     __call__ = evaluate
 
-    def _locator(self, x: np.ndarray) -> PointLocator:
-        # The same collective reuse rule as SpaceTimeField.evaluate: samplers and figures
-        # ask for one point set at many times.
+    def _locator(self, x: np.ndarray):
+        # The same collective reuse rule as SpaceTimeField.evaluate: figures ask for one
+        # point set at many times. Samplers move their points every call: for affine
+        # simplex meshes a vectorized barycentric test over the bounding-box candidates
+        # (one box tree per mesh) is ~10x faster than DOLFINx's generic collision search.
         key = (x.shape, hash(x.tobytes()))
         cached = self._cache.get("locator")
         hit = cached is not None and cached[0] == key
         if self.comm.allreduce(int(hit), MPI.MIN):
             return cached[1]
-        loc = PointLocator(self.mesh, x)
+        if self.mesh.geometry.cmaps[0].degree == 1:
+            loc = _AffineLocator(self.mesh, x, _affine_geometry(self.mesh))
+        else:
+            loc = PointLocator(self.mesh, x)
         self._cache["locator"] = (key, loc)
         return loc
 
@@ -375,19 +448,45 @@ def drift_field(process: Process, terms: Sequence[tuple[Coefficient, VectorField
 
 def mixture_score(data, process: Process) -> Callable[[np.ndarray, float], np.ndarray]:
     """The exact score ``∇ log p_t`` of a Gaussian mixture pushed through a linear process,
-    as a callable ``s(x (N, d), t) -> (N, d)``."""
+    as a callable ``s(x (N, d), t) -> (N, d)``.
+
+    Vectorized for samplers (about 10x faster than ``GaussianMixture.score``, whose
+    log-sum-exp dominates at 1e5 points): ``s = -Σ_k r_k Σ_k^{-1} (x - m_k)`` with the
+    responsibilities ``r_k`` computed with a max shift.
+    """
     if not getattr(process, "linear", False):
         raise BridgesolveInputError(
             f"process {process!r}: the exact mixture score needs a linear process")
     cache: dict = {}
 
-    def score(x, t):
-        t = float(t)
+    def components(t):
         if t not in cache:
             if len(cache) > 64:
                 cache.clear()
-            cache[t] = data.evolve(process, t) if t > 0 else data
-        return cache[t].score(x)
+            mix = data.evolve(process, t) if t > 0 else data
+            prec = np.linalg.inv(mix.covs)
+            logdet = np.linalg.slogdet(mix.covs)[1]
+            with np.errstate(divide="ignore"):
+                cache[t] = (mix.means, prec, np.log(mix.weights) - 0.5 * logdet)
+        return cache[t]
+
+    def score(x, t):
+        x = np.asarray(x, dtype=float)
+        x2 = x.reshape(-1, data.dim)
+        means, prec, const = components(float(t))
+        K = means.shape[0]
+        if K == 1:
+            return -((x2 - means[0]) @ prec[0]).reshape(x.shape)
+        z = np.empty((K, *x2.shape))
+        lc = np.empty((K, x2.shape[0]))
+        for k in range(K):
+            diff = x2 - means[k]
+            z[k] = diff @ prec[k]
+            lc[k] = const[k] - 0.5 * np.einsum("ij,ij->i", diff, z[k])
+        lc -= lc.max(axis=0)
+        r = np.exp(lc)
+        r /= r.sum(axis=0)
+        return -np.einsum("ki,kij->ij", r, z).reshape(x.shape)
 
     return score
 
