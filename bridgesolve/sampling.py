@@ -168,7 +168,8 @@ def _initial(process, prior_samples_or_n, prior, dim, T, rng) -> np.ndarray:
                 raise BridgesolveInputError("sample: pass dim= (or prior=) to draw particles")
             prior = default_prior(process, T, positive_int("dim", dim))
         if not hasattr(prior, "sample"):
-            raise BridgesolveInputError(f"prior = {prior!r}: expected an object with sample(n, rng)")
+            raise BridgesolveInputError(
+                f"prior = {prior!r}: expected an object with sample(n, rng)")
         return np.asarray(prior.sample(n, rng), dtype=float)
     x = np.array(prior_samples_or_n, dtype=float)  # a copy: the caller's array stays intact
     if x.ndim == 1:
