@@ -48,6 +48,7 @@ import numpy as np
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process, process_from_description
+from bridgesolve.sampling import default_prior
 
 WEIGHTINGS = ("g2", "sigma2", "none")
 
@@ -257,14 +258,6 @@ def trapezoid_weights(t: np.ndarray) -> np.ndarray:
     return w
 
 
-def default_prior(process: Process, T: float, dim: int) -> GaussianMixture:
-    """``π = N(μ, σ^2(T) I)``: the law at T of the process started from a point mass at its
-    center μ (N(0, 1 - e^{-B(T)}) for VP, N(0, σ(T)² - σ(0)²) for VE; as the samplers')."""
-    _, var = process.transition(T)
-    center = float(getattr(process, "center", 0.0))
-    return GaussianMixture([1.0], [[center] * dim], [var])
-
-
 # -- the report --------------------------------------------------------------------------
 @dataclass
 class ValidationReport:
@@ -375,7 +368,7 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
             default: the bundle's data mixture, else the bundle's ρ0 on its quadrature points.
         problem: the :class:`~bridgesolve.Problem` on which ``q_h`` is solved (needs DOLFINx);
             default: rebuilt from the bundle when it can be, else the KL part is skipped.
-        prior: π, a GaussianMixture (default :func:`default_prior`).
+        prior: π, a GaussianMixture (default: ``bridgesolve.sampling.default_prior``).
         device: for torch models.
         chunk: points per device batch.
         plot_times: times of the spatial figures (default 0.1T, 0.5T, 0.9T in range).
