@@ -72,6 +72,10 @@ MODES = ("auto", "linear", "log")
 UNDERFLOW = 1e-250
 #: Iterations over which the error must fall by 1 % or the iteration counts as stagnant.
 STAGNATION_WINDOW = 15
+#: ``mode="auto"`` moves to the log mode when log φ or log φ̂ changes by more than this
+#: across one cell where the bridge has mass: the linear interpolant of such a steep
+#: exponential is inaccurate, while its logarithm is smooth.
+RESOLUTION = 1.0
 _LOG_CAP = 700.0  # exp(700) ~ 1e304
 
 
@@ -170,6 +174,7 @@ class _LinearSweeps:
             terms = transport_terms(problem, adjoint=adjoint)
             kt = killing_term(problem.V, killing, sign=-1.0)
             if kt is not None:
+                kt[0].lump = True  # V M_L: a constant rate is then a uniform factor
                 terms.append(kt[0])
             steppers.append(ThetaStepper(mass_form(problem), terms, problem.theta,
                                          petsc_options=problem.petsc_options, lumped=True))
@@ -269,6 +274,22 @@ def _marginal_error(residual_log: np.ndarray, marginal: _Marginal, weights: np.n
     return _Errors(L1=comm.allreduce(float(weights @ dev), MPI.SUM),
                    Linf=comm.allreduce(float(np.max(dev, initial=0.0)), MPI.MAX),
                    defect=defect)
+
+
+def _log_oscillation(problem: Problem, L_phi: np.ndarray, L_hat: np.ndarray) -> float:
+    """Largest change of log φ or log φ̂ across one cell, over the cells and levels where the
+    marginal ``φφ̂`` exceeds 1e-8 of its maximum (rank-independent)."""
+    cells = problem.V.dofmap.list
+    worst = 0.0
+    for k in range(L_phi.shape[0]):
+        log_rho = L_phi[k] + L_hat[k]
+        top = problem.comm.allreduce(float(np.max(log_rho, initial=-np.inf)), MPI.MAX)
+        live = np.max(log_rho[cells], axis=1) > top + math.log(1e-8)
+        for values in (L_phi[k], L_hat[k]):
+            local = values[cells[live]]
+            if local.size:
+                worst = max(worst, float(np.max(np.ptp(local, axis=1))))
+    return problem.comm.allreduce(worst, MPI.MAX)
 
 
 def _log_sum(log_values: np.ndarray, weights: np.ndarray, comm) -> float:
@@ -597,11 +618,20 @@ def solve_bridge(
                 fail(f"iteration {it}: the marginal error at t = T is not finite "
                      f"({current} mode)")
             if err < tol and np.isfinite(err0.L1):
+                jump = (_log_oscillation(problem, L_phi, L_hat)
+                        if current == "linear" and mode == "auto" else 0.0)
+                if jump > RESOLUTION:
+                    switch_to_log(f"φ or φ̂ changes by a factor e^{jump:.3g} across one cell "
+                                  "where the bridge has mass: too steep for the linear "
+                                  "representation, accurate in the log one")
+                    log_phi_T = _relax(log_phi_T, m1.log - L_hat[-1], 1.0)
+                    continue
                 converged = True
                 break
-            best = min(max(h["errT_L1"], h["err0_L1"]) for h in history[1:]) \
-                if len(history) > 1 else np.inf
-            if len(history) > 5 and err > 1e3 * best:
+            same = [max(h["errT_L1"], h["err0_L1"]) for h in history[1:]
+                    if h["mode"] == current and np.isfinite(h["err0_L1"])]
+            best = min(same, default=np.inf)
+            if len(same) > 5 and err > 1e3 * best:
                 fail(f"iteration {it}: diverging — marginal L1 error {err:.3g} vs best "
                      f"{best:.3g} ({current} mode, ω = {omega:.3g})")
             # Acceleration: once the plain iteration is in its linear regime (steady error

@@ -55,6 +55,7 @@ class Term:
     form: fem.Form
     rate_integral: Callable[[float, float], float]
     update: Callable[[float], None] | None = None
+    lump: bool = False  # lump this matrix too when the stepper lumps its mass (a ∫V u v term)
     matrix: PETSc.Mat | None = field(default=None, repr=False)
 
 
@@ -91,6 +92,8 @@ class ThetaStepper:
         for term in terms:
             term.matrix = fem.petsc.assemble_matrix(term.form)
             term.matrix.assemble()
+            if lumped and term.lump:
+                _lump(term.matrix)
         PETSC_TIME["assemble_s"] += time.perf_counter() - tic
         self.comm = self.M.getComm()
         self.bc_rows = (np.asarray(dirichlet_dofs, dtype=np.int32)
@@ -169,6 +172,8 @@ class ThetaStepper:
                 term.matrix.zeroEntries()
                 fem.petsc.assemble_matrix(term.matrix, term.form)
                 term.matrix.assemble()
+                if self.lumped and term.lump:
+                    _lump(term.matrix)
                 PETSC_TIME["assemble_s"] += time.perf_counter() - tic
                 self.assemblies += 1
         rates = tuple(term.rate_integral(t0, t1) for term in self.terms)
