@@ -69,6 +69,10 @@ def write_all(report, folder: Path) -> list[Path]:
     for ax in axes:
         ax.axvspan(*P["t_range"], color="0.92", zorder=-1)
         ax.set_xlabel("t")
+        finite = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), float)
+                  if np.isfinite(v) and v > 0]
+        if finite and max(finite) < 2.0 * min(finite):  # a flat curve: give the log axis room
+            ax.set_ylim(0.5 * min(finite), 2.0 * max(finite))
     axes[0].legend(fontsize=8)
     axes[0].set_title("explicit score-matching error per time")
     axes[1].set_title("relative error sqrt(E_p|s-∇log p|² / E_p|∇log p|²)")

@@ -205,3 +205,17 @@ def test_problem_rebuilt_from_bundle_metadata(mixture1d):
                                metadata=meta)
     with pytest.raises(bs.BridgesolveInputError, match="cannot rebuild a mesh"):
         problem_from_bundle(other)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_figures_in_1d_and_3d(tmp_path, dim):
+    """Figures of 1D bundles (lines) and 3D bundles (the mid-plane slab of points)."""
+    mix = bs.GaussianMixture([0.3, 0.7], [[-1.0] * dim, [1.0] * dim], [0.3, 0.4])
+    proc = bs.OU()
+    b = analytic_bundle(mix, proc, nt=6, box=4.0, cells=30 if dim == 1 else 6, order=3)
+    rep = validate(lambda x, t: 1.05 * mix.evolve(proc, t).score(x), b, hs=(), n_mc=64,
+                   figures=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["error_maps.png", "error_vs_t.png",
+                                                          "score_fields.png"]
+    np.testing.assert_allclose(rep["esm"]["per_time"], 0.0025 * rep["esm"]["fisher"],
+                               rtol=1e-10)
