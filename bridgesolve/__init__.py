@@ -23,6 +23,10 @@ _LAZY = {
     "solve_kolmogorov": "bridgesolve.pde.kolmogorov",
     "solve_hjb": "bridgesolve.pde.hjb",
     "solve_hjb_forward": "bridgesolve.pde.hjb",
+    "solve_bridge": "bridgesolve.bridge",
+    "Bridge": "bridgesolve.bridge",
+    "BridgeError": "bridgesolve.bridge",
+    "gaussian_bridge": "bridgesolve.bridge",
     "ReferenceBundle": "bridgesolve.reference",
     "VectorField": "bridgesolve.score",
     "grad_log": "bridgesolve.score",
@@ -42,4 +46,5 @@ __all__ = [
     "OU", "VE", "VP", "Brownian", "BridgesolveInputError", "Custom", "Domain",
     "GaussianMixture", "Problem", "Process", "SpaceTimeField", "SubVP", "TimeGrid",
     "solve_fokker_planck", "solve_hjb", "solve_hjb_forward", "solve_kolmogorov",
+    "Bridge", "BridgeError", "gaussian_bridge", "solve_bridge",
 ]
