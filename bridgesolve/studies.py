@@ -17,7 +17,7 @@ for nested refinements is exact); the output says which. Quantities (see
 - ``<field>_L2``, ``<field>_L1``, ``<field>_Linf`` (Linf at the dofs of the measuring
   space) of the density p, φ, S = log φ or Ŝ = log φ̂;
 - ``score_pL2`` (forward equations): :math:`(\int p\,|\nabla\log p_h - \nabla\log p|^2)^{1/2}`
-  over ``{p_h > c, p > c}``, ``c = 10^{-10} \max p`` (where a linear density undershoots
+  over ``{p_h > c, p > c}``, ``c = 10^{-8} \max p`` (where a linear density undershoots
   to zero its log-gradient is meaningless; the excluded mass is below ``c |Ω|``).
 
 Every finished level is checkpointed (JSON, plus the solution at the report time as
@@ -246,7 +246,7 @@ class _Measure:
         if self.with_score and not self.log:
             weight = self.p if self.mode == "exact" else self.ue
             top = np.max(weight.x.array, initial=0.0)
-            self.cut.value = 1e-10 * self.comm.allreduce(top, MPI.MAX)
+            self.cut.value = 1e-8 * self.comm.allreduce(top, MPI.MAX)
 
     def norm(self, kind: str) -> float:
         from bridgesolve._dolfinx import MPI, fem
@@ -577,6 +577,25 @@ def _solve(lcfg, problem, data, killing, progress: bool):
 
 
 # -- the study ------------------------------------------------------------------------------
+def study_options(cfg, refine: str | None = None, levels: int | None = None,
+                  reference: str | None = None) -> tuple[str, int, str]:
+    """``(refine, levels, reference)``: the arguments, else the config's ``[convergence]``
+    section, else ``("h", 3, "auto")``; checked."""
+    opts = cfg.raw.get("convergence", {})
+    refine = refine or opts.get("refine", "h")
+    levels = levels if levels is not None else opts.get("levels", 3)
+    reference = reference or opts.get("reference", "auto")
+    if refine not in REFINEMENTS:
+        raise BridgesolveInputError(f"refine = {refine!r}: expected one of "
+                                    f"{', '.join(REFINEMENTS)}")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise BridgesolveInputError(f"levels = {levels!r}: expected an integer >= 2")
+    if reference not in REFERENCES:
+        raise BridgesolveInputError(f"reference = {reference!r}: expected one of "
+                                    f"{', '.join(REFERENCES)}")
+    return refine, levels, reference
+
+
 def convergence_study(config, *, refine: str | None = None, levels: int | None = None,
                       reference: str | None = None, output: str | os.PathLike | None = None,
                       resume: bool = False, comm=None, progress: bool = True,
@@ -609,18 +628,7 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
 
     comm = comm or MPI.COMM_WORLD
     cfg = config if isinstance(config, Config) else load_config(config)
-    opts = cfg.raw.get("convergence", {})
-    refine = refine or opts.get("refine", "h")
-    levels = levels if levels is not None else opts.get("levels", 3)
-    reference = reference or opts.get("reference", "auto")
-    if refine not in REFINEMENTS:
-        raise BridgesolveInputError(f"refine = {refine!r}: expected one of "
-                                    f"{', '.join(REFINEMENTS)}")
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise BridgesolveInputError(f"levels = {levels!r}: expected an integer >= 2")
-    if reference not in REFERENCES:
-        raise BridgesolveInputError(f"reference = {reference!r}: expected one of "
-                                    f"{', '.join(REFERENCES)}")
+    refine, levels, reference = study_options(cfg, refine, levels, reference)
     quantities = QUANTITIES[cfg.equation]
     say = (print if log is None or log is True else log) if comm.rank == 0 and log is not False \
         else (lambda *_: None)
@@ -833,6 +841,7 @@ def sweep(configs: Sequence, *, groups: int | None = None, comm=None,
     names = _study_names(cfgs)
     color = comm.rank * groups // comm.size
     sub = comm.Split(color, comm.rank)
+    group_root = sub.rank == 0
     mine: dict[int, ConvergenceStudy] = {}
     error = None
     try:
@@ -853,22 +862,16 @@ def sweep(configs: Sequence, *, groups: int | None = None, comm=None,
         error = str(exc)
     finally:
         sub.Free()
-    errors = [e for e in comm.allgather(error) if e]
+    errors = [e for e in comm.allgather(error) if e]  # also: every group has written
     if errors:
         raise BridgesolveInputError(errors[0])
-    gathered = comm.gather(mine if comm.rank * groups // comm.size == color and
-                           _is_group_root(comm, groups) else {}, root=0)
+    gathered = comm.gather(mine if group_root else {}, root=0)
     if comm.rank != 0:
         return None
     merged: dict[int, ConvergenceStudy] = {}
     for part in gathered:
         merged.update(part)
     return [merged[i] for i in range(len(cfgs))]
-
-
-def _is_group_root(comm, groups: int) -> bool:
-    color = comm.rank * groups // comm.size
-    return comm.rank == 0 or (comm.rank - 1) * groups // comm.size != color
 
 
 def _study_names(cfgs) -> list[str]:
@@ -880,9 +883,6 @@ def _study_names(cfgs) -> list[str]:
     return names
 
 
-__all__ = ["QUANTITIES", "REFINEMENTS", "ConvergenceStudy", "Quantity", "convergence_study",
-           "fitted_order", "level_raw", "observed_orders", "order_table", "prepare_folder",
-           "sweep"]
 
 
 # -- command line -------------------------------------------------------------------------
@@ -939,8 +939,14 @@ def run_cli(args) -> int:
 
     comm = MPI.COMM_WORLD
     say = print if comm.rank == 0 and not args.quiet else (lambda *a, **k: None)
-    cfgs = [load_config(path) for path in args.configs]  # input errors before any output
+    # Input errors before any output.
+    cfgs = [load_config(path) for path in args.configs]
     options = {"refine": args.refine, "levels": args.levels, "reference": args.reference}
+    for cfg in cfgs:
+        study_options(cfg, **options)
+    if args.groups is not None and not 1 <= args.groups <= comm.size:
+        raise BridgesolveInputError(f"--groups {args.groups}: expected 1 to the number of "
+                                    f"ranks ({comm.size})")
     if len(cfgs) == 1:
         if args.groups not in (None, 1):
             raise BridgesolveInputError(f"--groups {args.groups}: a single config runs on "
@@ -955,6 +961,7 @@ def run_cli(args) -> int:
         if comm.rank == 0:
             study.write(folder)
             _atomic_write(folder / "config.toml", cfg.text)
+        comm.barrier()  # the files exist for every rank once the command returns
         say(study.table())
         say(f"results: {folder}/ (convergence.txt, .csv, .json, .png; checkpoints/)")
         return 0
@@ -970,3 +977,8 @@ def run_cli(args) -> int:
         say(f"results: {base}/<config name>/ ({len(cfgs)} studies, "
             f"{time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+__all__ = ["QUANTITIES", "REFINEMENTS", "ConvergenceStudy", "Quantity", "convergence_study",
+           "fitted_order", "level_raw", "observed_orders", "order_table", "prepare_folder",
+           "study_options", "sweep"]
