@@ -379,6 +379,7 @@ def train(config, *, net: nn.Module | None = None, data=None,
                         logy=bool(np.all(np.asarray(losses) > 0)))
     model.eval()
     ema.eval()
+    model.t_min = ema.t_min = tc["t_min"]  # the validator evaluates at max(t, t_min)
     return TrainResult(model=ema, raw_model=model, losses=np.asarray(losses), step=done,
                        checkpoint=ckpt_path, info=info)
 
@@ -418,4 +419,5 @@ def load_checkpoint(path: str | os.PathLike, *, net: nn.Module | None = None,
     model.net.load_state_dict(state["ema" if ema else "net"])
     model.checkpoint_info = {"step": state["step"], "config": state["config"],
                              "data": state.get("data")}
+    model.t_min = cfg.train["t_min"]
     return model.to(dev).eval()

@@ -58,6 +58,9 @@ class NumpyScore:
     """A score ``s(x, t)`` on NumPy arrays, with batched evaluation over many times.
 
     Built by :func:`as_numpy_score`; calling it gives ``(N, d)`` float64 scores at one time.
+    A trained model is evaluated at ``max(t, t_min)`` with its training ``t_min``: it never
+    saw smaller times, and the ε-parameterization's ``-ε̂/σ(t)`` diverges at ``t = 0``
+    (samplers stop at ``t_min`` for the same reason).
     """
 
     def __init__(self, fn: Callable, *, torch_model=None, device=None, chunk: int = 1 << 16,
@@ -71,8 +74,12 @@ class NumpyScore:
         self.t_min = t_min
         self.label = label
 
+    def _floor(self, t):
+        return t if self.t_min is None else np.maximum(t, self.t_min)
+
     def __call__(self, x, t: float) -> np.ndarray:
         x = np.asarray(x, dtype=float)
+        t = float(self._floor(t))
         if self.model is not None:
             return self.at_pairs(x, np.full(x.shape[0], float(t)))
         out = np.asarray(self._fn(x, float(t)), dtype=float)
@@ -84,7 +91,7 @@ class NumpyScore:
     def at_pairs(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Scores at points ``x (M, d)`` with their own times ``t (M,)``."""
         x = np.asarray(x, dtype=float)
-        t = np.asarray(t, dtype=float)
+        t = self._floor(np.asarray(t, dtype=float))
         if self.model is None:
             out = np.empty_like(x)
             for tv in np.unique(t):  # a loop over the few distinct times, not over points
@@ -113,7 +120,8 @@ class NumpyScore:
 
         dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
         P = torch.as_tensor(pts, dtype=dtype, device=self.device)
-        tt = torch.as_tensor(np.asarray(times, dtype=float), dtype=dtype, device=self.device)
+        tt = torch.as_tensor(self._floor(np.asarray(times, dtype=float)), dtype=dtype,
+                             device=self.device)
         out = np.empty((L * N, pts.shape[1]))
         with torch.no_grad():
             for i in range(0, L * N, self.chunk):
@@ -149,7 +157,8 @@ def as_numpy_score(score, *, device: str | None = "auto", chunk: int = 1 << 16,
         params = list(score.parameters())
         dev = params[0].device if params else resolve_device(device)
         return NumpyScore(None, torch_model=_EvalModule(score), device=dev, chunk=chunk,
-                          process=getattr(score, "process", None), label=type(score).__name__)
+                          process=getattr(score, "process", None),
+                          t_min=getattr(score, "t_min", None), label=type(score).__name__)
     if callable(score):
         return NumpyScore(score, label=getattr(score, "__name__", type(score).__name__))
     raise BridgesolveInputError(f"score = {score!r}: expected a checkpoint path, a "
