@@ -162,7 +162,7 @@ def test_small_noise_converges_in_log_mode_where_linear_fails():
     """σ = 0.1 between well-separated Gaussians: the linear Crank–Nicolson iteration breaks
     down (reported, not silent); auto switches to log and converges to tol."""
     r0, r1 = _gaussians_1d(-1.0, 0.25, 1.0, 0.16)
-    prob = _problem_1d(256, 128, 0.1, L=5.0, degree=2)
+    prob = _problem_1d(320, 128, 0.1, L=8.0, degree=2)
     with pytest.raises(BridgeError, match="linear mode") as info:
         solve_bridge(prob, r0, r1, mode="linear", progress=False)
     assert info.value.history is not None
@@ -234,3 +234,31 @@ def test_serial_and_distributed_agree(mode):
     (it_s, *serial), (it_d, *distributed) = results
     assert it_s == it_d
     assert np.allclose(serial, distributed, rtol=1e-7, atol=1e-10), (serial, distributed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("degree, expected", [(1, 1.8), (2, 2.5)])
+def test_2d_convergence_table(degree, expected):
+    """2D closed-form bridge, log mode: observed orders of the mid-time marginal (L1) and
+    of the gap between the two cost formulas under joint refinement of h and Δt."""
+    m0, c0 = [-1.0, -0.5], [[0.30, 0.10], [0.10, 0.20]]
+    m1, c1 = [1.0, 0.5], [[0.20, -0.08], [-0.08, 0.35]]
+    sigma = 0.8
+    exact = gaussian_bridge(m0, c0, m1, c1, sigma=sigma)
+    hs, errs, gaps = [], [], []
+    for cells in ((12, 24, 48) if degree == 1 else (8, 16, 32)):
+        dom = bs.Domain.box([-4.0, -4.0], [4.0, 4.0], [cells, cells])
+        steps = cells if degree == 1 else 2 * cells
+        prob = bs.Problem(dom, bs.Brownian(sigma), bs.TimeGrid.uniform(1.0, steps),
+                          degree=degree)
+        b = solve_bridge(prob, bs.GaussianMixture([1.0], [m0], [c0]),
+                         bs.GaussianMixture([1.0], [m1], [c1]), mode="log", progress=False)
+        assert b.converged
+        hs.append(8.0 / cells)
+        errs.append(b.rho.error(exact(0.5), 0.5, norm="L1"))
+        cost = b.cost()
+        gaps.append(abs(cost["kinetic"] - cost["boundary"]))
+    print(f"\nP{degree} marginal L1 at t = 0.5\n{order_table(hs, errs)}")
+    print(f"P{degree} |kinetic - boundary| cost\n{order_table(hs, gaps)}")
+    assert fitted_order(hs, errs) > expected, order_table(hs, errs)
+    assert gaps[-1] < gaps[0], order_table(hs, gaps)

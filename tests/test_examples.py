@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,3 +23,18 @@ def test_fokker_planck_convergence_example(tmp_path):
     orders = [float(line.split()[-1]) for line in res.stdout.splitlines()
               if "observed order" in line]
     assert len(orders) == 2 and orders[0] > 1.9 and orders[1] > 2.8, res.stdout
+
+
+def test_bridge_small_noise_example_quick(tmp_path):
+    env = {**os.environ, "MPLBACKEND": "agg"}
+    res = subprocess.run([sys.executable, str(EXAMPLES / "bridge_small_noise.py"), "--quick",
+                          "--output", str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads((tmp_path / "small_noise.json").read_text())
+    assert len(rows) == 4 and all(r["converged"] for r in rows), rows
+    assert all(r["L1_mid"] < 0.05 for r in rows), rows
+    fast = {r["dim"]: r["iterations"] for r in rows if r["accelerated"]}
+    plain = {r["dim"]: r["iterations"] for r in rows if not r["accelerated"]}
+    assert fast[1] < plain[1], rows  # σ = 0.2: the over-relaxation pays
+    assert (tmp_path / "small_noise.png").stat().st_size > 10_000
