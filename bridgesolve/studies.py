@@ -17,8 +17,9 @@ for nested refinements is exact); the output says which. Quantities (see
 - ``<field>_L2``, ``<field>_L1``, ``<field>_Linf`` (Linf at the dofs of the measuring
   space) of the density p, φ, S = log φ or Ŝ = log φ̂;
 - ``score_pL2`` (forward equations): :math:`(\int p\,|\nabla\log p_h - \nabla\log p|^2)^{1/2}`
-  over ``{p_h > c, p > c}``, ``c = 10^{-8} \max p`` (where a linear density undershoots
-  to zero its log-gradient is meaningless; the excluded mass is below ``c |Ω|``).
+  with ``∇log p_h`` from :func:`bridgesolve.score.grad_log` (gradient of the interpolated
+  nodal logs, floored), by mesh quadrature; against the finest level the weight is the
+  finest density and the quadrature its mesh's.
 
 Every finished level is checkpointed (JSON, plus the solution at the report time as
 ``.npz`` when the reference is the finest level) in ``<output>/checkpoints``, written
@@ -187,66 +188,27 @@ class _Measure:
     callable (the exact solution, interpolated) or another function.
     """
 
-    def __init__(self, mesh, degree: int, representation: str, with_score: bool):
+    def __init__(self, mesh, degree: int):
         from bridgesolve._dolfinx import fem, ufl
 
         self.mesh = mesh
         self.comm = mesh.comm
-        self.log = representation == "log"
         self.W = fem.functionspace(mesh, ("Lagrange", degree))
         self.uh, self.ue = fem.Function(self.W), fem.Function(self.W)
         dx = ufl.dx(metadata={"quadrature_degree": 2 * degree})
         e = self.uh - self.ue
         self.forms = {"L2": fem.form(e * e * dx), "L1": fem.form(abs(e) * dx)}
-        self.with_score = with_score
-        if with_score:
-            gdim = mesh.geometry.dim
-            self.cut = fem.Constant(mesh, 0.0)
-            self.p = fem.Function(self.W)  # the exact density (exact targets)
-            self.se = fem.Function(fem.functionspace(mesh, ("Lagrange", degree, (gdim,))))
-            self.score_forms = {"exact": fem.form(self._score(self.se, self.p) * dx),
-                                "function": fem.form(self._score(None, None) * dx)}
 
-    def _score(self, target_score, target_density):
-        from bridgesolve._dolfinx import ufl
-
-        uh, ue = self.uh, self.ue
-        if self.log:
-            gh = ufl.grad(uh)
-            gt = ufl.grad(ue) if target_score is None else target_score
-            p = ufl.exp(ue) if target_density is None else target_density
-            d = gh - gt
-            return p * ufl.inner(d, d)
-        gh = ufl.grad(uh) / uh
-        gt = ufl.grad(ue) / ue if target_score is None else target_score
-        p = ue if target_density is None else target_density
-        d = gh - gt
-        keep = ufl.And(ufl.gt(uh, self.cut), ufl.gt(p, self.cut))
-        return ufl.conditional(keep, p * ufl.inner(d, d), 0.0)
-
-    def load(self, u, target_fn: Callable | None = None, target_function=None,
-             score_fn: Callable | None = None, density_fn: Callable | None = None) -> None:
-        """Interpolate ``u`` (a Function) and the target into ``W``."""
-        from bridgesolve._dolfinx import MPI
-
+    def load(self, u, target) -> None:
+        """Interpolate ``u`` (a Function) and ``target`` (a Function or a callable of points
+        ``(N, d)``) into ``W``."""
         _interpolate_into(self.uh, u)
-        d = self.mesh.geometry.dim
-        if target_function is not None:
-            _interpolate_into(self.ue, target_function)
-            self.mode = "function"
-        else:
-            self.ue.interpolate(lambda x: np.asarray(target_fn(np.ascontiguousarray(x[:d].T)),
+        if callable(target) and not hasattr(target, "function_space"):
+            d = self.mesh.geometry.dim
+            self.ue.interpolate(lambda x: np.asarray(target(np.ascontiguousarray(x[:d].T)),
                                                      dtype=float))
-            self.mode = "exact"
-            if self.with_score:
-                self.se.interpolate(lambda x: np.ascontiguousarray(
-                    np.asarray(score_fn(np.ascontiguousarray(x[:d].T)), dtype=float).T))
-                self.p.interpolate(lambda x: np.asarray(
-                    density_fn(np.ascontiguousarray(x[:d].T)), dtype=float))
-        if self.with_score and not self.log:
-            weight = self.p if self.mode == "exact" else self.ue
-            top = np.max(weight.x.array, initial=0.0)
-            self.cut.value = 1e-8 * self.comm.allreduce(top, MPI.MAX)
+        else:
+            _interpolate_into(self.ue, target)
 
     def norm(self, kind: str) -> float:
         from bridgesolve._dolfinx import MPI, fem
@@ -254,9 +216,58 @@ class _Measure:
         if kind == "Linf":
             local = np.max(np.abs(self.uh.x.array - self.ue.x.array), initial=0.0)
             return float(self.comm.allreduce(local, MPI.MAX))
-        form = self.score_forms[self.mode] if kind == "score" else self.forms[kind]
-        value = self.comm.allreduce(fem.assemble_scalar(form), MPI.SUM)
-        return float(math.sqrt(max(value, 0.0)) if kind in ("L2", "score") else value)
+        value = self.comm.allreduce(fem.assemble_scalar(self.forms[kind]), MPI.SUM)
+        return float(math.sqrt(max(value, 0.0)) if kind == "L2" else value)
+
+
+def _snapshot(u, representation: str):
+    """A :class:`SpaceTimeField` holding the function ``u`` at t = 0 (two equal levels), so
+    that :func:`bridgesolve.score.grad_log` applies to one time slice."""
+    from bridgesolve.spacetime import SpaceTimeField
+    from bridgesolve.timegrid import TimeGrid
+
+    values = np.vstack([u.x.array, u.x.array])
+    return SpaceTimeField(u.function_space, TimeGrid.from_times([0.0, 1.0]), values,
+                          representation=representation)
+
+
+def _score_error(u, representation: str, target, density=None, degree: int = 8) -> float:
+    r"""``(∫ p |∇log u_h − s|²)^{1/2}`` with :func:`bridgesolve.score.grad_log` (nodal logs,
+    floored) for ``∇log u_h``, by quadrature of degree ``degree`` (rank-independent).
+
+    ``target`` is the exact score (callable of points) with ``density`` the exact p, or
+    the finest level's function, whose mesh then carries the quadrature and whose own
+    density (``u`` or ``exp u``) is the weight.
+    """
+    from bridgesolve._dolfinx import MPI
+    from bridgesolve.score import grad_log
+
+    coarse = grad_log(_snapshot(u, representation))
+    if callable(target) and not hasattr(target, "function_space"):
+        return coarse.weighted_error(target, 0.0, weight=density, degree=degree)
+    fine_field = _snapshot(target, representation)
+    pts, wts, vals = grad_log(fine_field).at_quadrature(degree, times=[0.0])
+    p = fine_field.evaluate(pts, 0.0)
+    if representation == "log":
+        p = np.exp(p)
+    s = coarse.evaluate(pts, 0.0)
+    local = float((wts * p) @ np.sum((vals[0] - s) ** 2, axis=1)) if wts.size else 0.0
+    return float(math.sqrt(u.function_space.mesh.comm.allreduce(local, MPI.SUM)))
+
+
+def _measure_all(quantities, u, representation: str, target, *, mesh, degree: int,
+                 score=None, density=None) -> dict[str, float]:
+    """Every quantity of ``u`` against ``target`` (collective)."""
+    m = _Measure(mesh, degree)
+    m.load(u, target)
+    out = {}
+    for q in quantities:
+        if q.norm == "score":
+            out[q.name] = _score_error(u, representation, score if score is not None
+                                       else target, density)
+        else:
+            out[q.name] = m.norm(q.norm)
+    return out
 
 
 def _interpolate_into(target, u) -> None:
@@ -721,10 +732,9 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
     errors: dict[str, float | None] = {q.name: None for q in quantities}
     if mode == "exact":
         values_fn, score_fn, density_fn = _exact_targets(lcfg, problem, data, killing)
-        with_score = any(q.norm == "score" for q in quantities)
-        m = _Measure(problem.mesh, problem.degree + 3, u.representation, with_score)
-        m.load(u_T, target_fn=values_fn, score_fn=score_fn, density_fn=density_fn)
-        errors = {q.name: m.norm(q.norm) for q in quantities}
+        errors = _measure_all(quantities, u_T, u.representation, values_fn,
+                              mesh=problem.mesh, degree=problem.degree + 3, score=score_fn,
+                              density=density_fn)
     measure_s = comm.allreduce(time.perf_counter() - t1, MPI.MAX)
     grid = problem.grid
     cells = lcfg.raw["domain"].get("cells")
@@ -753,12 +763,11 @@ def _errors_against_finest(cfg, refine: str, study: ConvergenceStudy, live: dict
     fine = solution(last)
     degree = max(row["degree"] for row in study.rows)
     representation = study.rows[last].get("representation", "linear")
-    with_score = any(q.norm == "score" for q in study.quantities)
-    m = _Measure(fine.function_space.mesh, degree, representation, with_score)
     for level in range(last):
         t0 = time.perf_counter()
-        m.load(solution(level), target_function=fine)
-        study.rows[level]["errors"] = {q.name: m.norm(q.norm) for q in study.quantities}
+        study.rows[level]["errors"] = _measure_all(
+            study.quantities, solution(level), representation, fine,
+            mesh=fine.function_space.mesh, degree=degree)
         study.rows[level]["measure_s"] = comm.allreduce(time.perf_counter() - t0, MPI.MAX)
     study.rows[last]["errors"] = {q.name: None for q in study.quantities}
 
