@@ -22,6 +22,7 @@ from bridgesolve._validate import BridgesolveInputError
 CONFIG_HELP = """\
 config sections (TOML; every key is checked, unknown keys are errors):
   [problem]         equation = "fokker-planck" (default) | "kolmogorov" | "hjb" | "hjb-forward"
+                    | "bridge" (Schrödinger bridge: see `bridgesolve bridge --help`)
   [domain]          type = "interval" | "box" with lower, upper, cells (box: 1D/2D/3D),
                     "disk" with radius, h[, center], or "gmsh" with path (.msh/.geo;
                     looked up next to the config, in the working directory, then meshes/)
@@ -32,6 +33,8 @@ config sections (TOML; every key is checked, unknown keys are errors):
                     (covs: (K,d,d) matrices, (K,d) diagonals or (K,) variances)
   [terminal]        backward equations: a gaussian_mixture as above, or
                     type = "gaussian_bump", center, width  (exp(-|x-c|^2 / (2 width^2)))
+  [final]           bridge only: ρ1 at t = T, a gaussian_mixture ([initial] is ρ0)
+  [bridge]          bridge only: tol, max_iter, mode = "auto" | "linear" | "log", acceleration
   [killing]         optional V(x) = constant + quadratic * |x|^2 (V > 0 creates mass)
   [time]            T, steps, spacing = "clock" (default: uniform in the process clock,
                     one factorization) | "uniform" | "graded" (power = 2, near = "start"|"end")
@@ -91,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     from bridgesolve.learn._cli import add_subcommands as add_learn_parsers
 
     add_learn_parsers(sub)  # train, validate (torch is imported only when they run)
+    from bridgesolve._bridge_cli import add_parser as add_bridge_parser
+
+    add_bridge_parser(sub)
     return ap
 
 
@@ -186,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     # Everything that can be wrong with the input fails here, before anything is written.
     cfg = load_config(args.config)
+    if cfg.equation == "bridge":  # the same code as `bridgesolve bridge`
+        from bridgesolve._bridge_cli import run_bridge
+
+        return run_bridge(args, cfg)
     folder = ResultsFolder(args.output or cfg.output_dir, overwrite=args.overwrite, comm=comm)
     problem, data, killing = cfg.build(comm)
     _, field_name, label = EQUATIONS[cfg.equation]
@@ -262,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridgesolve.studies import run_cli
 
             return run_cli(args)
+        if args.command == "bridge":
+            from bridgesolve._bridge_cli import run_cli as bridge_cli
+
+            return bridge_cli(args)
         if args.command in ("train", "validate"):
             from bridgesolve.learn import _cli as learn_cli
 

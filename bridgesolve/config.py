@@ -2,11 +2,13 @@
 
 Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has examples)::
 
-    [problem]        equation = "fokker-planck" | "kolmogorov" | "hjb" | "hjb-forward"
+    [problem]        equation = "fokker-planck" | "kolmogorov" | "hjb" | "hjb-forward" | "bridge"
     [domain]         type = "interval" | "box" | "disk" | "gmsh" and its parameters
     [process]        type = "VP" | "VE" | "SubVP" | "OU" | "Brownian" and its parameters
     [initial]        the data at t = 0 (forward equations): a Gaussian mixture
     [terminal]       the data at t = T (backward equations): a mixture or a Gaussian bump
+    [final]          the bridge's ρ1 at t = T (with [initial] = ρ0): a Gaussian mixture
+    [bridge]         tol, max_iter, mode = "auto" | "linear" | "log", acceleration
     [killing]        optional V(x) = constant + quadratic * |x|^2
     [time]           T, steps, spacing = "clock" | "uniform" | "graded" (power, near)
     [discretization] degree, scheme, boundary
@@ -44,9 +46,13 @@ EQUATIONS = {
     "kolmogorov": "terminal",
     "hjb": "terminal",
     "hjb-forward": "initial",
+    "bridge": "initial",  # ρ0; ρ1 is in [final]
 }
 SECTIONS = ("problem", "domain", "process", "initial", "terminal", "killing", "time",
-            "discretization", "output", "convergence")
+            "discretization", "output", "convergence", "final", "bridge")
+#: ``[bridge]`` keys and defaults (the keywords of ``solve_bridge``).
+BRIDGE_DEFAULTS = {"tol": 1e-8, "max_iter": 500, "mode": "auto", "acceleration": True}
+BRIDGE_MODES = ("auto", "linear", "log")
 #: ``[convergence]`` vocabulary (``bridgesolve convergence``; see bridgesolve.studies).
 REFINEMENTS = ("h", "p", "dt", "hdt")
 REFERENCES = ("auto", "exact", "finest")
@@ -177,10 +183,16 @@ class Config:
     equation: str
     data: GaussianMixture | ScaledMixture
     mesh_path: Path | None = None
+    final: GaussianMixture | None = None
 
     @property
     def data_section(self) -> str:
         return EQUATIONS[self.equation]
+
+    @property
+    def bridge_options(self) -> dict:
+        """``[bridge]`` with defaults: keywords of :func:`bridgesolve.solve_bridge`."""
+        return {**BRIDGE_DEFAULTS, **self.raw.get("bridge", {})}
 
     @property
     def forward(self) -> bool:
@@ -265,10 +277,14 @@ class Config:
     @property
     def plot_times(self) -> list[float]:
         """``[output] plot_times``, sorted; default: 0, T/10, 3T/10 and T (diffusions change
-        fastest early)."""
+        fastest early), or 0, T/4, T/2, 3T/4 and T for bridges."""
         times = self.raw.get("output", {}).get("plot_times")
         T = self.T
-        return sorted({float(t) for t in times}) if times else [0.0, 0.1 * T, 0.3 * T, T]
+        if times:
+            return sorted({float(t) for t in times})
+        if self.equation == "bridge":
+            return [0.0, 0.25 * T, 0.5 * T, 0.75 * T, T]
+        return [0.0, 0.1 * T, 0.3 * T, T]
 
     @property
     def output_dir(self) -> Path:
@@ -289,10 +305,21 @@ class Config:
 
 
 # -- validation, one function per section ------------------------------------------------
-def _problem(raw: dict) -> str:
+def _problem(raw: dict, default: str = "fokker-planck") -> str:
     sec = _Section("problem", raw.get("problem", {}))
     sec.only(("equation",))
-    return sec.string("equation", tuple(EQUATIONS), default="fokker-planck")
+    return sec.string("equation", tuple(EQUATIONS), default=default)
+
+
+def _bridge(raw: dict) -> None:
+    sec = _Section("bridge", raw.get("bridge", {}))
+    sec.only(tuple(BRIDGE_DEFAULTS))
+    if "tol" in sec.table:
+        sec.number("tol", positive=True)
+    if "max_iter" in sec.table:
+        sec.integer("max_iter")
+    sec.string("mode", BRIDGE_MODES, default="auto")
+    sec.boolean("acceleration", default=True)
 
 
 def _domain(raw: dict, base_dir: Path) -> tuple[int | None, Path | None]:
@@ -405,6 +432,9 @@ def _discretization(raw: dict, equation: str) -> None:
     sec.integer("degree", default=1)
     sec.string("scheme", SCHEMES, default="crank-nicolson")
     boundary = sec.string("boundary", BOUNDARIES, default="reflecting")
+    if equation == "bridge" and boundary != "reflecting":
+        sec.fail("boundary", boundary, "'reflecting' for the Schrödinger bridge (the "
+                 "potentials vanish on absorbing walls)")
     if equation.startswith("hjb") and boundary != "reflecting":
         sec.fail("boundary", boundary, "'reflecting' for the log-domain (hjb) equations: "
                  "an absorbing wall makes log φ = -inf there")
@@ -432,7 +462,7 @@ def _convergence(raw: dict) -> None:
 
 
 def validate(raw: dict, *, source: str = "<config>", text: str = "",
-             base_dir: Path | None = None) -> Config:
+             base_dir: Path | None = None, default_equation: str = "fokker-planck") -> Config:
     """Check every section and key of a parsed TOML config.
 
     Args:
@@ -451,7 +481,13 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
                               f"{', '.join(SECTIONS)})")
         if not isinstance(table, dict):
             raise ConfigError(f"{name} = {table!r}: expected a section [{name}]")
-    equation = _problem(raw)
+    equation = _problem(raw, default_equation)
+    for name in ("final", "bridge"):
+        if name in raw and equation != "bridge":
+            raise ConfigError(f"[{name}] is only used by equation 'bridge' (this config "
+                              f"solves {equation!r}; set [problem] equation = 'bridge')")
+    if equation == "bridge" and "final" not in raw:
+        raise ConfigError("missing section [final] (ρ1 at t = T) for equation 'bridge'")
     data_section = EQUATIONS[equation]
     other = "terminal" if data_section == "initial" else "initial"
     if other in raw:
@@ -467,6 +503,10 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
     data = _data(raw, data_section)
     if dim is not None and data.dim != dim:
         raise ConfigError(f"[{data_section}] the data are {data.dim}D but [domain] is {dim}D")
+    final = _data(raw, "final") if equation == "bridge" else None
+    if final is not None and final.dim != data.dim:
+        raise ConfigError(f"[final] ρ1 is {final.dim}D but [initial] ρ0 is {data.dim}D")
+    _bridge(raw)
     _killing(raw)
     T = _time(raw)
     _discretization(raw, equation)
@@ -474,18 +514,21 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
     _convergence(raw)
 
     cfg = Config(raw=raw, text=text, source=source, base_dir=base_dir, equation=equation,
-                 data=data, mesh_path=mesh_path)
+                 data=data, mesh_path=mesh_path, final=final)
     # Parameter values (beta_max < beta_min, ...) and the grid, up front and without a mesh.
     cfg.grid(cfg.process())
     return cfg
 
 
-def load_config(path: str | os.PathLike | None = None) -> Config:
+def load_config(path: str | os.PathLike | None = None, *,
+                default_equation: str = "fokker-planck") -> Config:
     """Read and validate a TOML config.
 
     Args:
         path: the config file; None gives the embedded default example (a 2D two-component
             Gaussian mixture under the VP SDE).
+        default_equation: the equation when ``[problem]`` names none (``bridgesolve
+            bridge`` passes ``"bridge"``).
 
     Raises:
         ConfigError: when the file is missing, is not TOML, or any value is invalid.
@@ -506,4 +549,5 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return validate(raw, source=source, text=text, base_dir=base_dir)
+    return validate(raw, source=source, text=text, base_dir=base_dir,
+                    default_equation=default_equation)

@@ -110,3 +110,131 @@ def plot_series(x: np.ndarray, ys: Mapping[str, np.ndarray], path: str | os.Path
     ax.legend()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_vector_panels(vector, times: Sequence[float], path: str | os.PathLike, *,
+                       density=None, label: str = "u", n: int = 21,
+                       support: float = 1e-3) -> None:
+    """A time-dependent vector field (e.g. a bridge's control ``u = g² ∇log φ``) at ``times``.
+
+    2D: one panel per time, arrows on an ``n × n`` grid over ``density`` (an image, when
+    given), drawn only where ``density >= support · max density`` (a control is huge and
+    meaningless where there is no mass); the arrow scale is shared by all panels. 1D: the
+    curves ``u(x, t)``, and ``density`` below them. 3D: the z mid-plane, components x, y.
+
+    Collective: all ranks call it; rank 0 samples the grid and writes ``path``.
+
+    Args:
+        vector: a :class:`~bridgesolve.score.VectorField` (``evaluate(points, t)``).
+        times: times in the field's range.
+        path: the PNG file.
+        density: an optional :class:`~bridgesolve.SpaceTimeField` (e.g. the marginals).
+        label: the field's symbol, for titles.
+        n: arrows per direction (2D/3D); 1D curves use ``8 n`` points.
+        support: relative density below which no arrow is drawn.
+    """
+    comm = vector.comm
+    d = vector.dim
+    pts, lo, hi = _sampling_grid(vector, n if d > 1 else 2 * n)
+    fine, _, _ = _sampling_grid(vector, 4 * n) if d > 1 else (pts, lo, hi)
+    local = pts if comm.rank == 0 else np.zeros((0, d))
+    local_fine = fine if comm.rank == 0 else np.zeros((0, d))
+    values = [vector.evaluate(local, t) for t in times]
+    rho = ([density.evaluate(local, t) for t in times] if density is not None else None)
+    rho_fine = ([density.evaluate(local_fine, t) for t in times]
+                if density is not None and d > 1 else None)
+    if comm.rank != 0:
+        return
+    plt = _pyplot()
+    if d == 1:
+        rows = 2 if density is not None else 1
+        fig, axes = plt.subplots(rows, 1, figsize=(7, 2.6 + 2.2 * rows), sharex=True,
+                                 constrained_layout=True, squeeze=False)
+        for k, t in enumerate(times):
+            v = values[k][:, 0]
+            if rho is not None:  # only where there is mass, as in 2D
+                v = np.where(rho[k] >= support * np.nanmax(rho[k]), v, np.nan)
+                axes[1, 0].plot(pts[:, 0], rho[k], label=f"t = {t:.3g}")
+            axes[0, 0].plot(pts[:, 0], v, label=f"t = {t:.3g}")
+        axes[0, 0].set_ylabel(label)
+        axes[0, 0].legend()
+        if rho is not None:
+            axes[1, 0].set_ylabel("density")
+        axes[-1, 0].set_xlabel("x")
+    else:
+        fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.8),
+                                 constrained_layout=True, squeeze=False)
+        shown = []
+        for k in range(len(times)):
+            mask = np.all(np.isfinite(values[k]), axis=1)
+            if rho is not None:
+                mask &= rho[k] >= support * np.nanmax(rho[k])
+            shown.append(mask)
+        mags = [np.linalg.norm(v[m, :2], axis=1) for v, m in zip(values, shown, strict=True)]
+        top = max((float(np.max(m)) for m in mags if m.size), default=1.0) or 1.0
+        span = float(np.max(hi[:2] - lo[:2]))
+        for k, (ax, t) in enumerate(zip(axes[0], times, strict=True)):
+            if rho_fine is not None:
+                m = 4 * n
+                ax.imshow(rho_fine[k].reshape(m, m), origin="lower", cmap="Greys",
+                          extent=(lo[0], hi[0], lo[1], hi[1]), alpha=0.8)
+            v, m = values[k], shown[k]
+            # One scale for all panels: the longest arrow is 1.5 grid spacings long.
+            ax.quiver(pts[m, 0], pts[m, 1], v[m, 0], v[m, 1], mags[k], cmap="viridis",
+                      angles="xy", scale_units="xy", scale=top / (1.5 * span / n),
+                      clim=(0.0, top), width=0.006)
+            ax.set_xlim(lo[0], hi[0])
+            ax.set_ylim(lo[1], hi[1])
+            ax.set_aspect("equal")
+            ax.set_title(f"{label}, t = {t:.3g}" + (" (z mid-plane)" if d == 3 else ""))
+            ax.set_xlabel("x")
+            ax.set_ylabel("y")
+        sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0.0, top))
+        fig.colorbar(sm, ax=list(axes[0]), shrink=0.85, label=f"|{label}|")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_convergence_history(history: Sequence[Mapping], path: str | os.PathLike, *,
+                             tol: float | None = None, title: str | None = None) -> None:
+    """Marginal errors per Sinkhorn iteration (semilog y), events marked.
+
+    Draws ``err0_L1``, ``errT_L1``, ``err0_Linf`` and ``errT_Linf`` of each record of a
+    :class:`~bridgesolve.bridge.Bridge`'s ``history``; a record with an ``event`` (mode
+    switch, over-relaxation change) gets a vertical line, dashed red for a mode switch,
+    dotted grey otherwise, and the event text at the top; ``tol`` is a horizontal line.
+    Not collective: call it on one rank.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), constrained_layout=True)
+    its = np.array([h["iteration"] for h in history])
+    styles = {"err0_L1": ("C0", "-"), "errT_L1": ("C1", "-"), "err0_Linf": ("C0", ":"),
+              "errT_Linf": ("C1", ":")}
+    names = {"err0_L1": "t = 0, L1", "errT_L1": "t = T, L1", "err0_Linf": "t = 0, L∞",
+             "errT_Linf": "t = T, L∞"}
+    for key, (color, ls) in styles.items():
+        y = np.array([h.get(key, np.nan) for h in history], dtype=float)
+        y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
+        if np.any(np.isfinite(y)):
+            ax.semilogy(its, y, color=color, ls=ls, marker="." if ls == "-" else None,
+                        label=names[key])
+    if tol is not None:
+        ax.axhline(tol, color="k", lw=0.8, ls="--", label=f"tol = {tol:g}")
+    for h in history:
+        event = h.get("event")
+        if not event:
+            continue
+        switch = "switch" in event
+        ax.axvline(h["iteration"] - 0.5, color="C3" if switch else "0.6",
+                   ls="--" if switch else ":", lw=1.0)
+        ax.annotate(event if len(event) <= 48 else event[:45] + "...",
+                    (h["iteration"] - 0.5, 1.0), xycoords=("data", "axes fraction"),
+                    rotation=90, va="top", ha="right", fontsize=7,
+                    color="C3" if switch else "0.35")
+    modes = list(dict.fromkeys(h.get("mode", "") for h in history))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("marginal error")
+    ax.set_title(title or f"Sinkhorn–Fortet iterations ({' → '.join(modes)} mode)")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
