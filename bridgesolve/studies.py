@@ -88,17 +88,22 @@ class Quantity:
     Attributes:
         name: column name (``density_L2``).
         label: for tables and figures.
-        norm: ``"L2"``, ``"L1"``, ``"Linf"`` or ``"score"``.
+        norm: ``"L2"``, ``"L1"``, ``"Linf"``, ``"score"`` or ``"scalar"`` (``|c_h − c|``
+            of a number the solver returns, e.g. a bridge's cost).
         derivative: 1 for gradient quantities (one order less in h).
+        order_known: False where no reference slope is drawn (functionals).
     """
 
     name: str
     label: str
     norm: str
     derivative: int = 0
+    order_known: bool = True
 
     def expected_order(self, refine: str, degree: int, theta: float) -> float | None:
         """The asymptotic order in h (``h``), dt (``dt``) or h with dt ∝ h (``hdt``)."""
+        if not self.order_known:
+            return None
         space = degree + 1 - self.derivative
         time_order = 2.0 if abs(theta - 0.5) < 1e-12 else 1.0
         return {"h": float(space), "dt": time_order, "hdt": min(space, time_order)}.get(refine)
@@ -116,6 +121,12 @@ QUANTITIES: dict[str, list[Quantity]] = {
     "kolmogorov": _norms("phi", "φ"),
     "hjb": _norms("S", "S"),
     "hjb-forward": [*_norms("S_hat", "Ŝ"), _SCORE],
+    # Bridge: the marginal at T/2, its score, and the KL cost by both formulas.
+    "bridge": [*_norms("rho", "ρ"),
+               Quantity("score_pL2", "(∫ρ|∇log ρ_h − ∇log ρ|²)^½", "score", derivative=1),
+               Quantity("cost_kinetic", "|KL_h − KL| (kinetic)", "scalar", order_known=False),
+               Quantity("cost_boundary", "|KL_h − KL| (boundary)", "scalar",
+                        order_known=False)],
 }
 
 
@@ -255,16 +266,36 @@ def _score_error(u, representation: str, target, density=None, degree: int = 8) 
     return float(math.sqrt(u.function_space.mesh.comm.allreduce(local, MPI.SUM)))
 
 
-def _measure_all(quantities, u, representation: str, target, *, mesh, degree: int,
-                 score=None, density=None) -> dict[str, float]:
-    """Every quantity of ``u`` against ``target`` (collective)."""
+@dataclass
+class _Solution:
+    """A level's solution at the report time: ``u`` (norms), ``s`` (its log-gradient is
+    the score), and scalar outputs (a bridge's costs)."""
+
+    problem: object
+    u: object
+    representation: str
+    s: object
+    s_representation: str
+    scalars: dict
+
+
+def _measure_all(quantities, sol: _Solution, target, *, mesh, degree: int, score=None,
+                 density=None, scalars: dict | None = None) -> dict[str, float]:
+    """Every quantity of ``sol`` against ``target`` (collective): a callable (exact
+    solution, with its ``score``, ``density`` and ``scalars``) or a :class:`_Solution`
+    (the finest level)."""
+    finest = isinstance(target, _Solution)
     m = _Measure(mesh, degree)
-    m.load(u, target)
+    m.load(sol.u, target.u if finest else target)
     out = {}
     for q in quantities:
         if q.norm == "score":
-            out[q.name] = _score_error(u, representation, score if score is not None
-                                       else target, density)
+            out[q.name] = _score_error(sol.s, sol.s_representation,
+                                       target.s if finest else score, density)
+        elif q.norm == "scalar":
+            ref = (target.scalars if finest else scalars or {}).get(q.name)
+            mine = sol.scalars.get(q.name)
+            out[q.name] = None if ref is None or mine is None else abs(mine - ref)
         else:
             out[q.name] = m.norm(q.norm)
     return out
@@ -287,24 +318,74 @@ def _interpolate_into(target, u) -> None:
     target.x.scatter_forward()
 
 
-def _exact_targets(lcfg, problem, data, killing):
-    """``(values_fn, score_fn, density_fn)`` at the report time, or None without a closed
-    form."""
+def _exact_targets(lcfg, process, data, killing):
+    """``(values_fn, score_fn, density_fn, scalars)`` at the report time, or None without
+    a closed form."""
+    t = _report_time(lcfg)
+    if lcfg.equation == "bridge":
+        from bridgesolve._bridge_cli import exact_marginals
+
+        marginals = exact_marginals(lcfg, process, killing)
+        if marginals is None:
+            return None
+        law = marginals(t)
+        r0, r1 = lcfg.data, lcfg.final
+        kl = gaussian_bridge_cost(r0.means[0], r0.covs[0], r1.means[0], r1.covs[0],
+                                  process.sigma, lcfg.T)
+        return law.pdf, law.score, law.pdf, {"cost_kinetic": kl, "cost_boundary": kl}
     from bridgesolve.cli import _exact
 
-    exact = _exact(lcfg, problem.process, data, killing)
+    exact = _exact(lcfg, process, data, killing)
     if exact is None:
         return None
-    t = _report_time(lcfg)
     if lcfg.equation in ("fokker-planck", "hjb-forward"):
-        law = data.evolve(problem.process, t)
+        law = data.evolve(process, t)
         V = killing or 0.0
-        return exact(t), law.score, (lambda x: math.exp(V * t) * law.pdf(x))
-    return exact(t), None, None
+        return exact(t), law.score, (lambda x: math.exp(V * t) * law.pdf(x)), {}
+    return exact(t), None, None, {}
 
 
 def _report_time(lcfg) -> float:
+    """T for forward equations, 0 for backward ones, T/2 (the mid-point marginal) for
+    bridges."""
+    if lcfg.equation == "bridge":
+        return 0.5 * lcfg.T
     return lcfg.T if lcfg.forward else 0.0
+
+
+def gaussian_bridge_cost(mean0, cov0, mean1, cov1, sigma: float, T: float = 1.0) -> float:
+    r"""``KL(P* ‖ R_ρ0)`` of the Schrödinger bridge between Gaussians, Brownian reference.
+
+    ``P*`` is the static plan ``π*`` composed with reference bridges, so the path KL is the
+    KL of the joint laws of ``(X_0, X_T)``: ``π* = N((m_0, m_1), [[Σ_0, C], [Cᵀ, Σ_1]])``
+    with the cross-covariance ``C`` of :func:`bridgesolve.bridge.gaussian_bridge`, and the
+    reference ``N((m_0, m_0), [[Σ_0, Σ_0], [Σ_0, Σ_0 + σ² T I]])``:
+
+    .. math::
+        KL = \tfrac12\big[\operatorname{tr}(Q^{-1}P) + Δμ^\top Q^{-1} Δμ - 2d
+        + \log(\det Q / \det P)\big].
+    """
+    m0 = np.atleast_1d(np.asarray(mean0, float))
+    m1 = np.atleast_1d(np.asarray(mean1, float))
+    d = m0.size
+    S0 = np.asarray(cov0, float).reshape(d, d)
+    S1 = np.asarray(cov1, float).reshape(d, d)
+    eps = sigma**2 * T
+    eye = np.eye(d)
+
+    def sqrtm(A):
+        w, U = np.linalg.eigh(0.5 * (A + A.T))
+        return (U * np.sqrt(np.maximum(w, 0.0))) @ U.T
+
+    r0 = sqrtm(S0)
+    C = 0.5 * (r0 @ sqrtm(4.0 * r0 @ S1 @ r0 + eps**2 * eye) @ np.linalg.inv(r0) - eps * eye)
+    P = np.block([[S0, C], [C.T, S1]])
+    Q = np.block([[S0, S0], [S0, S0 + eps * eye]])
+    dmu = np.concatenate([np.zeros(d), m1 - m0])
+    Qi = np.linalg.inv(Q)
+    _, logdet_q = np.linalg.slogdet(Q)
+    _, logdet_p = np.linalg.slogdet(P)
+    return float(0.5 * (np.trace(Qi @ P) + dmu @ Qi @ dmu - 2 * d + logdet_q - logdet_p))
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -533,30 +614,35 @@ class _Checkpoints:
     def npz(self, level: int) -> Path | None:
         return None if self.dir is None else self.dir / f"level_{level}.npz"
 
-    def save_solution(self, level: int, u) -> None:
-        """The report-time solution as global ``coords`` and ``values`` (rank-independent)."""
+    def save_solution(self, level: int, sol: _Solution) -> None:
+        """The report-time solution (``u`` and, when different, ``s``) as global dof
+        ``coords`` and values (rank-independent: any number of ranks can read it back)."""
         path = self.npz(level)
         if path is None:
             return
-        V = u.function_space
+        V = sol.u.function_space
         n = V.dofmap.index_map.size_local
         d = V.mesh.geometry.dim
         coords = V.tabulate_dof_coordinates()[:n, :d]
-        parts = self.comm.gather((coords, u.x.array[:n].copy()), root=0)
+        mine = (coords, sol.u.x.array[:n].copy(), sol.s.x.array[:n].copy())
+        parts = self.comm.gather(mine, root=0)
         if self.comm.rank == 0:
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}.npz"
             np.savez(tmp, coords=np.concatenate([p[0] for p in parts]),
-                     values=np.concatenate([p[1] for p in parts]))
+                     values=np.concatenate([p[1] for p in parts]),
+                     score_values=np.concatenate([p[2] for p in parts]))
             os.replace(tmp, path)
         self.comm.barrier()
 
-    def load_solution(self, level: int, V):
-        """A Function of ``V`` filled from the level's ``.npz`` by matching dof coordinates."""
+    def load_solution(self, level: int, problem, row: dict) -> _Solution:
+        """The level's :class:`_Solution` on ``problem.V``, filled from its ``.npz`` by
+        matching dof coordinates."""
         from scipy.spatial import cKDTree
 
         from bridgesolve._dolfinx import fem
 
+        V = problem.V
         saved = np.load(self.npz(level))
         d = V.mesh.geometry.dim
         dist, idx = cKDTree(saved["coords"]).query(V.tabulate_dof_coordinates()[:, :d])
@@ -566,9 +652,11 @@ class _Checkpoints:
             raise BridgesolveInputError(
                 f"checkpoint {self.npz(level)} does not match the mesh of level {level}; "
                 "rerun without resume")
-        u = fem.Function(V)
+        u, s = fem.Function(V), fem.Function(V)
         u.x.array[:] = saved["values"][idx]
-        return u
+        s.x.array[:] = saved["score_values"][idx]
+        return _Solution(problem, u, row.get("representation", "linear"), s,
+                         row.get("score_representation", "linear"), row.get("values", {}))
 
 
 def _global_size(V) -> int:
@@ -576,15 +664,42 @@ def _global_size(V) -> int:
 
 
 def _solve(lcfg, problem, data, killing, progress: bool):
+    """Run the equation's solver; returns ``(_Solution at the report time, warnings)``."""
     import bridgesolve as bs
     from bridgesolve.cli import EQUATIONS
 
-    solver_name, field_name, _ = EQUATIONS[lcfg.equation]
+    t = _report_time(lcfg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        u = getattr(bs, solver_name)(problem, data, killing=killing, progress=progress,
-                                     name=field_name)
-    return u, sorted({str(w.message) for w in caught})
+        if lcfg.equation == "bridge":
+            bridge = bs.solve_bridge(problem, data, lcfg.final, killing=killing,
+                                     progress=progress, **lcfg.bridge_options)
+            scalars = {}
+            if killing is None:
+                cost = bridge.cost()
+                scalars = {"cost_kinetic": cost["kinetic"], "cost_boundary": cost["boundary"]}
+            rho = _at_time(bridge.rho, t)
+            sol = _Solution(problem, rho, "linear", _at_time(bridge.log_rho, t), "log",
+                            scalars)
+        else:
+            solver_name, field_name, _ = EQUATIONS[lcfg.equation]
+            u = getattr(bs, solver_name)(problem, data, killing=killing, progress=progress,
+                                         name=field_name)
+            u_t = _at_time(u, t)
+            sol = _Solution(problem, u_t, u.representation, u_t, u.representation, {})
+    return sol, sorted({str(w.message) for w in caught})
+
+
+def _at_time(field, t: float):
+    """The field at ``t`` as a Function (linear in time between grid levels)."""
+    from bridgesolve._dolfinx import fem
+
+    times = field.times
+    i = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2))
+    w = float(np.clip((t - times[i]) / (times[i + 1] - times[i]), 0.0, 1.0))
+    u = fem.Function(field.space, name=field.name)
+    u.x.array[:] = (1.0 - w) * field.values[i] + w * field.values[i + 1]
+    return u
 
 
 # -- the study ------------------------------------------------------------------------------
@@ -649,9 +764,7 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
     # Which reference: decided on level 0 (closed forms do not depend on the level).
     lcfg0 = _level_config(cfg, refine, 0)
     process, data, killing = lcfg0.process(), lcfg0.data, lcfg0.killing()
-    from bridgesolve.cli import _exact
-
-    has_exact = _exact(lcfg0, process, data, killing) is not None
+    has_exact = _exact_targets(lcfg0, process, data, killing) is not None
     if reference == "exact" and not has_exact:
         raise BridgesolveInputError(
             f"reference = 'exact': {cfg.equation} with this process/data/killing has no "
@@ -692,7 +805,7 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
             solution = row.pop("_solution")
             if mode == "finest":
                 live[level] = solution
-                store.save_solution(level, solution[1])
+                store.save_solution(level, solution)
             store.save(level, sig, row)
             study.rows.append(row)
             say(_level_line(study, row))
@@ -724,17 +837,16 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
 
     lcfg, problem, data, killing = _build(cfg, refine, level, comm)
     t0 = time.perf_counter()
-    u, messages = _solve(lcfg, problem, data, killing, progress)
+    sol, messages = _solve(lcfg, problem, data, killing, progress)
     solve_s = comm.allreduce(time.perf_counter() - t0, MPI.MAX)
-    t_report = _report_time(lcfg)
-    u_T = u.at(t_report)
     t1 = time.perf_counter()
     errors: dict[str, float | None] = {q.name: None for q in quantities}
     if mode == "exact":
-        values_fn, score_fn, density_fn = _exact_targets(lcfg, problem, data, killing)
-        errors = _measure_all(quantities, u_T, u.representation, values_fn,
-                              mesh=problem.mesh, degree=problem.degree + 3, score=score_fn,
-                              density=density_fn)
+        values_fn, score_fn, density_fn, scalars = _exact_targets(lcfg, problem.process, data,
+                                                                  killing)
+        errors = _measure_all(quantities, sol, values_fn, mesh=problem.mesh,
+                              degree=problem.degree + 3, score=score_fn, density=density_fn,
+                              scalars=scalars)
     measure_s = comm.allreduce(time.perf_counter() - t1, MPI.MAX)
     grid = problem.grid
     cells = lcfg.raw["domain"].get("cells")
@@ -742,9 +854,9 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
         "level": level, "cells": cells, "h": problem.domain.hmax,
         "dt": float(grid.dt.max()), "degree": problem.degree, "steps": grid.steps,
         "ndofs": problem.ndofs, "solve_s": solve_s, "measure_s": measure_s,
-        "errors": errors, "warnings": messages, "resumed": False,
-        "representation": u.representation,
-        "_solution": (problem, u_T),
+        "errors": errors, "values": sol.scalars, "warnings": messages, "resumed": False,
+        "representation": sol.representation, "score_representation": sol.s_representation,
+        "_solution": sol,
     }
 
 
@@ -753,21 +865,20 @@ def _errors_against_finest(cfg, refine: str, study: ConvergenceStudy, live: dict
     """Fill the errors of every level but the last against the last (collective)."""
     from bridgesolve._dolfinx import MPI
 
-    def solution(level: int):
+    def solution(level: int) -> _Solution:
         if level in live:
-            return live[level][1]
+            return live[level]
         _, problem, _, _ = _build(cfg, refine, level, comm)
-        return store.load_solution(level, problem.V)
+        return store.load_solution(level, problem, study.rows[level])
 
     last = len(study.rows) - 1
     fine = solution(last)
     degree = max(row["degree"] for row in study.rows)
-    representation = study.rows[last].get("representation", "linear")
     for level in range(last):
         t0 = time.perf_counter()
         study.rows[level]["errors"] = _measure_all(
-            study.quantities, solution(level), representation, fine,
-            mesh=fine.function_space.mesh, degree=degree)
+            study.quantities, solution(level), fine, mesh=fine.u.function_space.mesh,
+            degree=degree)
         study.rows[level]["measure_s"] = comm.allreduce(time.perf_counter() - t0, MPI.MAX)
     study.rows[last]["errors"] = {q.name: None for q in study.quantities}
 
