@@ -31,6 +31,8 @@ _LAZY = {
     "VectorField": "bridgesolve.score",
     "grad_log": "bridgesolve.score",
     "drift_field": "bridgesolve.score",
+    "generated_density": "bridgesolve.likelihood",
+    "sample": "bridgesolve.sampling",
     "learn": "bridgesolve.learn",  # a subpackage (PyTorch, imported when first used)
 }
 
