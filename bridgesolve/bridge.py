@@ -252,6 +252,12 @@ class _Errors:
     defect: float = 0.0
 
 
+def _residual(log_phi: np.ndarray, log_phi_hat: np.ndarray, marginal: _Marginal) -> np.ndarray:
+    """``log φ + log φ̂ - log ρ``; where ρ = 0 (``-inf - -inf``) the value is unused."""
+    with np.errstate(invalid="ignore"):
+        return log_phi + log_phi_hat - marginal.log
+
+
 def _marginal_error(residual_log: np.ndarray, marginal: _Marginal, weights: np.ndarray,
                     comm) -> _Errors:
     """Errors of the product ``ρ·exp(r)`` against ρ, ``r = log(φ φ̂) - log ρ`` (owned dofs),
@@ -593,7 +599,7 @@ def solve_bridge(
             if not np.all(np.isfinite(L_phi[:-1])):
                 fail(f"iteration {it}: log φ became non-finite in the backward solve")
             log_phi_0 = L_phi[0]
-            err0 = (_marginal_error(log_phi_0 + log_phi_hat_0 - m0.log, m0, weights, comm)
+            err0 = (_marginal_error(_residual(log_phi_0, log_phi_hat_0, m0), m0, weights, comm)
                     if log_phi_hat_0 is not None else _Errors(np.nan, np.nan))
             log_phi_hat_0 = _relax(log_phi_hat_0, m0.log - log_phi_0, omega)
             L_hat, problem_text = sweeps.sweep(log_phi_hat_0, backward=False)
@@ -602,7 +608,7 @@ def solve_bridge(
                 continue
             if not np.all(np.isfinite(L_hat[1:])):
                 fail(f"iteration {it}: log φ̂ became non-finite in the forward solve")
-            errT = _marginal_error(log_phi_T + L_hat[-1] - m1.log, m1, weights, comm)
+            errT = _marginal_error(_residual(log_phi_T, L_hat[-1], m1), m1, weights, comm)
             record = {"iteration": it, "mode": current, "omega": omega,
                       "err0_L1": err0.L1, "err0_Linf": err0.Linf,
                       "errT_L1": errT.L1, "errT_Linf": errT.Linf,
@@ -681,6 +687,12 @@ def solve_bridge(
                       f"(last L1 errors: t=0 {history[-1]['err0_L1']:.3g}, "
                       f"t=T {history[-1]['errT_L1']:.3g})", RuntimeWarning, stacklevel=2)
     V, grid = problem.V, problem.grid
+    # Zero marginal values leave log φ = -inf at an end level (linear mode): floor each
+    # level 700 below its maximum (a factor 1e-304), so that gradients stay finite.
+    for L in (L_phi, L_hat):
+        tops = np.array([comm.allreduce(float(np.max(row[:n], initial=-np.inf)), MPI.MAX)
+                         for row in L])
+        np.maximum(L, (tops - _LOG_CAP)[:, None], out=L)
     # Split the arbitrary constant so that log φ_0 has zero ρ0-mean (tidy, shift-free).
     shift = comm.allreduce(float(weights @ (m0.value[:n] * L_phi[0][:n])), MPI.SUM)
     L_phi = L_phi - shift
@@ -693,8 +705,9 @@ def solve_bridge(
     L_hat = L_hat - log_mass[:, None]
     mass = np.exp(log_mass)
     final = {
-        "err0_L1": _marginal_error(L_phi[0] + L_hat[0] - m0.log, m0, weights, comm).L1,
-        "errT_L1": _marginal_error(L_phi[-1] + L_hat[-1] - m1.log, m1, weights, comm).L1,
+        "err0_L1": _marginal_error(_residual(L_phi[0], L_hat[0], m0), m0, weights, comm).L1,
+        "errT_L1": _marginal_error(_residual(L_phi[-1], L_hat[-1], m1), m1, weights,
+                                   comm).L1,
     }
     log_phi = SpaceTimeField(V, grid, L_phi, name="log_phi", representation="log")
     log_phi_hat = SpaceTimeField(V, grid, L_hat, name="log_phi_hat", representation="log")

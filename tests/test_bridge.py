@@ -185,6 +185,22 @@ def test_over_relaxation_saves_iterations():
     assert any("over-relaxation" in h.get("event", "") for h in fast.history)
 
 
+def test_marginals_with_zeros_give_finite_potentials_and_fields():
+    """Uniform marginals on intervals (zero elsewhere): the linear mode handles them, the
+    log-potentials are floored (finite), and the score and cost are finite."""
+    prob = _problem_1d(96, 24, 1.0, L=6.0)
+    r0 = lambda x: np.where(np.abs(x[:, 0] + 1.0) < 1.0, 0.5, 0.0)  # noqa: E731
+    r1 = lambda x: np.where(np.abs(x[:, 0] - 1.5) < 0.5, 1.0, 0.0)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        b = solve_bridge(prob, r0, r1, mode="linear", progress=False)
+    assert b.converged
+    assert np.isfinite(b.log_phi.values).all() and np.isfinite(b.log_phi_hat.values).all()
+    assert np.isfinite(b.score().evaluate(np.linspace(-3, 3, 7)[:, None], 0.5)).all()
+    assert np.isfinite(b.cost()["boundary"])
+    assert b.rho.integral() == pytest.approx(1.0, abs=1e-10)
+
+
 # -- failures are reported -----------------------------------------------------------------
 def test_bad_input_is_named():
     r0, r1 = _gaussians_1d(-1.0, 0.3, 1.0, 0.4)
