@@ -29,6 +29,8 @@ Compared, on a ladder of grids:
   identity ``E[X_T | X_0 = x] = x + ε ∇log φ_0(x) = x + T u(x, 0)`` (differentiate
   ``φ_0 = ∫ k_T φ_T`` under the integral; u = σ²∇log φ is the bridge's control) with
   bridgesolve's own gradient ("control"). Distances in L2(ρ0) and max on ρ0's support;
+* threads: one BLAS thread for POT unless ``OPENBLAS_NUM_THREADS`` etc. are set (bridgesolve
+  runs serially);
 * the largest grid each fits in 20 GiB: POT keeps dense N×N arrays (measured: the number
   of them alive at the peak, in a subprocess per size; the budget formula follows);
   bridgesolve keeps ``(nt + 1) × ndofs`` doubles per field plus a sparse LU (measured peak
@@ -43,19 +45,27 @@ Run: ``.venv/bin/python benchmarks/bridge_vs_pot.py [--target 1e-8] [--repeats 3
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
-import subprocess
-import sys
-import textwrap
-import time
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
+# One BLAS thread (unless set by the caller): bridgesolve runs serially (one rank, PETSc's
+# sequential LU), so POT gets one core too. On this shared 2-core machine a multi-threaded
+# BLAS made POT's iterations 5-20x slower under load, not faster (measured 0.19-0.55 s vs
+# 0.02-0.03 s for 32 iterations on 841 points).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -434,7 +444,8 @@ def main(argv=None) -> int:
     print(f"bridge vs POT: ρ0, ρ1 = 2-component mixtures 5 apart on [-{L:g}, {L:g}]², Brownian "
           f"reference, T = {T:g}; load average at start {load[0]:.2f} (2 cores)")
     rows = []
-    # POT's first call pays one-off set-up (backend detection, imports): not its speed.
+    # POT's first call pays one-off set-up (backend detection, imports; measured 5 s on
+    # the first ot.dist): not its speed.
     warm = make_grid(8, 4, 1.0)
     run_pot(warm, 1e-3)
     for label, sigma, cells_list, modes in (QUICK_CASES if args.quick else CASES):
