@@ -264,8 +264,8 @@ _BS_MEMORY_SCRIPT = textwrap.dedent(r"""
     from bridgesolve.bridge import solve_bridge
     cells, steps = int(sys.argv[1]), int(sys.argv[2])
     r0, r1 = bench.mixtures()
-    dom = bs.Domain.box([-bench.L] * 2, [bench.L] * 2, (cells, cells))
     base = hwm()
+    dom = bs.Domain.box([-bench.L] * 2, [bench.L] * 2, (cells, cells))
     prob = bs.Problem(dom, bs.Brownian(1.0), bs.TimeGrid.uniform(bench.T, steps))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -280,8 +280,9 @@ def bridgesolve_peak_memory(cells: int, steps: int = MEMORY_STEPS) -> dict:
     """Peak RSS (``VmHWM``) of a 3-iteration ``solve_bridge`` (plus ``.rho``) in a fresh
     subprocess.
 
-    The baseline (Python, DOLFINx, PETSc and the mesh) is the peak before the Problem is
-    built; per-dof memory does not depend on the iteration count (fields are overwritten).
+    The baseline (Python, DOLFINx, PETSc) is the peak before the mesh is built; per-dof
+    memory (mesh, space, matrices, LU factors, the fields of all levels) does not depend on
+    the iteration count (fields are overwritten).
     """
     env = {**os.environ, "POT_BACKEND_DISABLE_PYTORCH": "1"}
     out = subprocess.run([sys.executable, "-c", _BS_MEMORY_SCRIPT, str(cells), str(steps),
@@ -295,7 +296,7 @@ def bridgesolve_peak_memory(cells: int, steps: int = MEMORY_STEPS) -> dict:
 
 def memory_study(quick: bool) -> dict:
     """Measured points for both solvers and the largest grids within :data:`BUDGET`."""
-    pot_sizes = (1500, 3000) if quick else (2000, 4000)
+    pot_sizes = (1500, 3000) if quick else (2000, 6000)
     pot = {m: [pp.pot_peak_memory(n, method=m) for n in pot_sizes]
            for m in ("sinkhorn", "sinkhorn_log")}
     pot_limits = {}
@@ -304,7 +305,7 @@ def memory_study(quick: bool) -> dict:
         n_max = pp.pot_largest_n(BUDGET, big["matrices"], big["baseline_bytes"])
         pot_limits[method] = {"matrices": big["matrices"], "n_max": n_max,
                               "grid_side": int(math.isqrt(n_max))}
-    bs_cells = (60, 120) if quick else (80, 160, 240)
+    bs_cells = (60, 120) if quick else (80, 160, 320)
     bs_points = [bridgesolve_peak_memory(c) for c in bs_cells]
     # Linear fit peak = c0 + c1 ndofs through the two largest points.
     p, q = bs_points[-2], bs_points[-1]
