@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     from bridgesolve._bridge_cli import add_parser as add_bridge_parser
 
     add_bridge_parser(sub)
+    from bridgesolve._reference_cli import add_parsers as add_reference_parsers
+
+    add_reference_parsers(sub)  # reference, likelihood
     return ap
 
 
@@ -276,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridgesolve._bridge_cli import run_cli as bridge_cli
 
             return bridge_cli(args)
+        if args.command in ("reference", "likelihood"):
+            from bridgesolve import _reference_cli
+
+            return getattr(_reference_cli, f"{args.command}_command")(args)
         if args.command in ("train", "validate"):
             from bridgesolve.learn import _cli as learn_cli
 
