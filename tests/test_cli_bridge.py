@@ -212,6 +212,18 @@ def test_unresolved_potentials_are_flagged(small, capsys):
     assert any("too coarse" in w for w in s["warnings"])
 
 
+def test_killing_bridge_has_no_cost_and_keeps_phi_phi_hat_mass(small):
+    """With V the path measure carries extra weights: no KL cost is reported; ∫ φ φ̂ dx is
+    still constant in t (the same V in both equations)."""
+    path = small.parent / "kill.toml"
+    path.write_text(SMALL + "\n[killing]\nquadratic = -0.05\n")
+    out = small.parent / "kill"
+    assert main(["bridge", str(path), "-o", str(out), "--quiet", "--no-vtx"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["converged"] and s["cost"] is None and s["exact_marginals"] is False
+    assert s["mass_phi_phi_hat"]["max_relative_drift"] < 1e-3
+
+
 def test_bridge_config_defaults():
     cfg = load_config(EXAMPLES / "bridge_2d.toml")
     assert cfg.equation == "bridge" and cfg.final.n_components == 2
