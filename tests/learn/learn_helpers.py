@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import bridgesolve as bs
+from bridgesolve.learn.validation import mixture_fields
 from bridgesolve.reference import ReferenceBundle
 
 
@@ -31,13 +32,26 @@ def analytic_bundle(mixture: bs.GaussianMixture, process: bs.Process, *, T: floa
     times = np.linspace(0.0, T, nt + 1)
     dens, logd, score = [], [], []
     for t in times:
-        m = mixture.evolve(process, float(t))
-        logd.append(m.log_pdf(pts))
-        dens.append(np.exp(logd[-1]))
-        score.append(m.score(pts))
+        log_p, s = mixture_fields(mixture.evolve(process, float(t)) if t > 0 else mixture, pts)
+        logd.append(log_p)
+        dens.append(np.exp(log_p))
+        score.append(s)
     meta = {"kind": "diffusion", "process": process.describe(), "data": mixture.describe(),
             "domain": {"type": "box", "lower": [-box] * mixture.dim, "upper": [box] * mixture.dim},
             "discretization": {"analytic": True, "gauss_order": order, "cells": cells},
             "versions": {}}
     return ReferenceBundle(points=pts, weights=w, times=times, density=np.array(dens),
                            log_density=np.array(logd), score=np.array(score), metadata=meta)
+
+
+def exact_score(mixture: bs.GaussianMixture, process: bs.Process, factor: float = 1.0,
+                shift=0.0):
+    """``factor · ∇log p_t + shift`` of the mixture pushed through the linear process."""
+    cache: dict = {}
+
+    def score(x, t):
+        if t not in cache:
+            cache[t] = mixture.evolve(process, t) if t > 0 else mixture
+        return factor * mixture_fields(cache[t], x)[1] + shift
+
+    return score

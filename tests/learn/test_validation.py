@@ -8,14 +8,10 @@ import json
 
 import numpy as np
 import pytest
-from learn_helpers import analytic_bundle
+from learn_helpers import analytic_bundle, exact_score
 
 import bridgesolve as bs
 from bridgesolve.learn.validation import as_numpy_score, trapezoid_weights, validate
-
-
-def exact_score(mixture, process):
-    return lambda x, t: mixture.evolve(process, t).score(x)
 
 
 def test_exact_score_has_zero_esm_and_dsm_equals_C(vp_bundle_2d):
@@ -47,7 +43,7 @@ def test_shifted_score_closed_form(vp_bundle_2d, weighting):
     proc, mix = b.process(), b.data()
     c = np.array([0.3, -0.2])
     c2 = float(c @ c)
-    rep = validate(lambda x, t: mix.evolve(proc, t).score(x) + c, b, hs=(), n_mc=4096,
+    rep = validate(exact_score(mix, proc, shift=c), b, hs=(), n_mc=4096,
                    weighting=weighting, t_range=(0.1, 1.0))
     esm = rep["esm"]
     np.testing.assert_allclose(esm["per_time"], c2 * esm["mass"], rtol=1e-12)
@@ -88,7 +84,7 @@ def test_torch_module_matches_numpy_callable(vp_bundle_2d):
     b = analytic_bundle(gauss, proc, nt=10, box=5.0, cells=12, order=3)
     model = GaussScore()
     rep_t = validate(model, b, hs=(), n_mc=500, chunk=777, seed=3)
-    rep_n = validate(lambda x, t: 1.1 * gauss.evolve(proc, t).score(x), b, hs=(), n_mc=500,
+    rep_n = validate(exact_score(gauss, proc, 1.1), b, hs=(), n_mc=500,
                      seed=3)
     np.testing.assert_allclose(rep_t["esm"]["per_time"], rep_n["esm"]["per_time"], rtol=1e-10)
     np.testing.assert_allclose(rep_t["dsm"]["per_time"], rep_n["dsm"]["per_time"], rtol=1e-10)
@@ -105,7 +101,7 @@ def test_report_table_json_and_figures(vp_bundle_2d, tmp_path):
     b = vp_bundle_2d
     proc, mix = b.process(), b.data()
     b = analytic_bundle(mix, proc, nt=10, box=5.0, cells=10, order=3)
-    rep = validate(lambda x, t: 0.9 * mix.evolve(proc, t).score(x), b, hs=(0.0, 1.0),
+    rep = validate(exact_score(mix, proc, 0.9), b, hs=(0.0, 1.0),
                    n_mc=256, figures=tmp_path / "fig", plot_times=[0.2, 0.6])
     text = rep.table()
     for needle in ("J_ESM", "J_DSM", "J_DSM - J_ESM - C", "KL(p_T ‖ π)", "bound on KL"):
@@ -213,7 +209,7 @@ def test_figures_in_1d_and_3d(tmp_path, dim):
     mix = bs.GaussianMixture([0.3, 0.7], [[-1.0] * dim, [1.0] * dim], [0.3, 0.4])
     proc = bs.OU()
     b = analytic_bundle(mix, proc, nt=6, box=4.0, cells=30 if dim == 1 else 6, order=3)
-    rep = validate(lambda x, t: 1.05 * mix.evolve(proc, t).score(x), b, hs=(), n_mc=64,
+    rep = validate(exact_score(mix, proc, 1.05), b, hs=(), n_mc=64,
                    figures=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["error_maps.png", "error_vs_t.png",
                                                           "score_fields.png"]
