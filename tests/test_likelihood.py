@@ -172,6 +172,32 @@ def test_nll_counts_outside_points_as_infinite():
     assert nll(q, np.array([[0.0], [9.0]])) == np.inf
 
 
+def test_likelihood_vs_h_example_quick(tmp_path):
+    """The literate example runs headless; its numbers are the study of this file: every
+    KS test passes, KL falls with h, NLL - entropy ≈ KL (the same data samples), and the
+    KL bound holds at h = 1."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "likelihood_vs_h.py"
+    res = subprocess.run([sys.executable, str(example), "--quick", "--output", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "MPLBACKEND": "agg"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads((tmp_path / "likelihood.json").read_text())
+    assert all(abs(r["kl"]) < 1e-3 for r in out["exact"]), out["exact"]
+    rows = out["perturbed"]
+    assert all(r["ks_pvalue"] > 0.01 for r in rows), rows
+    kls = [r["kl"] for r in rows]
+    assert all(a > b for a, b in zip(kls, kls[1:], strict=False)), kls
+    assert all(abs(r["nll"] - out["entropy"] - r["kl"]) < 0.03 for r in rows), rows
+    assert kls[-1] < out["bound"]["bound"]
+    assert (tmp_path / "likelihood_vs_h.png").stat().st_size > 10_000
+
+
 def test_bad_inputs():
     prob = _problem(8, steps=2)
     s = mixture_score(MIX1, PROC)
