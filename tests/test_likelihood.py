@@ -66,6 +66,28 @@ def test_exact_score_reproduces_data(h, min_kl_order):
         assert np.allclose(qs[-1].info["mass"], qs[-1].info["mass"][-1], rtol=1e-10)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("h", [0.0, 1.0])
+def test_exact_score_reproduces_data_2d(h):
+    # 2D, P2, steps graded towards t = 0 and refined with the mesh (2n). Measured L1:
+    # 8.5e-2, 1.2e-2, 1.6e-3 (h = 0, order 2.9) and 8.3e-2, 1.2e-2, 1.6e-3 (h = 1, order
+    # 2.9); |KL| 6.2e-2 → 2.8e-4 (h = 0) and 1.1e-1 → 1.0e-5 (h = 1).
+    ladder = (12, 24, 48)
+    s = mixture_score(MIX2, PROC)
+    kls, l1s = [], []
+    for n in ladder:
+        dom = bs.Domain.box([-5, -5], [5, 5], (n, n))
+        prob = bs.Problem(dom, PROC, bs.TimeGrid.graded(T, 2 * n, power=2), degree=2)
+        q = generated_density(prob, s, h, MIX2.evolve(PROC, T), progress=False,
+                              levels="initial")
+        kls.append(abs(kl_divergence(MIX2, q)))
+        l1s.append(q.error(MIX2, 0.0, norm="L1"))
+    hs = [10 / n for n in ladder]
+    tables = f"KL\n{order_table(hs, kls)}\nL1\n{order_table(hs, l1s)}"
+    assert fitted_order(hs, l1s) >= 2.5, tables
+    assert kls[2] < kls[1] < kls[0] and kls[2] < 1e-3, tables
+
+
 @pytest.mark.mpi
 def test_h0_and_small_h_agree_to_discretization_error():
     # With the exact score q_0 = q_0.05 = ρ0; their L1 distance is discretization error
