@@ -29,6 +29,12 @@ It reports (DESIGN.md §2.7):
 * figures: error against t, maps of the p-weighted error, learned against reference score
   fields, and ``q_h`` against ρ0.
 
+When the bundle's data are a Gaussian mixture (and the process linear), ``e(t)``, ``C`` and
+the identity are also computed against the exact law, which separates the score's error from
+the bundle's own discretization error (reported as ``∫λ E_p|∇log p_h - ∇log p|²``); the
+bound and the KL then use the exact ``ρ0`` and ``p_T``. A trained model is evaluated at
+``max(t, t_min)`` with its training ``t_min`` (the ε-parameterization diverges at t = 0).
+
 Evaluation is batched: all (time, point) pairs in chunks on the device for torch models,
 whole point arrays per time level for NumPy callables; there is no Python loop over points.
 """
@@ -389,7 +395,8 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         data: samples of ρ0 for the denoising loss (a Dataset, GaussianMixture or array);
             default: the bundle's data mixture, else the bundle's ρ0 on its quadrature points.
         problem: the :class:`~bridgesolve.Problem` on which ``q_h`` is solved (needs DOLFINx);
-            default: rebuilt from the bundle when it can be, else the KL part is skipped.
+            default: rebuilt from the bundle's metadata (:func:`problem_from_bundle`) when
+            it can be, else the KL part is skipped with the reason in the report.
         prior: π, a GaussianMixture (default: ``bridgesolve.sampling.default_prior``).
         device: for torch models.
         chunk: points per device batch.
