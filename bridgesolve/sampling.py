@@ -91,7 +91,10 @@ def sample(
     Args:
         process: the reference SDE (its ``drift`` and ``diffusion`` are used).
         score: ``s(x (N, d), t) -> (N, d)``: an analytic, PDE
-            (:class:`~bridgesolve.score.VectorField`), bundle or learned score.
+            (:class:`~bridgesolve.score.VectorField`), bundle or learned score. A mesh
+            field is NaN outside its mesh: particles that leave it make the run fail, so
+            use a domain that holds the prior's mass (and under MPI every rank calls the
+            collective field the same number of times: one per stage and step).
         h: the interpolation parameter in [0, 1] (0: probability-flow ODE, 1: reverse SDE).
         prior_samples_or_n: samples ``(N, d)`` at ``T``, or a number of particles drawn
             from ``prior`` (default :func:`default_prior`, which needs ``dim``).
