@@ -36,7 +36,12 @@ def _panel(ax, pts, values, *, title, cmap="viridis"):
         ax.plot(pts[order, 0], values[order])
         ax.set_xlabel("x")
     else:
-        tc = ax.tricontourf(pts[:, 0], pts[:, 1], values, levels=30, cmap=cmap)
+        # Non-negative fields (densities, weighted errors): bands from 0, so that round-off
+        # around 0 in the tails falls in one band instead of hatching the background.
+        values = np.maximum(values, 0.0)
+        top = float(values.max()) if values.size and values.max() > 0 else 1.0
+        tc = ax.tricontourf(pts[:, 0], pts[:, 1], values, levels=np.linspace(0.0, top, 31),
+                            cmap=cmap)
         ax.figure.colorbar(tc, ax=ax, shrink=0.8)
         ax.set_aspect("equal")
         ax.set_xlabel("x")
