@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -90,9 +91,30 @@ def add_subcommands(sub) -> None:
     va.add_argument("--quiet", action="store_true", help="no table on stdout")
 
 
+def _mpi_size_from_environment() -> int:
+    """The launcher's process count (MPICH/Hydra, Open MPI), without initializing MPI."""
+    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        value = os.environ.get(key, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def _comm_rank() -> int:
+    try:
+        from bridgesolve._dolfinx import MPI
+    except ImportError:
+        return 0
+    return MPI.COMM_WORLD.rank
+
+
 def train_command(args) -> int:
     from bridgesolve.learn.config import load_train_config
     from bridgesolve.learn.trainer import train
+
+    if _mpi_size_from_environment() > 1:
+        raise BridgesolveInputError("bridgesolve train runs in one process (on the GPU, or on "
+                                    "CPU threads): run it without mpiexec")
 
     cfg = load_train_config(args.config)
     if args.steps is not None:
@@ -180,9 +202,12 @@ def validate_command(args) -> int:
     output = args.output or Path("results") / f"validate-{stem or 'score'}"
     folder = _results_folder(output, args.overwrite)
     with folder:
+        # Under mpiexec every rank computes the same report (the q_h solves are collective);
+        # rank 0 writes the figures.
         report = validate(score, bundle, hs=args.hs, weighting=args.weighting,
                           n_mc=args.n_mc, seed=args.seed, problem=problem, device=args.device,
-                          plot_times=args.plot_times, figures=folder.path)
+                          plot_times=args.plot_times,
+                          figures=folder.path if _comm_rank() == 0 else None)
         report.data["timings"] = {"total_s": time.perf_counter() - t0}
         report.data["bridgesolve"] = __version__
         report.data["reference"] = str(args.reference)
@@ -190,7 +215,7 @@ def validate_command(args) -> int:
         folder.write_text("summary.json", report.to_json() + "\n")
         folder.write_text("report.txt", report.table() + "\n")
         final = folder.commit()
-    if not args.quiet:
+    if not args.quiet and _comm_rank() == 0:
         print(report.table())
         print(f"\nreport: {final}/ (summary.json, report.txt, figures)")
     return 0

@@ -98,6 +98,15 @@ def test_validate_cli_writes_report_folder(tmp_path, capsys, vp_bundle_2d):
     assert not (tmp_path / "r2").exists()
 
 
+def test_train_refuses_mpi_launch(tmp_path, capsys, monkeypatch):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    assert main(["train", str(cfg), "-o", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "without mpiexec" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_other_subcommands_do_not_import_torch():
     code = ("import sys, contextlib, io\n"
             "from bridgesolve.cli import main\n"
