@@ -86,3 +86,19 @@ def test_trained_network_2d_kl_identity_and_bound():
     assert abs(rep["exact"]["z"]) < 4.0
     bound = rep["bound"]
     assert 0.0 < bound["kl_h1"] <= bound["bound"], bound
+
+
+@pytest.mark.mpi
+def test_kl_is_rank_independent(comm):
+    """Under MPI every rank holds the whole bundle (gathered) and solves q_h collectively:
+    the KL values are the same on every rank and match the serial thresholds."""
+    proc = bs.VP()
+    problem = bs.Problem(bs.Domain.box([-7.0], [7.0], [100], comm=comm), proc,
+                         bs.TimeGrid.uniform(1.0, 60), degree=2)
+    p = bs.solve_fokker_planck(problem, MIX1, progress=False)
+    b = ReferenceBundle.from_fokker_planck(p, problem=problem, data=MIX1, root=None)
+    rep = validate(exact_score(MIX1, proc), b, hs=(0.5, 1.0), n_mc=128, problem=problem)
+    kl = np.asarray(rep["kl"]["kl"])
+    everyone = comm.allgather(kl)
+    assert all(np.array_equal(kl, other) for other in everyone), everyone
+    assert np.all(np.abs(kl) < 5e-5), kl
