@@ -201,6 +201,9 @@ def _prepare_output(output: Path, *, resume: bool, overwrite: bool) -> Path | No
         raise BridgesolveInputError(f"output folder {str(output)!r} holds no {CHECKPOINT}: "
                                     "refusing to overwrite a folder that is not a training run")
     output.mkdir(parents=True, exist_ok=True)
+    if overwrite:  # an earlier run's files must not be resumed or mistaken for this run's
+        for name in (CHECKPOINT, "summary.json", "loss.png", "config.toml"):
+            (output / name).unlink(missing_ok=True)
     return None
 
 
