@@ -13,7 +13,8 @@ Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has 
     [time]           T, steps, spacing = "clock" | "uniform" | "graded" (power, near)
     [discretization] degree, scheme, boundary
     [output]         directory, plot_times, vtx
-    [convergence]    refine = "h" | "p" | "dt" | "hdt", levels, reference (bridgesolve convergence)
+    [convergence]    refine = "h" | "p" | "dt" | "hdt", levels, reference, generated
+                     (h values: KL of generated densities) for bridgesolve convergence
 
 :func:`validate` checks everything that can be checked without building a mesh (including
 the Gaussian mixture, the time grid and the existence of a mesh file), so that a bad config
@@ -455,10 +456,16 @@ def _output(raw: dict, T: float) -> None:
 
 def _convergence(raw: dict) -> None:
     sec = _Section("convergence", raw.get("convergence", {}))
-    sec.only(("refine", "levels", "reference"))
+    sec.only(("refine", "levels", "reference", "generated"))
     sec.string("refine", REFINEMENTS, default="h")
     sec.integer("levels", default=3)
     sec.string("reference", REFERENCES, default="auto")
+    if "generated" in sec.table:  # h values of samplers whose KL(ρ0 ‖ q_h) is measured
+        # h = 0 (characteristics) would trace the mesh score off the mesh: not offered.
+        expected = "a list of sampler parameters h in (0, 1]"
+        hs = sec.numbers("generated", expected)
+        if not all(0.0 < h <= 1.0 for h in hs):
+            sec.fail("generated", sec.table["generated"], expected)
 
 
 def validate(raw: dict, *, source: str = "<config>", text: str = "",

@@ -16,6 +16,9 @@ for nested refinements is exact); the output says which. Quantities (see
 
 - ``<field>_L2``, ``<field>_L1``, ``<field>_Linf`` (Linf at the dofs of the measuring
   space) of the density p, φ, S = log φ or Ŝ = log φ̂;
+- ``kl_generated_h<h>`` (Fokker–Planck, opt-in ``[convergence] generated = [1.0, 0.5]``):
+  ``KL(ρ0 ‖ q_h)`` of the generated density of the sampler with the computed score
+  (:func:`quantities_of`); its exact value is 0;
 - ``score_pL2`` (forward equations): :math:`(\int p\,|\nabla\log p_h - \nabla\log p|^2)^{1/2}`
   with ``∇log p_h`` from :func:`bridgesolve.score.grad_log` (gradient of the interpolated
   nodal logs, floored), by mesh quadrature; against the finest level the weight is the
@@ -92,6 +95,7 @@ class Quantity:
             of a number the solver returns, e.g. a bridge's cost).
         derivative: 1 for gradient quantities (one order less in h).
         order_known: False where no reference slope is drawn (functionals).
+        power: the error is this power of a norm (2 for a KL divergence).
     """
 
     name: str
@@ -99,6 +103,7 @@ class Quantity:
     norm: str
     derivative: int = 0
     order_known: bool = True
+    power: int = 1
 
     def expected_order(self, refine: str, degree: int, theta: float) -> float | None:
         """The asymptotic order in h (``h``), dt (``dt``) or h with dt ∝ h (``hdt``)."""
@@ -106,7 +111,8 @@ class Quantity:
             return None
         space = degree + 1 - self.derivative
         time_order = 2.0 if abs(theta - 0.5) < 1e-12 else 1.0
-        return {"h": float(space), "dt": time_order, "hdt": min(space, time_order)}.get(refine)
+        order = {"h": float(space), "dt": time_order, "hdt": min(space, time_order)}.get(refine)
+        return None if order is None else self.power * order
 
 
 def _norms(field: str, symbol: str) -> list[Quantity]:
@@ -128,6 +134,29 @@ QUANTITIES: dict[str, list[Quantity]] = {
                Quantity("cost_boundary", "|KL_h − KL| (boundary)", "scalar",
                         order_known=False)],
 }
+
+
+def quantities_of(cfg) -> list[Quantity]:
+    """The quantities measured for a config: :data:`QUANTITIES` of its equation, plus, for
+    each ``[convergence] generated = [h, ...]`` (Fokker–Planck only, 0 < h ≤ 1),
+    ``KL(ρ0 ‖ q_h)`` of the sampler driven by the solution's own score ``∇log p_h`` (by
+    :func:`bridgesolve.score.grad_log`) from the exact ``p_T``
+    (:func:`bridgesolve.likelihood.generated_density`; exactly 0 for the exact score, and
+    of order twice the density's, a KL being quadratic in ``q_h - ρ0``)."""
+    out = list(QUANTITIES[cfg.equation])
+    hs = cfg.raw.get("convergence", {}).get("generated", [])
+    if hs and cfg.equation != "fokker-planck":
+        raise BridgesolveInputError(
+            f"[convergence] generated = {hs!r}: generated densities need equation = "
+            f"'fokker-planck' (the equation is {cfg.equation!r})")
+    for h in hs:
+        out.append(Quantity(_kl_name(h), f"KL(ρ0 ‖ q_h), h = {float(h):g}", "scalar",
+                            power=2))
+    return out
+
+
+def _kl_name(h: float) -> str:
+    return f"kl_generated_h{float(h):g}"
 
 
 # -- the ladder -----------------------------------------------------------------------------
@@ -341,7 +370,8 @@ def _exact_targets(lcfg, process, data, killing):
     if lcfg.equation in ("fokker-planck", "hjb-forward"):
         law = data.evolve(process, t)
         V = killing or 0.0
-        return exact(t), law.score, (lambda x: math.exp(V * t) * law.pdf(x)), {}
+        kl = {_kl_name(h): 0.0 for h in lcfg.raw.get("convergence", {}).get("generated", [])}
+        return exact(t), law.score, (lambda x: math.exp(V * t) * law.pdf(x)), kl
     return exact(t), None, None, {}
 
 
@@ -686,8 +716,27 @@ def _solve(lcfg, problem, data, killing, progress: bool):
             u = getattr(bs, solver_name)(problem, data, killing=killing, progress=progress,
                                          name=field_name)
             u_t = _at_time(u, t)
-            sol = _Solution(problem, u_t, u.representation, u_t, u.representation, {})
+            sol = _Solution(problem, u_t, u.representation, u_t, u.representation,
+                            _generated_kl(lcfg, problem, data, u, progress))
     return sol, sorted({str(w.message) for w in caught})
+
+
+def _generated_kl(lcfg, problem, data, p, progress: bool) -> dict[str, float]:
+    """``KL(ρ0 ‖ q_h)`` for the ``[convergence] generated`` h values (see
+    :func:`quantities_of`)."""
+    hs = lcfg.raw.get("convergence", {}).get("generated", [])
+    if not hs:
+        return {}
+    from bridgesolve.likelihood import generated_density, kl_divergence
+    from bridgesolve.score import grad_log
+
+    score = grad_log(p)
+    prior = data.evolve(problem.process, lcfg.T)
+    out = {}
+    for h in hs:
+        q = generated_density(problem, score, float(h), prior, progress=progress)
+        out[_kl_name(h)] = kl_divergence(data, q, t=0.0)
+    return out
 
 
 def _at_time(field, t: float):
@@ -755,7 +804,7 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
     comm = comm or MPI.COMM_WORLD
     cfg = config if isinstance(config, Config) else load_config(config)
     refine, levels, reference = study_options(cfg, refine, levels, reference)
-    quantities = QUANTITIES[cfg.equation]
+    quantities = quantities_of(cfg)
     say = (print if log is None or log is True else log) if comm.rank == 0 and log is not False \
         else (lambda *_: None)
     folder = Path(output) if output is not None else None
@@ -1100,5 +1149,5 @@ def run_cli(args) -> int:
 
 
 __all__ = ["QUANTITIES", "REFINEMENTS", "ConvergenceStudy", "Quantity", "convergence_study",
-           "fitted_order", "level_raw", "observed_orders", "order_table", "prepare_folder",
-           "study_options", "sweep"]
+           "fitted_order", "gaussian_bridge_cost", "level_raw", "observed_orders",
+           "order_table", "prepare_folder", "quantities_of", "study_options", "sweep"]
