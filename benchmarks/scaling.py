@@ -1,0 +1,205 @@
+r"""Strong scaling: one Fokker–Planck solve and one Sinkhorn (bridge) iteration on 1 and 2 ranks.
+
+Problem: the 2D two-component mixture of the default example under the VP SDE on
+[-5, 5]^2, P1 on n x n cells (``(n+1)^2`` dofs: 1e5 at n = 316, 2e5 at n = 447, 1e6 at
+n = 1000), ``--steps`` Crank–Nicolson steps on the VP clock grid (one operator, one
+factorization per run). The bridge goes from that mixture to its VP marginal at T
+(the same VP reference), linear mode with backward Euler (positive lumped sweeps); "one
+iteration" is a backward Kolmogorov sweep, a forward Fokker–Planck sweep and the marginal
+updates.
+
+For every (dofs, ranks, solver) the script starts ``mpiexec -n R python scaling.py
+--worker ...`` (a fresh process: form compilation is warmed up by a small solve first and
+not timed) and reports, on the slowest rank:
+
+- ``fp_s``: wall time of ``solve_fokker_planck`` (assembly, factorization, every step,
+  storing every level, masses), between barriers;
+- ``bridge_iter_s``: ``(total - setup) / iterations`` of ``solve_bridge(max_iter=...)``;
+- ``petsc_share``: the part of ``fp_s`` spent inside PETSc calls of the stepping engine
+  (assembly, factorization/preconditioner set-up, mat-vec, KSP solve), from the cheap
+  timers of :data:`bridgesolve.pde.stepping.PETSC_TIME`; the rest is Python and NumPy;
+- ``efficiency = T_1 / (R T_R)`` for the same solver.
+
+Solvers (``--solvers``): ``lu`` (the default of :class:`bridgesolve.Problem`: PETSc's LU on
+one rank, MUMPS on several) and ``iterative`` (GMRES + GAMG, rtol 1e-10: the step operator
+``M + θ Δt A`` is mass-dominated, a few iterations per step).
+
+The machine is shared: the load average (``uptime``) before each run is printed next to
+it. Run: ``.venv/bin/python benchmarks/scaling.py [--dofs 1e5 2e5 1e6] [--ranks 1 2]
+[--steps 40] [--solvers lu iterative] [--bridge-iters 2] [--output results/scaling]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ITERATIVE = {"ksp_type": os.environ.get("BS_KSP", "gmres"),
+             "pc_type": os.environ.get("BS_PC", "gamg"), "ksp_rtol": 1e-10,
+             "ksp_atol": 1e-50, "ksp_max_it": 500}
+
+
+def _cells(dofs: float) -> int:
+    return max(2, round(math.sqrt(dofs) - 1))
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+# -- worker (runs under mpiexec) ------------------------------------------------------------
+def worker(args) -> None:
+    import numpy as np
+
+    import bridgesolve as bs
+    from bridgesolve._dolfinx import MPI
+    from bridgesolve.pde import stepping
+
+    comm = MPI.COMM_WORLD
+    mix = bs.GaussianMixture([0.5, 0.5], [[-1.5, -1.0], [1.5, 1.0]],
+                             [[[0.25, 0.1], [0.1, 0.25]], [[0.3, -0.1], [-0.1, 0.2]]])
+    proc = bs.VP()
+    options = {"iterative": ITERATIVE, "lu": None,
+               "superlu_dist": {"pc_factor_mat_solver_type": "superlu_dist"}}[args.solver]
+
+    def problem(n: int, steps: int, petsc_options=options):
+        dom = bs.Domain.box([-5.0, -5.0], [5.0, 5.0], (n, n), comm=comm)
+        return bs.Problem(dom, proc, bs.TimeGrid.clock(proc.clock, 1.0, steps),
+                          petsc_options=petsc_options)
+
+    # Warm-up: JIT compilation of the forms (cached on disk, but looked up per process).
+    bs.solve_fokker_planck(problem(8, 2, None), mix, progress=False, check_mass=False)
+
+    def timed(fn):
+        stepping.reset_petsc_time()
+        comm.barrier()
+        t0 = time.perf_counter()
+        out = fn()
+        comm.barrier()
+        wall = time.perf_counter() - t0
+        return out, wall, dict(stepping.PETSC_TIME)
+
+    prob = problem(args.cells, args.steps)
+    p, fp_wall, fp_petsc = timed(lambda: bs.solve_fokker_planck(prob, mix, progress=False,
+                                                                check_mass=False))
+    mass_drift = float(np.ptp(p.info["mass"]))
+    err = p.error(mix.evolve(proc, 1.0), 1.0)
+    del p
+    result = {"ranks": comm.size, "cells": args.cells, "dofs": prob.ndofs,
+              "steps": args.steps, "solver": args.solver, "fp_s": fp_wall,
+              "fp_petsc": fp_petsc, "fp_L2_error": err, "fp_mass_drift": mass_drift}
+    if args.bridge_iters:
+        # Backward Euler keeps the lumped linear sweeps positive on any grid.
+        bprob = bs.Problem(prob.domain, proc, prob.grid, scheme="backward-euler",
+                           petsc_options=options)
+        rho1 = mix.evolve(proc, 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # not converged: on purpose
+            b, wall, petsc = timed(lambda: bs.solve_bridge(
+                bprob, mix, rho1, max_iter=args.bridge_iters, tol=1e-14, mode="linear",
+                acceleration=False, progress=False))
+        t = b.info["timings"]
+        result.update(bridge_iterations=b.iterations, bridge_s=wall, bridge_petsc=petsc,
+                      bridge_iter_s=(t["total_s"] - t["setup_s"]) / b.iterations,
+                      bridge_setup_s=t["setup_s"])
+    # The slowest rank decides the wall time; PETSc time from the same reduction.
+    slowest = comm.allreduce((result["fp_s"], comm.rank), op=MPI.MAXLOC)[1]
+    gathered = comm.gather(result, root=0)
+    if comm.rank == 0:
+        out = gathered[slowest]
+        out["fp_petsc_all_ranks"] = [g["fp_petsc"] for g in gathered]
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+# -- driver -------------------------------------------------------------------------------
+def run_case(dofs: float, ranks: int, solver: str, args) -> dict:
+    here = Path(__file__).resolve()
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    out = Path(args.output) / f"case-{int(dofs)}-{ranks}-{solver}.json"
+    cmd = [str(mpiexec), "-n", str(ranks), sys.executable, str(here), "--worker",
+           "--cells", str(_cells(dofs)), "--steps", str(args.steps), "--solver", solver,
+           "--bridge-iters", str(args.bridge_iters), "--json", str(out)]
+    load = _load()
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(out.read_text())
+    result.update(load_before=load, load_after=_load(), process_s=time.perf_counter() - t0)
+    return result
+
+
+def petsc_share(result: dict, key: str) -> float:
+    return sum(result[f"{key}_petsc"].values()) / result[f"{key}_s"]
+
+
+def report(results: list[dict]) -> str:
+    lines = [f"{'dofs':>8} {'solver':>9} {'R':>2} {'FP s':>7} {'eff':>5} {'PETSc':>6} "
+             f"{'(solve':>7} {'setup)':>7} {'it s':>7} {'eff':>5} {'PETSc':>6} "
+             f"{'L2 err':>9} {'load':>9}"]
+    base = {(r["dofs"], r["solver"]): r for r in results if r["ranks"] == 1}
+    for r in results:
+        one = base.get((r["dofs"], r["solver"]))
+        eff = one["fp_s"] / (r["ranks"] * r["fp_s"]) if one else float("nan")
+        share = petsc_share(r, "fp")
+        solve = r["fp_petsc"]["solve_s"] + r["fp_petsc"]["mult_s"]
+        setup = r["fp_petsc"]["setup_s"] + r["fp_petsc"]["assemble_s"]
+        line = (f"{r['dofs']:>8} {r['solver']:>9} {r['ranks']:>2} {r['fp_s']:>7.2f} "
+                f"{eff:>5.2f} {share:>6.1%} {solve:>7.2f} {setup:>7.2f}")
+        if "bridge_iter_s" in r:
+            beff = (one["bridge_iter_s"] / (r["ranks"] * r["bridge_iter_s"]) if one
+                    else float("nan"))
+            line += (f" {r['bridge_iter_s']:>7.2f} {beff:>5.2f} "
+                     f"{petsc_share(r, 'bridge'):>6.1%}")
+        else:
+            line += " " * 20
+        line += f" {r['fp_L2_error']:>9.2e} {r['load_before']:>4.1f}/{r['load_after']:<4.1f}"
+        lines.append(line)
+    lines.append("FP s: Fokker-Planck wall time (slowest rank); eff = T1/(R TR); PETSc: share "
+                 "of the wall time inside PETSc (solve = KSP solves + mat-vecs, setup = "
+                 "assembly + factorization/PC set-up, seconds); it s: one bridge iteration; "
+                 "load: 1-min load average before/after (2 cores)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dofs", type=float, nargs="+", default=[1e5, 2e5, 1e6])
+    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--solvers", nargs="+", default=["lu", "iterative"],
+                    choices=["lu", "superlu_dist", "iterative"])
+    ap.add_argument("--bridge-iters", type=int, default=2,
+                    help="Sinkhorn iterations timed (0: skip the bridge)")
+    ap.add_argument("--output", default="results/scaling")
+    # worker mode
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--cells", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--solver", default="lu", help=argparse.SUPPRESS)
+    ap.add_argument("--json", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    results = []
+    for dofs in args.dofs:
+        for solver in args.solvers:
+            for ranks in args.ranks:
+                print(f"== {int(dofs)} dofs, {solver}, {ranks} rank(s), load "
+                      f"{_load():.1f}", flush=True)
+                results.append(run_case(dofs, ranks, solver, args))
+    text = report(results)
+    print(text)
+    Path(args.output, "scaling.json").write_text(json.dumps(results, indent=1))
+    Path(args.output, "scaling.txt").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
