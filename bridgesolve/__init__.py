@@ -33,6 +33,7 @@ _LAZY = {
     "drift_field": "bridgesolve.score",
     "generated_density": "bridgesolve.likelihood",
     "sample": "bridgesolve.sampling",
+    "convergence_study": "bridgesolve.studies",
     "learn": "bridgesolve.learn",  # a subpackage (PyTorch, imported when first used)
 }
 
