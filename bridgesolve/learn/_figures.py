@@ -67,7 +67,7 @@ def write_all(report, folder: Path) -> list[Path]:
     esm = d["esm"]
     axes[0].semilogy(times, _pos(esm["per_time"]), label="E_p|s - ∇log p|²")
     axes[0].semilogy(times, esm["fisher"], "--", label="E_p|∇log p|²")
-    if len(d["dsm"]["times"]):
+    if len(d["dsm"].get("times", [])):
         axes[0].semilogy(d["dsm"]["times"], _pos(np.abs(d["dsm"]["residual"])), ":",
                          label="|DSM - ESM - C| (MC)")
     axes[1].semilogy(times, _pos(esm["relative"]))

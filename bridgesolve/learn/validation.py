@@ -299,7 +299,7 @@ class ValidationReport:
                  f"{'t':>9} {'E_p|s-∇log p|²':>15} {'relative':>10} {'E_p|∇log p|²':>13} "
                  f"{'DSM (MC)':>11} {'± 1 s.e.':>9} {'DSM-ESM-C':>11}"]
         dsm = d["dsm"]
-        dsm_at = {t: i for i, t in enumerate(dsm["times"])}
+        dsm_at = {t: i for i, t in enumerate(dsm.get("times", []))}
         for n, t in enumerate(esm["times"]):
             row = (f"{t:9.4g} {esm['per_time'][n]:15.4e} {esm['relative'][n]:10.4f} "
                    f"{esm['fisher'][n]:13.4e}")
@@ -308,6 +308,11 @@ class ValidationReport:
                 row += (f" {dsm['per_time'][i]:11.4e} {dsm['stderr'][i]:9.2e} "
                         f"{dsm['residual'][i]:11.3e}")
             lines.append(row)
+        if "skipped" in dsm:
+            lines += ["", f"J_ESM = ∫λ e dt (λ = {d['weighting']}) {esm['integrated']:.6e}",
+                      f"denoising loss, bound and KL: skipped ({dsm['skipped']})"]
+            lines += [f"note: {n}" for n in d["notes"]]
+            return "\n".join(lines)
         lines += [
             "",
             f"weighting λ = {d['weighting']}, t in [{d['t_range'][0]:g}, {d['t_range'][1]:g}] "
@@ -454,7 +459,8 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
     # bundle's own discretization error (which the identity below would otherwise absorb).
     mixture = _bundle_data(b)
     exact = None
-    if isinstance(mixture, GaussianMixture) and process.linear:
+    is_bridge = (getattr(b, "metadata", None) or {}).get("kind") == "bridge"
+    if isinstance(mixture, GaussianMixture) and process.linear and not is_bridge:
         exact = {"esm": np.empty(times.size), "fisher": np.empty(times.size),
                  "bundle_error": np.empty(times.size)}
         for n, t in enumerate(times):
@@ -484,66 +490,78 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
     lam = {"g2": g2, "sigma2": var, "none": np.ones_like(ts)}[weighting]
     J_esm = float(omega @ (lam * esm_t[sel]))
 
-    # -- denoising loss by Monte Carlo, at the same levels ----------------------------------
-    x0_sampler = _x0_sampler(data, b, pts, w, p[0])
-    rng = np.random.default_rng(seed)
-    L = ts.size
-    x0 = x0_sampler(L * n_mc, rng)
-    eps = rng.standard_normal((L * n_mc, d))
-    a_rep = np.repeat(a_var[:, 0], n_mc)[:, None]
-    sig_rep = np.sqrt(np.repeat(var, n_mc))[:, None]
-    center = float(getattr(process, "center", 0.0))
-    xt = a_rep * x0 + (1.0 - a_rep) * center + sig_rep * eps
-    st = s.at_pairs(xt, np.repeat(ts, n_mc))
-    cv = ((st + eps / sig_rep) ** 2).sum(axis=1) - (eps**2).sum(axis=1) / sig_rep[:, 0] ** 2
-    cv = cv.reshape(L, n_mc)
-    dsm_t = cv.mean(axis=1) + d / var
-    dsm_se = cv.std(axis=1, ddof=1) / math.sqrt(n_mc)
-    C_t = d / var - fisher_t[sel]
-    resid_t = dsm_t - esm_t[sel] - C_t
-    J_dsm = float(omega @ (lam * dsm_t))
-    se_int = float(np.sqrt(np.sum((omega * lam * dsm_se) ** 2)))
-    C = float(omega @ (lam * C_t))
-    R = J_dsm - J_esm - C
-    z = R / se_int if se_int > 0 else float("inf") * np.sign(R)
-    if exact is not None:
-        C_ex_t = d / var - exact["fisher"][sel]
-        exact["J_esm"] = float(omega @ (lam * exact["esm"][sel]))
-        exact["C"] = float(omega @ (lam * C_ex_t))
-        exact["residual"] = dsm_t - exact["esm"][sel] - C_ex_t
-        exact["identity_residual"] = J_dsm - exact["J_esm"] - exact["C"]
-        exact["z"] = exact["identity_residual"] / se_int if se_int > 0 else float("inf")
-        exact["J_bundle_error"] = float(omega @ (lam * exact["bundle_error"][sel]))
-
-    # -- the bound of §2.7 and exact KL through the generated densities ----------------------
-    prior = prior if prior is not None else default_prior(process, T, d)
-    pT, log_pT = _law(mixture, process, T, pts, p[-1])
-    kl_prior = float(w @ (pT * (log_pT - prior.log_pdf(pts))))
-    # ∫_0^T: from t = 0 when the score is finite there (an ε-network's -ε̂/σ is not).
-    first = int(np.argmax(np.isfinite(esm_t))) if np.any(np.isfinite(esm_t)) else times.size - 1
-    if not np.all(np.isfinite(esm_t[first:])):
-        raise BridgesolveInputError("the score is not finite at some time t > 0 of the bundle")
-    if first > 0:
-        notes.append(f"the score is not finite at t = {times[first - 1]:g}: the bound's "
-                     f"integral starts at t = {times[first]:g}")
-    tb = times[first:]
-    # The bound is a statement about the exact p_t: use it when it is known.
-    e_bound = exact["esm"] if exact is not None else esm_t
-    score_term = float(0.5 * trapezoid_weights(tb) @ (np.asarray(process.g(tb)) ** 2
-                                                      * e_bound[first:]))
-    bound = {"kl_prior": kl_prior, "score_term": score_term, "bound": kl_prior + score_term,
-             "t_start": float(tb[0]), "against": "exact" if exact is not None else "bundle",
-             "prior": prior.describe()}
-    kl, q_levels = _kl_part(s, b, hs, problem, prior, pts, w,
-                            _law(mixture, process, 0.0, pts, p[0]), notes)
-    if "kl" in kl and any(h == 1.0 for h in kl["h"]):
-        kl_h1 = kl["kl"][list(kl["h"]).index(1.0)]
-        bound["kl_h1"] = kl_h1
-        bound["holds"] = bool(kl_h1 <= bound["bound"] + kl_tolerance)
-        bound["tolerance"] = kl_tolerance
+    kind = (getattr(b, "metadata", None) or {}).get("kind", "diffusion")
+    if kind == "bridge":
+        why = ("the bundle is a Schrödinger bridge, whose marginals are not the forward "
+               "diffusion of ρ0: the denoising identity, the §2.7 bound and q_h apply to "
+               "diffusion bundles only")
+        dsm, kl, bound, q_levels = {"skipped": why}, {"skipped": why}, {"skipped": why}, {}
     else:
-        bound["holds"] = None
+        # -- denoising loss by Monte Carlo, at the same levels ----------------------------------
+        x0_sampler = _x0_sampler(data, b, pts, w, p[0])
+        rng = np.random.default_rng(seed)
+        L = ts.size
+        x0 = x0_sampler(L * n_mc, rng)
+        eps = rng.standard_normal((L * n_mc, d))
+        a_rep = np.repeat(a_var[:, 0], n_mc)[:, None]
+        sig_rep = np.sqrt(np.repeat(var, n_mc))[:, None]
+        center = float(getattr(process, "center", 0.0))
+        xt = a_rep * x0 + (1.0 - a_rep) * center + sig_rep * eps
+        st = s.at_pairs(xt, np.repeat(ts, n_mc))
+        cv = ((st + eps / sig_rep) ** 2).sum(axis=1) - (eps**2).sum(axis=1) / sig_rep[:, 0] ** 2
+        cv = cv.reshape(L, n_mc)
+        dsm_t = cv.mean(axis=1) + d / var
+        dsm_se = cv.std(axis=1, ddof=1) / math.sqrt(n_mc)
+        C_t = d / var - fisher_t[sel]
+        resid_t = dsm_t - esm_t[sel] - C_t
+        J_dsm = float(omega @ (lam * dsm_t))
+        se_int = float(np.sqrt(np.sum((omega * lam * dsm_se) ** 2)))
+        C = float(omega @ (lam * C_t))
+        R = J_dsm - J_esm - C
+        z = R / se_int if se_int > 0 else float("inf") * np.sign(R)
+        if exact is not None:
+            C_ex_t = d / var - exact["fisher"][sel]
+            exact["J_esm"] = float(omega @ (lam * exact["esm"][sel]))
+            exact["C"] = float(omega @ (lam * C_ex_t))
+            exact["residual"] = dsm_t - exact["esm"][sel] - C_ex_t
+            exact["identity_residual"] = J_dsm - exact["J_esm"] - exact["C"]
+            exact["z"] = exact["identity_residual"] / se_int if se_int > 0 else float("inf")
+            exact["J_bundle_error"] = float(omega @ (lam * exact["bundle_error"][sel]))
 
+        # -- the bound of §2.7 and exact KL through the generated densities ----------------------
+        prior = prior if prior is not None else default_prior(process, T, d)
+        pT, log_pT = _law(mixture, process, T, pts, p[-1])
+        kl_prior = float(w @ (pT * (log_pT - prior.log_pdf(pts))))
+        # ∫_0^T: from t = 0 when the score is finite there (an ε-network's -ε̂/σ is not).
+        first = int(np.argmax(np.isfinite(esm_t))) if np.any(np.isfinite(esm_t)) else times.size - 1
+        if not np.all(np.isfinite(esm_t[first:])):
+            raise BridgesolveInputError("the score is not finite at some time t > 0 of the bundle")
+        if first > 0:
+            notes.append(f"the score is not finite at t = {times[first - 1]:g}: the bound's "
+                         f"integral starts at t = {times[first]:g}")
+        tb = times[first:]
+        # The bound is a statement about the exact p_t: use it when it is known.
+        e_bound = exact["esm"] if exact is not None else esm_t
+        score_term = float(0.5 * trapezoid_weights(tb) @ (np.asarray(process.g(tb)) ** 2
+                                                          * e_bound[first:]))
+        bound = {"kl_prior": kl_prior, "score_term": score_term, "bound": kl_prior + score_term,
+                 "t_start": float(tb[0]), "against": "exact" if exact is not None else "bundle",
+                 "prior": prior.describe()}
+        kl, q_levels = _kl_part(s, b, hs, problem, prior, pts, w,
+                                _law(mixture, process, 0.0, pts, p[0]), notes)
+        if "kl" in kl and any(h == 1.0 for h in kl["h"]):
+            kl_h1 = kl["kl"][list(kl["h"]).index(1.0)]
+            bound["kl_h1"] = kl_h1
+            bound["holds"] = bool(kl_h1 <= bound["bound"] + kl_tolerance)
+            bound["tolerance"] = kl_tolerance
+        else:
+            bound["holds"] = None
+
+        dsm = {"times": ts, "per_time": dsm_t, "stderr": dsm_se, "esm": esm_t[sel],
+               "C_per_time": C_t, "residual": resid_t, "integrated": J_dsm,
+               "stderr_integrated": se_int, "C": C, "identity_residual": R, "z": float(z),
+               "consistent": bool(abs(exact["z"] if exact else z) <= 4.0),
+               "n_mc": int(n_mc), "seed": seed}
     report = ValidationReport({
         "score": s.label,
         "bundle": {"dim": d, "n_points": N, "n_times": int(times.size), "T": T,
@@ -553,11 +571,7 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         "t_range": [t_lo, t_hi],
         "esm": {"times": times, "per_time": esm_t, "relative": rel_t, "fisher": fisher_t,
                 "mass": mass_t, "integrated": J_esm},
-        "dsm": {"times": ts, "per_time": dsm_t, "stderr": dsm_se, "esm": esm_t[sel],
-                "C_per_time": C_t, "residual": resid_t, "integrated": J_dsm,
-                "stderr_integrated": se_int, "C": C, "identity_residual": R, "z": float(z),
-                "consistent": bool(abs(exact["z"] if exact else z) <= 4.0),
-                "n_mc": int(n_mc), "seed": seed},
+        "dsm": dsm,
         "exact": exact,
         "kl": kl,
         "bound": bound,

@@ -215,3 +215,23 @@ def test_figures_in_1d_and_3d(tmp_path, dim):
                                                           "score_fields.png"]
     np.testing.assert_allclose(rep["esm"]["per_time"], 0.0025 * rep["esm"]["fisher"],
                                rtol=1e-10)
+
+
+def test_bridge_bundles_get_the_explicit_error_only(vp_bundle_2d, tmp_path):
+    """A bridge's marginals are not the forward diffusion of ρ0: the explicit error is
+    measured, the denoising identity, bound and KL are skipped (with the reason)."""
+    b = vp_bundle_2d
+    zeros = np.zeros_like(b.density)
+    bridge = bs.ReferenceBundle(points=b.points, weights=b.weights, times=b.times,
+                                density=b.density, log_density=b.log_density, score=b.score,
+                                metadata=dict(b.metadata, kind="bridge"), log_phi=zeros,
+                                log_phi_hat=b.log_density, grad_log_phi=np.zeros_like(b.score),
+                                grad_log_phi_hat=b.score)
+    c = np.array([0.1, 0.0])
+    rep = validate(exact_score(b.data(), b.process(), shift=c), bridge, figures=tmp_path)
+    np.testing.assert_allclose(rep["esm"]["per_time"], 0.01 * rep["esm"]["mass"], rtol=1e-12)
+    assert rep["exact"] is None
+    for part in ("dsm", "kl", "bound"):
+        assert "Schrödinger bridge" in rep[part]["skipped"]
+    assert "skipped" in rep.table()
+    assert (tmp_path / "error_vs_t.png").is_file()
