@@ -36,8 +36,10 @@ densities by the instantaneous change of variables,
 
 evaluated at the mesh nodes (Heun's method on the time grid for ``X``, the trapezoidal
 rule for the integral; ``∇·v`` by central differences of the callable unless
-``divergence=`` is given). Note: with a piecewise-polynomial FE score the velocity jumps
-across facets and the divergence is singular; use smooth scores (analytic, learned) here.
+``divergence=`` is given). A mesh score (:class:`~bridgesolve.score.VectorField`) jumps
+across facets, where central differences would blow up: it is first made continuous
+(:meth:`~bridgesolve.score.VectorField.continuous`). Characteristics that leave the mesh of
+a mesh score give ``q = 0`` at their node (``info["lost_nodes"]`` counts them).
 
 From ``q_h``: ``KL(ρ0 ‖ q_h(·, 0))`` by mesh quadrature (:func:`kl_divergence`), the
 negative log-likelihood of data samples (:func:`nll`), and the score-matching bound
@@ -102,6 +104,10 @@ def generated_density(problem: Problem, score: Score, h: float, prior, *,
     if h > 0:
         field = _fokker_planck_of_sampler(problem, score, h, prior, progress, name)
     else:
+        from bridgesolve.score import VectorField
+
+        if isinstance(score, VectorField) and divergence is None:
+            score = score.continuous()  # bounded finite-difference divergence
         field = _characteristics(problem, score, prior, progress, name, levels, divergence,
                                  positive("fd_step", fd_step))
     field.info["h"] = h
@@ -169,8 +175,19 @@ def _fokker_planck_of_sampler(problem, score, h, prior, progress, name) -> Space
 
 # -- h = 0 -------------------------------------------------------------------------------
 def _log_density(prior) -> Callable[[np.ndarray], np.ndarray]:
+    """``log π`` at points; a DOLFINx Function is evaluated collectively, as 0 outside its
+    mesh."""
     if hasattr(prior, "log_pdf"):
         return prior.log_pdf
+    if isinstance(prior, fem.Function):
+        from bridgesolve.spacetime import PointLocator
+
+        def log_fe(x):
+            vals = PointLocator(prior.function_space.mesh, x)(prior)
+            with np.errstate(divide="ignore"):
+                return np.log(np.maximum(np.nan_to_num(vals, nan=0.0), 0.0))
+
+        return log_fe
     f = prior.pdf if hasattr(prior, "pdf") else prior
     if not callable(f):
         raise BridgesolveInputError(
@@ -221,7 +238,10 @@ def _characteristics(problem, score, prior, progress, name, levels, divergence, 
         for i in range(d):
             plus = allv[(1 + 2 * i) * M:(2 + 2 * i) * M, i]
             minus = allv[(2 + 2 * i) * M:(3 + 2 * i) * M, i]
-            div += (plus - minus) / (2 * eps)
+            # one-sided where a stencil point leaves a mesh score's domain (NaN there)
+            div += np.where(np.isnan(plus), (v[:, i] - minus) / eps,
+                            np.where(np.isnan(minus), (plus - v[:, i]) / eps,
+                                     (plus - minus) / (2 * eps)))
         return v, div
 
     t_start = time.perf_counter()
@@ -255,9 +275,14 @@ def _characteristics(problem, score, prior, progress, name, levels, divergence, 
     logs = np.empty((n_levels + 1, nn))
     logs[:n_levels] = log_pi(X.reshape(-1, d)).reshape(n_levels, nn) + acc
     logs[n_levels] = log_pi(nodes)
+    # Characteristics that leave the domain of a mesh score carry no information (NaN):
+    # their nodes get q = 0 (they start in the tails, where the flow points outwards).
+    lost = ~np.isfinite(logs) & ~np.isneginf(logs)
+    logs[lost] = -np.inf
     # "initial": the levels t_0 and T only (both computed), so that the field evaluates
     grid = problem.grid if levels == "all" else TimeGrid(np.array([times[0], times[-1]]))
     info = {"equation": "probability-flow characteristics", "log_values": logs,
+            "lost_nodes": int(problem.comm.allreduce(int(lost[0].sum()), MPI.SUM)),
             "timings": {"stepping_s": time.perf_counter() - t_start}}
     return SpaceTimeField(V, grid, np.exp(logs), name=name, info=info)
 

@@ -71,11 +71,17 @@ class _GradPiece:
     """``∇w`` (``mode="grad"``) or ``∇w / w`` (``mode="quotient"``) of the nodal values
     ``values`` (``(nt + 1, n_local)``) in ``space``, interpolated linearly in time."""
 
-    def __init__(self, space, grid, values: np.ndarray, mode: str, label: str):
+    def __init__(self, space, grid, values: np.ndarray, mode: str, label: str, *,
+                 continuous: bool = False):
         self.space, self.grid, self.values, self.mode, self.label = space, grid, values, mode, label
+        self.continuous = continuous
         self.work = fem.Function(space)
         self._expr: dict = {}
         self._dg = None
+
+    def as_continuous(self) -> _GradPiece:
+        return _GradPiece(self.space, self.grid, self.values, self.mode, self.label,
+                          continuous=True)
 
     @property
     def mesh(self):
@@ -100,12 +106,18 @@ class _GradPiece:
 
     def dg_function(self) -> fem.Function:
         """The gradient of the loaded values in a discontinuous vector space: degree k - 1
-        holds ``∇`` of a degree-k field exactly; the quotient gets degree k."""
+        holds ``∇`` of a degree-k field exactly; the quotient gets degree k. With
+        ``continuous``: interpolated at the nodes of the continuous space of degree
+        max(k - 1, 1) instead (a shared node takes one cell's value: the jumps are as small
+        as the discretization error)."""
         if self._dg is None:
             k = self.space.ufl_element().embedded_superdegree
             deg = max(k - 1, 0) if self.mode == "grad" else k
+            family = "Discontinuous Lagrange"
+            if self.continuous:
+                family, deg = "Lagrange", max(deg, 1)
             gdim = self.mesh.geometry.dim
-            W = fem.functionspace(self.mesh, ("Discontinuous Lagrange", deg, (gdim,)))
+            W = fem.functionspace(self.mesh, (family, deg, (gdim,)))
             self._dg = (fem.Function(W), fem.Expression(self.ufl(), W.element.interpolation_points))
         f, expr = self._dg
         f.interpolate(expr)
@@ -268,6 +280,16 @@ class VectorField:
         return self.scaled(c)
 
     __rmul__ = __mul__
+
+    def continuous(self) -> VectorField:
+        """The same field made continuous in space for point evaluation: each mesh piece's
+        gradient is interpolated into continuous Lagrange elements (degree max(k - 1, 1))
+        rather than evaluated cell by cell. Its derivatives are bounded, so finite
+        differences of it (the divergence along characteristics) make sense; the
+        discontinuous original's would see jumps across facets. Quadrature values are
+        unchanged."""
+        return VectorField([(c, p.as_continuous() if isinstance(p, _GradPiece) else p)
+                            for c, p in self.terms], name=self.name)
 
     def scaled(self, c: Coefficient) -> VectorField:
         """``c(t) v(x, t)`` for a number or a callable ``c``."""

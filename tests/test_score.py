@@ -149,6 +149,23 @@ def test_time_interpolation_is_linear_between_levels():
     assert np.isnan(far).all()
 
 
+def test_continuous_version_has_no_jumps():
+    # ∇ of a P2 field jumps across vertices by the discretization error; .continuous()
+    # (nodal interpolation into continuous P1) removes the jumps and stays as accurate.
+    dom = bs.Domain.interval(-4, 4, 32)  # vertices at multiples of 0.25
+    grid = bs.TimeGrid.uniform(1.0, 1)
+    logp = _field(dom, lambda x, t: MIX1.log_pdf(x), grid, degree=2, representation="log")
+    s, c = grad_log(logp), grad_log(logp).continuous()
+    v = np.array([[-1.0 - 1e-9], [-1.0 + 1e-9], [0.5 - 1e-9], [0.5 + 1e-9]])
+    js, jc = np.abs(s(v, 0.0)[::2] - s(v, 0.0)[1::2]), np.abs(c(v, 0.0)[::2] - c(v, 0.0)[1::2])
+    assert js.max() > 1e-3 and jc.max() < 1e-7, (js, jc)
+    x = np.linspace(-3, 3, 601)[:, None]
+    err_c = np.max(np.abs(c(x, 0.0) - MIX1.score(x)))
+    err_s = np.max(np.abs(s(x, 0.0) - MIX1.score(x)))
+    assert err_c < 2 * err_s, (err_c, err_s)
+    assert np.allclose(c.at_quadrature(4)[2], s.at_quadrature(4)[2])
+
+
 def test_distributed_evaluation_equals_serial():
     proc = bs.OU()
     grid = bs.TimeGrid.uniform(0.5, 10)
