@@ -70,6 +70,16 @@ def test_trained_network_kl_below_bound_1d():
     bound = rep["bound"]
     assert 0.0 < bound["kl_h1"] <= bound["bound"], bound
     assert all(k > 0 for k in rep["kl"]["kl"])  # a wrong score generates a wrong density
+    # the same bound by bridgesolve.likelihood (its own quadrature of the mesh, exact p_t)
+    from bridgesolve.learn.validation import as_numpy_score
+    from bridgesolve.likelihood import score_matching_bound
+    from bridgesolve.sampling import default_prior
+
+    other = score_matching_bound(problem, as_numpy_score(res.model), MIX1,
+                                 default_prior(bs.VP(), 1.0, 1))
+    print(f"bound: validator {bound['bound']:.6e}, likelihood.score_matching_bound "
+          f"{other['bound']:.6e}")
+    assert other["bound"] == pytest.approx(bound["bound"], rel=1e-3)
 
 
 @pytest.mark.slow

@@ -50,6 +50,9 @@ def test_shifted_score_closed_form(vp_bundle_2d, weighting):
     np.testing.assert_allclose(esm["mass"], 1.0, atol=1e-7)
     np.testing.assert_allclose(esm["relative"], np.sqrt(c2 * esm["mass"] / esm["fisher"]),
                                rtol=1e-12)
+    # the bundle's own p-weighted error (an independent implementation) agrees
+    np.testing.assert_allclose(np.sqrt(esm["per_time"]),
+                               b.score_error(exact_score(mix, proc, shift=c)), rtol=1e-12)
     ts = rep["dsm"]["times"]
     assert ts[0] == pytest.approx(0.1) and ts[-1] == pytest.approx(1.0)
     lam = {"g2": proc.g(ts) ** 2, "sigma2": [proc.transition(t)[1] for t in ts],
