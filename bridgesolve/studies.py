@@ -191,7 +191,7 @@ def _level_config(cfg, refine: str, level: int):
 
 
 def _build(cfg, refine: str, level: int, comm):
-    """``(problem, data, killing)`` of a level (collective: builds the mesh)."""
+    """``(level config, problem, data, killing)`` of a level (collective: builds the mesh)."""
     lcfg = _level_config(cfg, refine, level)
     problem, data, killing = lcfg.build(comm)
     if lcfg.raw["domain"]["type"] == "gmsh" and refine in ("h", "hdt") and level:

@@ -293,3 +293,23 @@ def test_kl_of_generated_densities_converges_at_twice_the_density_order():
         _cfg(FP1D, convergence={"generated": [0.0]})
     with pytest.raises(BridgesolveInputError, match="need equation = 'fokker-planck'"):
         convergence_study(_cfg(KOLM1D, convergence={"generated": [1.0]}), progress=False)
+
+
+@pytest.mark.mpi
+def test_gmsh_mesh_ladder_refines_uniformly():
+    """gmsh meshes are refined after reading (dolfinx.mesh.refine: every edge split, 4x
+    the cells; the largest diameter fell 0.55 -> 0.30 here) and the density error of P1
+    falls at order 2 in h against the exact mixture (measured: error ratio 3.87, 2.28 in
+    the largest diameter)."""
+    cfg = _cfg({
+        "domain": {"type": "gmsh", "path": "disk.geo"},
+        "process": {"type": "OU"},
+        "initial": {"weights": [0.5, 0.5], "means": [[-1.5, -1.0], [1.5, 1.0]],
+                    "covs": [0.4, 0.3]},
+        "time": {"T": 0.5, "steps": 20},
+    })
+    study = convergence_study(cfg, refine="h", levels=2, progress=False, log=False)
+    h = study.parameter()
+    assert 0.45 < h[1] / h[0] < 0.6, h
+    assert study.rows[1]["ndofs"] > 3.8 * study.rows[0]["ndofs"]  # 903 -> 3514 vertices
+    assert study.orders("density_L2")[0] > 1.8, study.table()
