@@ -293,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bridgesolve: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("bridgesolve: interrupted; no results folder was written", file=sys.stderr)
+        if args.command == "convergence":
+            print("bridgesolve: interrupted; finished levels are checkpointed: rerun with "
+                  "--resume to continue", file=sys.stderr)
+        else:
+            print("bridgesolve: interrupted; no results folder was written", file=sys.stderr)
         return 130
     except ImportError as exc:  # no (or a too old) DOLFINx: its message says what to do
         print(f"bridgesolve: error: {exc}", file=sys.stderr)
