@@ -137,3 +137,29 @@ def test_example_configs(name, quantity, order, tmp_path):
     assert data["expected_orders"][quantity] == order
     finest = -1 if data["reference"] == "exact" else -2  # the last level with an error
     assert data["observed_orders"][quantity][finest] > order - 0.1, data["observed_orders"]
+
+
+def test_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
+    from bridgesolve import studies
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SMALL)
+    out = tmp_path / "study"
+    original, solved = studies._solve, []
+
+    def interrupt_at_level_2(lcfg, problem, *args):
+        if len(solved) == 2:
+            raise KeyboardInterrupt
+        solved.append(problem.ndofs)
+        return original(lcfg, problem, *args)
+
+    monkeypatch.setattr(studies, "_solve", interrupt_at_level_2)
+    assert main(["convergence", str(cfg), "-o", str(out), "--quiet"]) == 130
+    assert "rerun with --resume" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "level_0.json", "level_1.json"]
+    monkeypatch.setattr(studies, "_solve", original)
+    assert main(["convergence", str(cfg), "-o", str(out), "--quiet", "--resume"]) == 0
+    levels = json.loads((out / "convergence.json").read_text())["levels"]
+    assert [lvl["resumed"] for lvl in levels] == [True, True, False]
+    assert solved == [21, 41]
