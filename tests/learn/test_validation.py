@@ -170,23 +170,25 @@ def _fe_bundle(mix, proc, cells, steps, degree=1):
     return ReferenceBundle.from_fokker_planck(p, problem=problem, data=mix), problem
 
 
-def test_exact_score_against_fe_bundles_converges(mixture1d):
-    """The exact score measured on P1 finite-element bundles: its ESM error is the
-    bundle's own discretization error, and it falls as O(h²) (the score of a P1 solution
-    is O(h) in the p-weighted L2 norm; dt is refined with h)."""
+@pytest.mark.parametrize("degree,cells,expected,finest", [(1, (40, 80, 160), 1.8, 6e-3),
+                                                          (2, (20, 40, 80), 3.6, 2e-5)])
+def test_exact_score_against_fe_bundles_converges(mixture1d, degree, cells, expected, finest):
+    """The exact score measured on finite-element bundles: its ESM error is the bundle's
+    own discretization error, falling as O(h^{2k}) for P_k (the score of a P_k solution is
+    O(h^k) in the p-weighted L2 norm; Crank–Nicolson's O(dt²) with dt ∝ h keeps up)."""
     pytest.importorskip("bridgesolve._dolfinx")
     proc = bs.VP()
     hs, errs = [], []
-    for cells in (40, 80, 160):
-        b, _ = _fe_bundle(mixture1d, proc, cells, cells // 2)
+    for n in cells:
+        b, _ = _fe_bundle(mixture1d, proc, n, n // 2 if degree == 1 else 2 * n, degree=degree)
         rep = validate(exact_score(mixture1d, proc), b, hs=(), n_mc=64, t_range=(0.05, 1.0))
-        hs.append(12.0 / cells)
+        hs.append(12.0 / n)
         errs.append(rep["esm"]["integrated"])
     orders = np.diff(np.log(errs)) / np.diff(np.log(hs))
     table = "\n".join(f"h = {h:.3f}  J_ESM = {e:.3e}" for h, e in zip(hs, errs, strict=True))
-    print(f"{table}\nobserved orders {np.round(orders, 2)}")
-    assert np.all(orders > 1.7), f"observed orders {orders}\n{table}"
-    assert errs[-1] < 6e-3, table
+    print(f"P{degree}\n{table}\nobserved orders {np.round(orders, 2)}")
+    assert np.all(orders > expected), f"observed orders {orders}\n{table}"
+    assert errs[-1] < finest, table
 
 
 def test_problem_rebuilt_from_bundle_metadata(mixture1d):
