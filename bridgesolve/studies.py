@@ -210,12 +210,12 @@ def _build(cfg, refine: str, level: int, comm):
     return lcfg, problem, data, killing
 
 
-def _signature(lcfg, refine: str, level: int, quantities: list[Quantity]) -> str:
+def _signature(lcfg, refine: str, level: int, quantities: list[Quantity], mode: str) -> str:
     """What determines a level's solution and measurements (not output or ladder length)."""
     tables = {k: v for k, v in lcfg.raw.items() if k not in ("output", "convergence")}
     blob = json.dumps({"config": tables, "equation": lcfg.equation, "refine": refine,
-                       "level": level, "quantities": [q.name for q in quantities]},
-                      sort_keys=True, default=str)
+                       "level": level, "quantities": [q.name for q in quantities],
+                       "reference": mode}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -840,7 +840,7 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
     try:
         for level in range(levels):
             lcfg = _level_config(cfg, refine, level)
-            sig = _signature(lcfg, refine, level, quantities)
+            sig = _signature(lcfg, refine, level, quantities, mode)
             row = store.load(level, sig) if resume else None
             if row is not None and mode == "finest" and not _exists(store.npz(level), comm):
                 row = None

@@ -165,12 +165,17 @@ def test_resume_solves_only_the_new_levels(reference, mpi_tmp_path, monkeypatch)
                            equal_nan=True)
     if reference == "exact":
         assert three.errors("density_L2")[:2] == pytest.approx(two.errors("density_L2"))
-    # A changed discretization invalidates the checkpoints: everything is solved again.
+    # A changed discretization or reference invalidates the checkpoints: all is solved again.
     calls.clear()
     convergence_study(_cfg(FP1D, time={"steps": 20}), refine="h", levels=2,
                       reference=reference, output=out, resume=True, progress=False,
                       log=False)
     assert calls == [21, 41]
+    calls.clear()
+    other = convergence_study(cfg, refine="h", levels=2, output=out, resume=True,
+                              reference="finest" if reference == "exact" else "exact",
+                              progress=False, log=False)
+    assert calls == [21, 41] and np.isfinite(other.errors("density_L2")[0])
 
 
 @pytest.mark.mpi
