@@ -38,8 +38,8 @@ reports (report.txt and summary.json, the report as JSON, in the output folder; 
 table also on stdout):
   explicit score-matching error E_p|s - ∇log p|² per time and its relative size,
   J_ESM = ∫λ e dt; the denoising loss by Monte Carlo and J_DSM - J_ESM = C;
-  KL(ρ0 ‖ q_h) and NLL for each h (needs DOLFINx and --config, the `bridgesolve run`
-  config the reference was computed from); the bound KL(p_T ‖ π) + ½∫g² e dt for h = 1;
+  KL(ρ0 ‖ q_h) and NLL for each h (needs DOLFINx; q_h is solved on the bundle's mesh and
+  time grid, or on the Problem of --config); the bound KL(p_T ‖ π) + ½∫g² e dt for h = 1;
   figures error_vs_t.png, error_maps.png, score_fields.png, q_h.png.
 
 exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
@@ -76,8 +76,9 @@ def add_subcommands(sub) -> None:
                     help="report folder (default results/validate-<checkpoint folder>)")
     va.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     va.add_argument("--config", type=Path, metavar="RUN_TOML",
-                    help="the `bridgesolve run` config of the reference: rebuilds the Problem "
-                         "on which the generated densities q_h are solved (exact KL)")
+                    help="a `bridgesolve run` config whose Problem the generated densities "
+                         "q_h are solved on (default: the bundle's own mesh and grid, rebuilt "
+                         "from its metadata)")
     va.add_argument("--hs", type=float, nargs="*", default=[0.0, 0.5, 1.0], metavar="H",
                     help="sampler noise levels h for KL(ρ0 ‖ q_h) (default 0 0.5 1)")
     va.add_argument("--weighting", choices=("g2", "sigma2", "none"), default="g2",
