@@ -117,3 +117,75 @@ def test_other_subcommands_do_not_import_torch():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert res.stdout.strip() == "False", res.stderr
+
+
+RUN_1D = """\
+[domain]
+type = "interval"
+lower = [-7.0]
+upper = [7.0]
+cells = [60]
+
+[process]
+type = "VP"
+
+[initial]
+type = "gaussian_mixture"
+weights = [0.4, 0.6]
+means = [[-1.5], [1.0]]
+covs = [0.3, 0.5]
+
+[time]
+T = 1.0
+steps = 40
+spacing = "uniform"
+
+[discretization]
+degree = 2
+"""
+
+TRAIN_1D = """\
+[data]
+type = "gaussian_mixture"
+weights = [0.4, 0.6]
+means = [[-1.5], [1.0]]
+covs = [0.3, 0.5]
+
+[process]
+type = "VP"
+
+[model]
+width = 16
+depth = 2
+
+[train]
+steps = 50
+batch_size = 64
+device = "cpu"
+"""
+
+
+def test_validate_cli_exact_kl_with_run_config(tmp_path):
+    """With a `bridgesolve run` config the generated densities are solved on its Problem:
+    the report holds KL(ρ0 ‖ q_h) for the requested h and the h = 1 bound check."""
+    pytest.importorskip("bridgesolve._dolfinx")
+    import bridgesolve as bs
+    from bridgesolve.config import load_config
+    from bridgesolve.reference import ReferenceBundle
+
+    (tmp_path / "run.toml").write_text(RUN_1D)
+    (tmp_path / "train.toml").write_text(TRAIN_1D)
+    cfg = load_config(tmp_path / "run.toml")
+    problem, data, _ = cfg.build()
+    p = bs.solve_fokker_planck(problem, data, progress=False)
+    ReferenceBundle.from_fokker_planck(p, problem=problem, data=data).save(tmp_path / "ref.npz")
+    assert main(["train", str(tmp_path / "train.toml"), "-o", str(tmp_path / "net"),
+                 "--quiet"]) == 0
+    assert main(["validate", "--score", str(tmp_path / "net"), "--reference",
+                 str(tmp_path / "ref.npz"), "--config", str(tmp_path / "run.toml"),
+                 "-o", str(tmp_path / "rep"), "--hs", "0.5", "1", "--n-mc", "64",
+                 "--quiet"]) == 0
+    report = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert report["kl"]["h"] == [0.5, 1.0] and all(k > 0 for k in report["kl"]["kl"])
+    assert report["bound"]["holds"] is True
+    assert (tmp_path / "rep" / "q_h.png").is_file()
