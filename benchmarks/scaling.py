@@ -48,7 +48,8 @@ import numpy as np
 
 ITERATIVE = {"ksp_type": os.environ.get("BS_KSP", "gmres"),
              "pc_type": os.environ.get("BS_PC", "gamg"), "ksp_rtol": 1e-10,
-             "ksp_atol": 1e-50, "ksp_max_it": 500}
+             "ksp_atol": 1e-50, "ksp_max_it": 500,
+             "ksp_initial_guess_nonzero": os.environ.get("BS_GUESS", "1") == "1"}
 
 
 def _cells(dofs: float) -> int:
