@@ -4,6 +4,7 @@ torch staying out of the other subcommands."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,41 @@ def test_validate_cli_exact_kl_with_run_config(tmp_path):
     assert report["kl"]["h"] == [0.5, 1.0] and all(k > 0 for k in report["kl"]["kl"])
     assert report["bound"]["holds"] is True
     assert (tmp_path / "rep" / "q_h.png").is_file()
+
+
+@pytest.mark.slow  # three processes that import torch and train 3000 steps (~40 s)
+def test_ctrl_c_then_resume_is_bit_identical(tmp_path):
+    """A real Ctrl-C (SIGINT) to `bridgesolve train`: exit code 130, a checkpoint of the
+    last finished step; `--resume` then ends with the weights of an uninterrupted run."""
+    import signal
+    import time
+
+    import torch
+
+    text = SMALL.replace("steps = 30", "steps = 3000").replace("checkpoint_every = 10",
+                                                               "checkpoint_every = 0\nthreads = 1")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    cmd = [sys.executable, "-m", "bridgesolve.cli", "train", str(cfg), "--quiet"]
+    env = {**os.environ, "MPLBACKEND": "agg"}
+    proc = subprocess.Popen(cmd + ["-o", str(tmp_path / "a")], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "a" / "config.toml").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the 3000 steps
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    step = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < step < 3000
+    subprocess.run(cmd + ["-o", str(tmp_path / "a"), "--resume"], env=env, check=True,
+                   timeout=300)
+    subprocess.run(cmd + ["-o", str(tmp_path / "b")], env=env, check=True, timeout=300)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3000
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in b["ema"])
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in b["net"])
+    assert a["losses"] == b["losses"]
