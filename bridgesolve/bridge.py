@@ -233,10 +233,11 @@ class _LogSweeps:
         self.forward = LogEvolution(problem, forward=True, killing=killing,
                                     name="log_phi_hat", newton_options=newton_options)
         self.newton_iterations = 0
+        self.comm = problem.comm
 
     def sweep(self, start_log: np.ndarray, *, backward: bool) -> tuple[np.ndarray, str | None]:
         evolution = self.backward if backward else self.forward
-        result = evolution.run(np.clip(start_log, -_LOG_CAP, None), progress=False)
+        result = evolution.run(_finite(start_log, self.comm), progress=False)
         self.newton_iterations += int(result.info["newton_iterations"].sum())
         return result.values, None
 
@@ -296,6 +297,19 @@ def _log_oscillation(problem: Problem, L_phi: np.ndarray, L_hat: np.ndarray) -> 
             if local.size:
                 worst = max(worst, float(np.max(np.ptp(local, axis=1))))
     return problem.comm.allreduce(worst, MPI.MAX)
+
+
+def _finite(log_values: np.ndarray, comm) -> np.ndarray:
+    """``log_values`` with ``-inf`` entries (zero marginal values) replaced by 700 below the
+    smallest finite value (a factor 1e-304). Finite values are never touched: in log mode
+    each factor spans thousands of units while their product is moderate."""
+    bad = ~np.isfinite(log_values)
+    if not comm.allreduce(int(bad.any()), MPI.MAX):
+        return log_values
+    low = comm.allreduce(float(np.min(log_values[~bad], initial=np.inf)), MPI.MIN)
+    out = log_values.copy()
+    out[bad] = low - _LOG_CAP
+    return out
 
 
 def _log_sum(log_values: np.ndarray, weights: np.ndarray, comm) -> float:
@@ -687,12 +701,10 @@ def solve_bridge(
                       f"(last L1 errors: t=0 {history[-1]['err0_L1']:.3g}, "
                       f"t=T {history[-1]['errT_L1']:.3g})", RuntimeWarning, stacklevel=2)
     V, grid = problem.V, problem.grid
-    # Zero marginal values leave log φ = -inf at an end level (linear mode): floor each
-    # level 700 below its maximum (a factor 1e-304), so that gradients stay finite.
-    for L in (L_phi, L_hat):
-        tops = np.array([comm.allreduce(float(np.max(row[:n], initial=-np.inf)), MPI.MAX)
-                         for row in L])
-        np.maximum(L, (tops - _LOG_CAP)[:, None], out=L)
+    # Zero marginal values leave log φ = -inf at an end level (linear mode): make the
+    # fields finite (see _finite) so that gradients are.
+    L_phi = np.array([_finite(row, comm) for row in L_phi])
+    L_hat = np.array([_finite(row, comm) for row in L_hat])
     # Split the arbitrary constant so that log φ_0 has zero ρ0-mean (tidy, shift-free).
     shift = comm.allreduce(float(weights @ (m0.value[:n] * L_phi[0][:n])), MPI.SUM)
     L_phi = L_phi - shift

@@ -102,18 +102,19 @@ def test_2d_closed_form_full_covariances():
     r1 = bs.GaussianMixture([1.0], [m1], [c1])
     sigma = 0.8
     exact = gaussian_bridge(m0, c0, m1, c1, sigma=sigma)
-    errs = []
+    errs, score_errs = [], []
     for cells in (16, 32):
         dom = bs.Domain.box([-4.0, -4.0], [4.0, 4.0], [cells, cells])
         prob = bs.Problem(dom, bs.Brownian(sigma), bs.TimeGrid.uniform(1.0, cells // 2))
         b = solve_bridge(prob, r0, r1, tol=1e-8, mode="auto", progress=False)
         assert b.converged
         errs.append(b.rho.error(exact(0.5), 0.5, norm="L1"))
+        mid = exact(0.5)
+        score_errs.append(b.score().weighted_error(mid.score, 0.5, weight=mid.pdf))
     assert errs[1] < 0.35 * errs[0], errs  # second order: ratio 1/4
     assert errs[1] < 3.5e-2, errs  # measured 2.8e-2 (32x32 P1, 16 steps)
-    score = b.score()
-    pts = np.array([[0.0, 0.0], [0.3, -0.2], [-0.2, 0.3]])
-    assert np.allclose(score.evaluate(pts, 0.5), exact(0.5).score(pts), atol=0.1)
+    # The ρ-weighted L2 error of the P1 score (piecewise constant gradients): first order.
+    assert score_errs[1] < 0.6 * score_errs[0] and score_errs[1] < 0.4, score_errs
 
 
 # -- the Schrödinger system's identities ---------------------------------------------------

@@ -152,6 +152,14 @@ class ThetaStepper:
         PETSC_TIME["setup_s"] += time.perf_counter() - tic
         self.factorizations += 1
         if self.dynamic:
+            # The operator changes every step: free the previous factorization now (MUMPS
+            # holds an MPI communicator per solver; leaking them exhausts MPI's supply).
+            self._last = (None, None)
+            for old_ksp, old_rhs in self._cache.values():
+                old_ksp.getOperators()[0].destroy()
+                old_ksp.destroy()
+                if old_rhs is not None:
+                    old_rhs.destroy()
             self._cache.clear()
         self._cache[key] = (ksp, rhs)
         while len(self._cache) > self.cache_size:
