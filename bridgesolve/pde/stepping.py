@@ -154,21 +154,11 @@ class ThetaStepper:
         if self.dynamic:
             # The operator changes every step: free the previous factorization now (MUMPS
             # holds an MPI communicator per solver; leaking them exhausts MPI's supply).
-            self._last = (None, None)
-            for old_ksp, old_rhs in self._cache.values():
-                old_ksp.getOperators()[0].destroy()
-                old_ksp.destroy()
-                if old_rhs is not None:
-                    old_rhs.destroy()
-            self._cache.clear()
+            self._clear_cache()
         self._cache[key] = (ksp, rhs)
         while len(self._cache) > self.cache_size:
-            old_ksp, old_rhs = self._cache.popitem(last=False)[1]
             self._last = (None, None)
-            old_ksp.getOperators()[0].destroy()
-            old_ksp.destroy()
-            if old_rhs is not None:
-                old_rhs.destroy()
+            _free(*self._cache.popitem(last=False)[1])
         return ksp, rhs
 
     def step(self, u_old: fem.Function, u_new: fem.Function, t0: float, t1: float) -> None:
@@ -208,18 +198,26 @@ class ThetaStepper:
         self.M.mult(ones, out)
         return out.array.copy()
 
-    def destroy(self) -> None:
+    def _clear_cache(self) -> None:
         self._last = (None, None)
         for ksp, rhs in self._cache.values():
-            ksp.getOperators()[0].destroy()
-            ksp.destroy()
-            if rhs is not None:
-                rhs.destroy()
+            _free(ksp, rhs)
         self._cache.clear()
+
+    def destroy(self) -> None:
+        self._clear_cache()
         for mat in [self.M, *(t.matrix for t in self.terms)]:
             if mat is not None:
                 mat.destroy()
         self._b.destroy()
+
+
+def _free(ksp: PETSc.KSP, rhs: PETSc.Mat | None) -> None:
+    """Destroy a cached step solver: its operator, the solver and the right-hand matrix."""
+    ksp.getOperators()[0].destroy()
+    ksp.destroy()
+    if rhs is not None:
+        rhs.destroy()
 
 
 def _lump(M: PETSc.Mat) -> None:
