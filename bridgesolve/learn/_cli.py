@@ -23,7 +23,8 @@ config sections (TOML; every key is checked, unknown keys are errors):
   [train]    steps = 5000, batch_size = 512, lr = 2e-3, warmup = 200, schedule = "cosine" |
              "constant", ema = 0.999, weighting = "sigma2" | "g2" | "none", t_min = 1e-3,
              grad_clip = 1.0, seed = 0, device = "auto" | "cpu" | "cuda[:N]", amp = true
-             (CUDA only), checkpoint_every = 500, threads = 0 (torch's default)
+             (CUDA only), checkpoint_every = 500, threads = 0 (torch's default),
+             t_sampling = "uniform" | "importance" (t drawn ∝ λ/σ², reweighted: unbiased)
   [output]   directory (default results/<config name>)
 
 output folder: checkpoint.pt (weights, EMA, optimizer, step, losses and the config;
@@ -31,7 +32,7 @@ replaced atomically), config.toml, summary.json and loss.png. Ctrl-C stops after
 current step and writes the checkpoint; `--resume` continues bit-identically.
 
 exit codes: 0 success, 2 invalid input, 1 unexpected failure, 130 interrupted (checkpoint
-written). example: bridgesolve train examples/train_mixture2d.toml"""
+written). example: bridgesolve train examples/learn/train_mixture2d.toml"""
 
 VALIDATE_HELP = """\
 reports (report.txt and summary.json, the report as JSON, in the output folder; the

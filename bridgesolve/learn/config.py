@@ -1,6 +1,6 @@
 """The TOML vocabulary of ``bridgesolve train`` (NumPy only: validating needs no torch).
 
-Sections (``examples/train_*.toml`` has examples)::
+Sections (``examples/learn/train_*.toml`` has examples)::
 
     [data]     type = "gaussian_mixture" (weights, means, covs) | "file" (path: .npy/.csv)
                | "two_moons" (noise, scale) | "checkerboard" (scale) | "swiss_roll"
@@ -9,7 +9,8 @@ Sections (``examples/train_*.toml`` has examples)::
     [model]    width = 128, depth = 3, fourier_features = 16, parameterization = "eps"|"score"
     [train]    steps, batch_size, lr, warmup, schedule = "cosine"|"constant", ema,
                weighting = "sigma2"|"g2"|"none", t_min, grad_clip, seed, device = "auto"|
-               "cpu"|"cuda"|"cuda:N", amp, checkpoint_every, threads
+               "cpu"|"cuda"|"cuda:N", amp, checkpoint_every, threads,
+               t_sampling = "uniform"|"importance" (t ∝ λ/σ², reweighted: unbiased)
     [output]   directory (default results/<config name>)
 """
 
@@ -36,6 +37,7 @@ TRAIN_DEFAULTS = {
     "steps": 5000, "batch_size": 512, "lr": 2e-3, "warmup": 200, "schedule": "cosine",
     "ema": 0.999, "weighting": "sigma2", "t_min": 1e-3, "grad_clip": 1.0, "seed": 0,
     "device": "auto", "amp": True, "checkpoint_every": 500, "threads": 0,
+    "t_sampling": "uniform",
 }
 #: keys that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("device", "checkpoint_every", "threads", "amp")
@@ -172,6 +174,8 @@ def _train_section(raw: dict, T: float) -> dict:
         "amp": sec.boolean("amp", default=d["amp"]),
         "checkpoint_every": sec.table.get("checkpoint_every", d["checkpoint_every"]),
         "threads": sec.table.get("threads", d["threads"]),
+        "t_sampling": sec.string("t_sampling", ("uniform", "importance"),
+                                 default=d["t_sampling"]),
     }
     for key in ("warmup", "seed", "checkpoint_every", "threads"):
         v = out[key]
