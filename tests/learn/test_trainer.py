@@ -101,6 +101,16 @@ def test_datasets_are_seeded_and_shaped(tmp_path):
         assert ds.dim == 2
         draw = ds.sample(100, 0)
         assert all(any(np.allclose(p, q) for q in pts) for p in draw[:10])
+    # a [data] file path is read relative to the config's folder
+    sub = tmp_path / "cfg"
+    sub.mkdir()
+    np.save(sub / "pts.npy", pts)
+    (sub / "c.toml").write_text('[data]\ntype = "file"\npath = "pts.npy"\n\n'
+                                '[process]\ntype = "VE"\n')
+    from bridgesolve.learn.config import load_train_config
+
+    ds = load_train_config(sub / "c.toml").dataset()
+    assert ds.dim == 2 and ds.params["n_samples"] == 50
     with pytest.raises(bs.BridgesolveInputError, match="expected a .npy or .csv"):
         datasets.from_file(tmp_path / "s.txt")
     with pytest.raises(bs.BridgesolveInputError, match="does not exist"):

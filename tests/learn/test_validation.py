@@ -135,6 +135,10 @@ def test_bundle_file_and_fallback_data(vp_bundle_2d, tmp_path):
     rep = validate(exact_score(mix, proc), nodata, hs=(), n_mc=1024, t_range=(0.3, 1.0))
     assert abs(rep_file["dsm"]["z"]) < 4 and abs(rep["dsm"]["z"]) < 4, (rep_file["dsm"]["z"],
                                                                          rep["dsm"]["z"])
+    # x0 from the caller's samples of ρ0
+    rep_data = validate(exact_score(mix, proc), nodata, hs=(), n_mc=1024, t_range=(0.3, 1.0),
+                        data=mix.sample(100_000, 3))
+    assert abs(rep_data["dsm"]["z"]) < 4, rep_data["dsm"]["z"]
 
 
 def test_bad_inputs(vp_bundle_2d):
