@@ -192,9 +192,13 @@ def test_marginals_with_zeros_give_finite_potentials_and_fields():
     prob = _problem_1d(96, 24, 1.0, L=6.0)
     r0 = lambda x: np.where(np.abs(x[:, 0] + 1.0) < 1.0, 0.5, 0.0)  # noqa: E731
     r1 = lambda x: np.where(np.abs(x[:, 0] - 1.5) < 0.5, 1.0, 0.0)  # noqa: E731
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         b = solve_bridge(prob, r0, r1, mode="linear", progress=False)
+    # No floating-point warnings from -inf arithmetic; the jumps of the marginals do make
+    # the potentials steep, which the linear mode says.
+    assert not [w for w in caught if "encountered" in str(w.message)], caught
+    assert any("linear representation is inaccurate" in str(w.message) for w in caught)
     assert b.converged
     assert np.isfinite(b.log_phi.values).all() and np.isfinite(b.log_phi_hat.values).all()
     assert np.isfinite(b.score().evaluate(np.linspace(-3, 3, 7)[:, None], 0.5)).all()
