@@ -21,7 +21,8 @@ not timed) and reports, on the slowest rank:
 - ``efficiency = T_1 / (R T_R)`` for the same solver.
 
 Solvers (``--solvers``): ``lu`` (the default of :class:`bridgesolve.Problem`: PETSc's LU on
-one rank, MUMPS on several), ``superlu_dist`` (on every rank count) and ``iterative``
+one rank, MUMPS on several), ``mumps`` and ``superlu_dist`` (on every rank count), and
+``iterative``
 (GMRES + GAMG, rtol 1e-10, through ``Problem(petsc_options=...)``; FP only: its round-off
 negatives stop the positive linear bridge sweeps). In 2D the LU factors are cheap to apply,
 so per step a direct solve beats GAMG several times over; GAMG needs no factorization and
@@ -71,6 +72,7 @@ def worker(args) -> None:
                              [[[0.25, 0.1], [0.1, 0.25]], [[0.3, -0.1], [-0.1, 0.2]]])
     proc = bs.VP()
     options = {"iterative": ITERATIVE, "lu": None,
+               "mumps": {"pc_factor_mat_solver_type": "mumps"},
                "superlu_dist": {"pc_factor_mat_solver_type": "superlu_dist"}}[args.solver]
 
     def problem(n: int, steps: int, petsc_options=options):
@@ -187,7 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--solvers", nargs="+", default=["lu", "iterative"],
-                    choices=["lu", "superlu_dist", "iterative"])
+                    choices=["lu", "mumps", "superlu_dist", "iterative"])
     ap.add_argument("--bridge-iters", type=int, default=2,
                     help="Sinkhorn iterations timed (0: skip the bridge)")
     ap.add_argument("--output", default="results/scaling")
