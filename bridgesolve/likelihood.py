@@ -273,7 +273,12 @@ def _characteristics(problem, score, prior, progress, name, levels, divergence, 
     finally:
         bar.close()
     logs = np.empty((n_levels + 1, nn))
-    logs[:n_levels] = log_pi(X.reshape(-1, d)).reshape(n_levels, nn) + acc
+    ends = X.reshape(-1, d)
+    inside = np.all(np.isfinite(ends), axis=1)  # NaN: left the domain of a mesh score
+    log_end = np.full(ends.shape[0], np.nan)
+    if inside.any():
+        log_end[inside] = log_pi(ends[inside])
+    logs[:n_levels] = log_end.reshape(n_levels, nn) + acc
     logs[n_levels] = log_pi(nodes)
     # Characteristics that leave the domain of a mesh score carry no information (NaN):
     # their nodes get q = 0 (they start in the tails, where the flow points outwards).

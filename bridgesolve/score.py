@@ -107,20 +107,44 @@ class _GradPiece:
     def dg_function(self) -> fem.Function:
         """The gradient of the loaded values in a discontinuous vector space: degree k - 1
         holds ``∇`` of a degree-k field exactly; the quotient gets degree k. With
-        ``continuous``: interpolated at the nodes of the continuous space of degree
-        max(k - 1, 1) instead (a shared node takes one cell's value: the jumps are as small
-        as the discretization error)."""
+        ``continuous``: continuous P1 vectors whose nodal values are the volume-weighted
+        means of the adjacent cells' one-sided gradients there (a lumped projection with
+        vertex quadrature; the jumps it removes are as small as the discretization error). Being assembled, it is the same on any partition of the mesh,
+        unlike interpolation, where a shared node takes the value of whichever cell a
+        rank visits last."""
+        if self.continuous:
+            return self._projected()
         if self._dg is None:
             k = self.space.ufl_element().embedded_superdegree
             deg = max(k - 1, 0) if self.mode == "grad" else k
-            family = "Discontinuous Lagrange"
-            if self.continuous:
-                family, deg = "Lagrange", max(deg, 1)
             gdim = self.mesh.geometry.dim
-            W = fem.functionspace(self.mesh, (family, deg, (gdim,)))
+            W = fem.functionspace(self.mesh, ("Discontinuous Lagrange", deg, (gdim,)))
             self._dg = (fem.Function(W), fem.Expression(self.ufl(), W.element.interpolation_points))
         f, expr = self._dg
         f.interpolate(expr)
+        return f
+
+    def _projected(self) -> fem.Function:
+        if self._dg is None:
+            gdim = self.mesh.geometry.dim
+            W = fem.functionspace(self.mesh, ("Lagrange", 1, (gdim,)))
+            w = ufl.TestFunction(W)
+            # Vertex quadrature: cell c contributes |c|/(d+1) × its own gradient at node i,
+            # so the ratio below is the volume-weighted mean of the one-sided nodal values
+            # (second order, where a patch average of ∫ g φ_i would smear to first order).
+            dv = ufl.dx(metadata={"quadrature_rule": "vertex", "quadrature_degree": 1})
+            rhs = fem.form(ufl.inner(self.ufl(), w) * dv)
+            ones = fem.Function(W)
+            ones.x.array[:] = 1.0
+            lumped = fem.assemble_vector(fem.form(ufl.inner(ones, w) * dv))
+            lumped.scatter_reverse(dolfinx.la.InsertMode.add)
+            lumped.scatter_forward()
+            self._dg = (fem.Function(W), rhs, lumped.array.copy())
+        f, rhs, lumped = self._dg
+        b = fem.assemble_vector(rhs)
+        b.scatter_reverse(dolfinx.la.InsertMode.add)
+        b.scatter_forward()
+        f.x.array[:] = b.array / lumped
         return f
 
 

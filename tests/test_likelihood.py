@@ -209,6 +209,22 @@ def test_distributed_generated_density_equals_serial():
     assert np.allclose(am, bm, rtol=1e-10)
 
 
+@pytest.mark.mpi
+def test_distributed_h0_with_a_mesh_score_equals_serial():
+    """h = 0 with a score on the mesh: the continuous version of the gradient (nodal means
+    of the cells' one-sided values, assembled) must not depend on the partition."""
+    from bridgesolve.score import grad_log
+
+    out = []
+    for comm in (MPI.COMM_WORLD, MPI.COMM_SELF):
+        prob = _problem(10, half=5.0, steps=8, dim=2, comm=comm)
+        p = bs.solve_fokker_planck(prob, MIX2, progress=False, check_mass=False)
+        q0 = generated_density(prob, grad_log(p), 0.0, MIX2.evolve(PROC, T),
+                               progress=False, levels="initial")
+        out.append(kl_divergence(MIX2, q0))
+    assert out[0] == pytest.approx(out[1], rel=1e-9), out
+
+
 def test_nll_counts_outside_points_as_infinite():
     prob = _problem(20, steps=4)
     q = generated_density(prob, mixture_score(MIX1, PROC), 1.0, MIX1.evolve(PROC, T),
