@@ -30,7 +30,8 @@ so per step a direct solve beats GAMG several times over; GAMG needs no factoriz
 no triangular solves, which is what scales.
 
 The machine is shared: the load average (``uptime``) before each run is printed next to
-it. Run: ``.venv/bin/python benchmarks/scaling.py [--dofs 1e5 2e5 1e6] [--ranks 1 2]
+it (README, "Benchmarks", has the last measurements). Run:
+``.venv/bin/python benchmarks/scaling.py [--dofs 1e5 2e5 1e6] [--ranks 1 2]
 [--steps 40] [--solvers lu iterative] [--bridge-iters 2] [--output results/scaling]``.
 """
 
