@@ -42,6 +42,8 @@ config sections (TOML; every key is checked, unknown keys are errors):
                     boundary = "reflecting" | "absorbing"
   [output]          directory (default results/<config name>), plot_times (in [0, T];
                     default 0, T/10, 3T/10, T), vtx = true
+  [convergence]     for `bridgesolve convergence` only: refine = "h" | "p" | "dt" | "hdt",
+                    levels = 3, reference = "auto" | "exact" | "finest", generated = [h, ...]
 
 results folder: <field>.bp (ParaView time series; the field is "density" for
 fokker-planck, "phi", "S" or "S_hat" otherwise), summary.json (problem, config, errors

@@ -3,7 +3,8 @@ r"""Convergence studies: refinement ladders, errors, observed orders; MPI-aware.
 A study solves the problem of one config on a ladder of discretizations (``refine`` ∈
 ``h`` mesh, ``p`` degree, ``dt`` time step, ``hdt`` mesh and step together; each level
 halves h and/or dt, or raises the degree by one), measures quantities of interest at the
-report time (T for forward equations, 0 for backward ones) and fits observed orders
+report time (T for forward equations, 0 for backward ones, T/2 for bridges) and fits
+observed orders
 
 .. math::
     q_\ell = \frac{\log(e_\ell / e_{\ell+1})}{\log(h_\ell / h_{\ell+1})}.
@@ -1058,10 +1059,13 @@ def _study_names(cfgs) -> list[str]:
 CLI_HELP = """\
 Each level halves h (refine h: cells x2; disk meshes h/2; gmsh meshes refined uniformly),
 halves dt (refine dt: steps x2), does both (hdt) or raises the degree by one (p).
-Errors are measured at T (forward equations) or t = 0 (backward ones) against the exact
-solution when one exists, else against the finest level (the output says which).
+Errors are measured at T (forward equations), t = 0 (backward ones) or T/2 (bridges)
+against the exact solution when one exists, else against the finest level (the output
+says which): the field in L2, L1 and Linf, the p-weighted score error (forward equations,
+bridges), a bridge's KL cost by both formulas, and with [convergence] generated = [h, ...]
+(Fokker-Planck) KL(rho0 || q_h) of generated densities.
 Options not given come from the config's [convergence] section (refine, levels,
-reference), else refine = h, levels = 3, reference = auto.
+reference, generated), else refine = h, levels = 3, reference = auto.
 
 results folder: convergence.txt (the table), convergence.csv, convergence.json (levels,
 errors, observed and fitted orders, timings, DoFs), convergence.png (log-log with
