@@ -461,7 +461,8 @@ def _convergence(raw: dict) -> None:
     sec.integer("levels", default=3)
     sec.string("reference", REFERENCES, default="auto")
     if "generated" in sec.table:  # h values of samplers whose KL(ρ0 ‖ q_h) is measured
-        # h = 0 (characteristics) would trace the mesh score off the mesh: not offered.
+        # h = 0 (characteristics) with the mesh score gave KL -9e-4, -1.5e-3, -1.1e-4 on 40,
+        # 80, 160 P2 cells (q_0 is not normalized): no convergent quantity, not offered.
         expected = "a list of sampler parameters h in (0, 1]"
         hs = sec.numbers("generated", expected)
         if not all(0.0 < h <= 1.0 for h in hs):
