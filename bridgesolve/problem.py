@@ -15,6 +15,9 @@ DEFAULT_PETSC_OPTIONS = {"ksp_type": "preonly", "pc_type": "lu"}
 # PETSc's own sparse LU is sequential; MUMPS runs in parallel. Measured serially on 2D
 # problems of 1e3-7e4 dofs, PETSc's LU steps 1.5-2x faster than MUMPS.
 SERIAL_LU, PARALLEL_LU = "petsc", "mumps"
+# ... but at 1e6 dofs PETSc's LU took 51 s to factorize where MUMPS took 7.5 s
+# (benchmarks/scaling.py): MUMPS serially too from this size on.
+SERIAL_LU_MAX_DOFS = 200_000
 
 
 class Problem:
@@ -63,10 +66,11 @@ class Problem:
             if not 0.5 <= theta <= 1.0:
                 raise BridgesolveInputError(f"scheme = {scheme!r}: expected θ in [0.5, 1]")
             self.scheme, self.theta = f"theta={theta:g}", theta
-        lu = SERIAL_LU if domain.comm.size == 1 else PARALLEL_LU
+        self.V = fem.functionspace(domain.mesh, ("Lagrange", self.degree))
+        serial = domain.comm.size == 1 and self.ndofs < SERIAL_LU_MAX_DOFS
+        lu = SERIAL_LU if serial else PARALLEL_LU
         self.petsc_options = {**DEFAULT_PETSC_OPTIONS, "pc_factor_mat_solver_type": lu,
                               **(petsc_options or {})}
-        self.V = fem.functionspace(domain.mesh, ("Lagrange", self.degree))
         self._forms: dict = {}
 
     def form(self, key, build):
