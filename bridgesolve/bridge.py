@@ -76,6 +76,11 @@ STAGNATION_WINDOW = 15
 #: change by more than this across one cell, ρ-weighted RMS (:func:`_steepness`): the
 #: linear interpolant of such a steep exponential is inaccurate; its logarithm is smooth.
 RESOLUTION = 0.3
+#: Newton options of the log mode on top of the HJB defaults: the Jacobian (and its LU
+#: factorization) is rebuilt every third Newton iteration. Measured with the warm start
+#: from the previous Sinkhorn iterate: 2D, 1849 dofs, 10 iterations 3.57 s -> 2.73 s; 1D
+#: σ = 0.1 (P2, 641 dofs) 9.65 s -> 8.87 s; same results.
+BRIDGE_NEWTON = {"snes_lag_jacobian": 3, "snes_max_it": 100}
 _LOG_CAP = 700.0  # exp(700) ~ 1e304
 
 
@@ -228,16 +233,23 @@ class _LogSweeps:
     """S = log φ backward and Ŝ = log φ̂ forward by the HJB solvers."""
 
     def __init__(self, problem: Problem, killing, newton_options: dict | None):
+        options = {**BRIDGE_NEWTON, **(newton_options or {})}
         self.backward = LogEvolution(problem, forward=False, killing=killing, name="log_phi",
-                                     newton_options=newton_options)
+                                     newton_options=options)
         self.forward = LogEvolution(problem, forward=True, killing=killing,
-                                    name="log_phi_hat", newton_options=newton_options)
+                                    name="log_phi_hat", newton_options=options)
         self.newton_iterations = 0
         self.comm = problem.comm
+        self.previous: dict[str, np.ndarray] = {}
 
     def sweep(self, start_log: np.ndarray, *, backward: bool) -> tuple[np.ndarray, str | None]:
         evolution = self.backward if backward else self.forward
-        result = evolution.run(_finite(start_log, self.comm), progress=False)
+        # Newton starts from the previous iterate at the same level: late in the Sinkhorn
+        # loop it is far closer than the level before.
+        key = "backward" if backward else "forward"
+        result = evolution.run(_finite(start_log, self.comm), progress=False,
+                               guess=self.previous.get(key))
+        self.previous[key] = result.values
         self.newton_iterations += int(result.info["newton_iterations"].sum())
         return result.values, None
 

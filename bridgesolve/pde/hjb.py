@@ -150,7 +150,8 @@ class LogEvolution:
                                              petsc_options=opts)
         self.setup_s = time.perf_counter() - t_start
 
-    def _advance(self, ta: float, tb: float, depth: int) -> tuple[int, int]:
+    def _advance(self, ta: float, tb: float, depth: int, guess: np.ndarray | None = None
+                 ) -> tuple[int, int]:
         """One θ-step from ``ta`` to ``tb`` (reversed for backward runs), halved on failure.
 
         ``S_prev`` holds the state at ``ta`` on entry and at ``tb`` on success. Returns the
@@ -163,7 +164,7 @@ class LogEvolution:
         self.R_V.value = hi - lo
         if self.V_update is not None:
             self.V_update(0.5 * (lo + hi))
-        self.S.x.array[:] = self.S_prev.x.array
+        self.S.x.array[:] = self.S_prev.x.array if guess is None else guess
         self.nl.solve()
         snes = self.nl.solver
         its = snes.getIterationNumber()
@@ -183,8 +184,14 @@ class LogEvolution:
         its_b, sub_b = self._advance(mid, tb, depth + 1)
         return its + its_a + its_b, sub_a + sub_b
 
-    def run(self, start: np.ndarray, *, progress: bool = True) -> SpaceTimeField:
-        """Evolve from the local dof values ``start`` (at t = 0 forward, t = T backward)."""
+    def run(self, start: np.ndarray, *, progress: bool = True,
+            guess: np.ndarray | None = None) -> SpaceTimeField:
+        """Evolve from the local dof values ``start`` (at t = 0 forward, t = T backward).
+
+        ``guess`` (``(nt + 1, n_local)``, e.g. the previous Sinkhorn iterate) gives Newton's
+        starting point at each level instead of the level before; a failed step falls back
+        to halving from the level before as usual.
+        """
         t_loop = time.perf_counter()
         forward, grid = self.forward, self.problem.grid
         times = grid.times
@@ -200,7 +207,9 @@ class LogEvolution:
             for n in steps:
                 t0, t1 = times[n], times[n + 1]
                 ta, tb = (t0, t1) if forward else (t1, t0)
-                iterations[n], substeps[n] = self._advance(ta, tb, 0)
+                target = n + 1 if forward else n
+                iterations[n], substeps[n] = self._advance(
+                    ta, tb, 0, None if guess is None else guess[target])
                 values[n + 1 if forward else n] = self.S_prev.x.array
                 bar.set_postfix(newton=int(iterations[n]))
                 bar.update()
