@@ -38,8 +38,9 @@ test: $(VENV)/.installed
 test-serial: $(VENV)/.installed
 	MPLBACKEND=agg $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# One BLAS/OpenMP thread per rank: NPROC ranks already fill the cores.
 test-mpi: $(VENV)/.installed
-	MPLBACKEND=agg $(VENV)/bin/mpiexec -n $(NPROC) $(PY) -m pytest -q -m "mpi and not slow" \
+	MPLBACKEND=agg OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/mpiexec -n $(NPROC) $(PY) -m pytest -q -m "mpi and not slow" \
 	  -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
