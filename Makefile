@@ -45,6 +45,7 @@ test-mpi: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/fp_vs_pypde.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bridge_vs_pot.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
