@@ -109,9 +109,9 @@ class _GradPiece:
         holds ``∇`` of a degree-k field exactly; the quotient gets degree k. With
         ``continuous``: continuous P1 vectors whose nodal values are the volume-weighted
         means of the adjacent cells' one-sided gradients there (a lumped projection with
-        vertex quadrature; the jumps it removes are as small as the discretization error). Being assembled, it is the same on any partition of the mesh,
-        unlike interpolation, where a shared node takes the value of whichever cell a
-        rank visits last."""
+        vertex quadrature; the jumps it removes are as small as the discretization error).
+        Being assembled, it is the same on any partition of the mesh, unlike interpolation,
+        where a shared node takes the value of whichever cell a rank visits last."""
         if self.continuous:
             return self._projected()
         if self._dg is None:
