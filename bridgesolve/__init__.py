@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.densities import GaussianMixture
+from bridgesolve.densities import GaussianMixture, gaussian_bridge, gaussian_bridge_cost
 from bridgesolve.process import OU, VE, VP, Brownian, Custom, Process, SubVP
 from bridgesolve.timegrid import TimeGrid
 
@@ -26,7 +26,6 @@ _LAZY = {
     "solve_bridge": "bridgesolve.bridge",
     "Bridge": "bridgesolve.bridge",
     "BridgeError": "bridgesolve.bridge",
-    "gaussian_bridge": "bridgesolve.bridge",
     "ReferenceBundle": "bridgesolve.reference",
     "VectorField": "bridgesolve.score",
     "grad_log": "bridgesolve.score",
@@ -49,5 +48,5 @@ __all__ = [
     "OU", "VE", "VP", "Brownian", "BridgesolveInputError", "Custom", "Domain",
     "GaussianMixture", "Problem", "Process", "SpaceTimeField", "SubVP", "TimeGrid",
     "solve_fokker_planck", "solve_hjb", "solve_hjb_forward", "solve_kolmogorov",
-    "Bridge", "BridgeError", "gaussian_bridge", "solve_bridge",
+    "Bridge", "BridgeError", "gaussian_bridge", "gaussian_bridge_cost", "solve_bridge",
 ]

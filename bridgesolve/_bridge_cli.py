@@ -80,10 +80,10 @@ def run_cli(args: argparse.Namespace) -> int:
 def exact_marginals(cfg, process, killing):
     """``t -> GaussianMixture`` of the exact bridge marginals, or None.
 
-    Closed form (:func:`bridgesolve.bridge.gaussian_bridge`) between single Gaussians under
+    Closed form (:func:`bridgesolve.densities.gaussian_bridge`) between single Gaussians under
     a Brownian reference without killing.
     """
-    from bridgesolve.bridge import gaussian_bridge
+    from bridgesolve.densities import gaussian_bridge
     from bridgesolve.process import Brownian
 
     rho0, rho1 = cfg.data, cfg.final

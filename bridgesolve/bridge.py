@@ -59,6 +59,7 @@ import numpy as np
 
 from bridgesolve._dolfinx import MPI, fem, ufl
 from bridgesolve._validate import BridgesolveInputError, choice, positive, positive_int
+from bridgesolve.densities import gaussian_bridge  # noqa: F401  (re-exported)
 from bridgesolve.pde.fokker_planck import mass_form, transport_terms
 from bridgesolve.pde.hjb import LogEvolution
 from bridgesolve.pde.killing import killing_term
@@ -773,48 +774,6 @@ def solve_bridge(
         info["newton_iterations"] = sweeps.newton_iterations
     return Bridge(problem=problem, log_phi=log_phi, log_phi_hat=log_phi_hat, history=history,
                   converged=converged, mode=current, info=info, killing=killing)
-
-
-def gaussian_bridge(mean0, cov0, mean1, cov1, sigma: float, T: float = 1.0):
-    r"""Closed-form marginals of the Schrödinger bridge between Gaussians, Brownian reference.
-
-    For ``dX = σ dW`` on [0, T] between ``N(m0, Σ0)`` and ``N(m1, Σ1)`` the bridge marginals
-    are Gaussian with mean ``(1-τ) m0 + τ m1`` and covariance (Bunne et al., 2023,
-    "The Schrödinger bridge between Gaussian measures has a closed form", with
-    ``σ² → σ² T``)
-
-    .. math::
-        Σ_τ = (1-τ)^2 Σ_0 + τ^2 Σ_1 + τ(1-τ)\,(C + C^\top + σ^2 T I),\qquad τ = t/T,
-
-        C = \tfrac12\big(Σ_0^{1/2} D Σ_0^{-1/2} - σ^2 T I\big),\qquad
-        D = \big(4 Σ_0^{1/2} Σ_1 Σ_0^{1/2} + σ^4 T^2 I\big)^{1/2}.
-
-    Returns:
-        ``t -> GaussianMixture`` (one component) giving the marginal at time t.
-    """
-    from bridgesolve.densities import GaussianMixture
-
-    m0, m1 = np.atleast_1d(np.asarray(mean0, float)), np.atleast_1d(np.asarray(mean1, float))
-    d = m0.size
-    S0 = np.asarray(cov0, float).reshape(d, d)
-    S1 = np.asarray(cov1, float).reshape(d, d)
-    eps = sigma**2 * T
-    eye = np.eye(d)
-
-    def sqrtm(A):
-        w, U = np.linalg.eigh(0.5 * (A + A.T))
-        return (U * np.sqrt(np.maximum(w, 0.0))) @ U.T
-
-    r0 = sqrtm(S0)
-    Dm = sqrtm(4.0 * r0 @ S1 @ r0 + eps**2 * eye)
-    C = 0.5 * (r0 @ Dm @ np.linalg.inv(r0) - eps * eye)
-
-    def marginal(t: float) -> GaussianMixture:
-        tau = float(t) / T
-        cov = (1 - tau) ** 2 * S0 + tau**2 * S1 + tau * (1 - tau) * (C + C.T + eps * eye)
-        return GaussianMixture([1.0], [(1 - tau) * m0 + tau * m1], [cov])
-
-    return marginal
 
 
 __all__ = ["Bridge", "BridgeError", "gaussian_bridge", "solve_bridge"]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from bridgesolve._dolfinx import MPI, dolfinx, fem
+from bridgesolve._json import jsonable as _jsonable
 from bridgesolve._validate import BridgesolveInputError
 
 #: A folder holding this file counts as a results folder that ``overwrite=True`` may replace.
@@ -154,25 +152,6 @@ def _replace(src: Path, dst: Path, *, overwrite: bool) -> None:
     dst.rename(old)
     src.rename(dst)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _jsonable(obj):
-    """Plain JSON types; non-finite floats become None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, bool | int | str):
-        return obj
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return repr(obj)
 
 
 def write_time_series(field, folder: str | os.PathLike, name: str | None = None) -> Path:

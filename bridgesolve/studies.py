@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve.densities import gaussian_bridge_cost
 
 REFINEMENTS = ("h", "p", "dt", "hdt")
 REFERENCES = ("auto", "exact", "finest")
@@ -382,41 +383,6 @@ def _report_time(lcfg) -> float:
     if lcfg.equation == "bridge":
         return 0.5 * lcfg.T
     return lcfg.T if lcfg.forward else 0.0
-
-
-def gaussian_bridge_cost(mean0, cov0, mean1, cov1, sigma: float, T: float = 1.0) -> float:
-    r"""``KL(P* ‖ R_ρ0)`` of the Schrödinger bridge between Gaussians, Brownian reference.
-
-    ``P*`` is the static plan ``π*`` composed with reference bridges, so the path KL is the
-    KL of the joint laws of ``(X_0, X_T)``: ``π* = N((m_0, m_1), [[Σ_0, C], [Cᵀ, Σ_1]])``
-    with the cross-covariance ``C`` of :func:`bridgesolve.bridge.gaussian_bridge`, and the
-    reference ``N((m_0, m_0), [[Σ_0, Σ_0], [Σ_0, Σ_0 + σ² T I]])``:
-
-    .. math::
-        KL = \tfrac12\big[\operatorname{tr}(Q^{-1}P) + Δμ^\top Q^{-1} Δμ - 2d
-        + \log(\det Q / \det P)\big].
-    """
-    m0 = np.atleast_1d(np.asarray(mean0, float))
-    m1 = np.atleast_1d(np.asarray(mean1, float))
-    d = m0.size
-    S0 = np.asarray(cov0, float).reshape(d, d)
-    S1 = np.asarray(cov1, float).reshape(d, d)
-    eps = sigma**2 * T
-    eye = np.eye(d)
-
-    def sqrtm(A):
-        w, U = np.linalg.eigh(0.5 * (A + A.T))
-        return (U * np.sqrt(np.maximum(w, 0.0))) @ U.T
-
-    r0 = sqrtm(S0)
-    C = 0.5 * (r0 @ sqrtm(4.0 * r0 @ S1 @ r0 + eps**2 * eye) @ np.linalg.inv(r0) - eps * eye)
-    P = np.block([[S0, C], [C.T, S1]])
-    Q = np.block([[S0, S0], [S0, S0 + eps * eye]])
-    dmu = np.concatenate([np.zeros(d), m1 - m0])
-    Qi = np.linalg.inv(Q)
-    _, logdet_q = np.linalg.slogdet(Q)
-    _, logdet_p = np.linalg.slogdet(P)
-    return float(0.5 * (np.trace(Qi @ P) + dmu @ Qi @ dmu - 2 * d + logdet_q - logdet_p))
 
 
 # -- results ----------------------------------------------------------------------------------

@@ -77,8 +77,10 @@ def test_log_mode_closed_form_order_and_costs():
         gaps.append(abs(cost["kinetic"] - cost["boundary"]))
     assert fitted_order(hs, errs) > 1.8, order_table(hs, errs)
     assert fitted_order(hs, gaps) > 1.7, order_table(hs, gaps)
-    # The cost approaches its value, a KL of order |m1 - m0|² / (2 σ² T) = 72.
-    assert cost["boundary"] == pytest.approx(72.3, rel=2e-3)
+    # Both formulas approach the closed-form KL of the Gaussian bridge (72.28).
+    kl = bs.gaussian_bridge_cost([-3.0], [[0.25]], [3.0], [[0.16]], sigma=0.5)
+    assert cost["boundary"] == pytest.approx(kl, rel=5e-4), (cost, kl)
+    assert cost["kinetic"] == pytest.approx(kl, rel=3e-3), (cost, kl)
     assert errs[-1] < 2e-3
 
 
@@ -91,6 +93,8 @@ def test_log_mode_p2_is_accurate_for_gaussian_potentials():
     cost = b.cost()
     assert err < 5e-4, err
     assert cost["relative_gap"] < 1e-4, cost
+    kl = bs.gaussian_bridge_cost([-3.0], [[0.25]], [3.0], [[0.16]], sigma=0.5)  # 72.2832
+    assert cost["boundary"] == pytest.approx(kl, rel=2e-4), (cost, kl)  # measured 8.5e-5
 
 
 def test_2d_closed_form_full_covariances():

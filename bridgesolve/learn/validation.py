@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridgesolve._json import jsonable as _jsonable
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process, process_from_description
@@ -361,20 +362,6 @@ class ValidationReport:
         from bridgesolve.learn import _figures
 
         return _figures.write_all(self, Path(folder))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    return obj
 
 
 # -- the validator -----------------------------------------------------------------------
