@@ -146,7 +146,7 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
         0 on success, 1 when the iteration fails (:class:`~bridgesolve.bridge.BridgeError`;
         nothing is written).
     """
-    from bridgesolve._dolfinx import MPI, versions
+    from bridgesolve._dolfinx import MPI
     from bridgesolve.bridge import BridgeError, solve_bridge
     from bridgesolve.io import ResultsFolder, write_time_series
 
@@ -232,13 +232,8 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
                 "output_s": time.perf_counter() - t_output,
                 "total_s": time.perf_counter() - t_start,
             },
-            "mpi_size": comm.size,
-            "versions": {"bridgesolve": __version__, **versions()},
-            "config": cfg.as_dict(),
         }
-        folder.write_json("summary.json", summary)
-        folder.write_text("config.toml", cfg.text)
-        final = folder.commit()
+        final = folder.finish(summary, cfg)
 
     fe = summary["final_errors"]
     say(f"  results     {final}/")

@@ -188,7 +188,7 @@ def _figures(field, folder: Path, times, *, label: str, exact, mass, comm) -> No
 
 def run(args: argparse.Namespace) -> int:
     """``bridgesolve run``: validate, solve, write the results folder, print a summary."""
-    from bridgesolve._dolfinx import MPI, versions
+    from bridgesolve._dolfinx import MPI
     from bridgesolve.config import load_config
     from bridgesolve.io import ResultsFolder, write_time_series
 
@@ -241,13 +241,8 @@ def run(args: argparse.Namespace) -> int:
                 "output_s": time.perf_counter() - t_output,
                 "total_s": time.perf_counter() - t_start,
             },
-            "mpi_size": comm.size,
-            "versions": {"bridgesolve": __version__, **versions()},
-            "config": cfg.as_dict(),
         }
-        folder.write_json("summary.json", summary)
-        folder.write_text("config.toml", cfg.text)
-        final = folder.commit()
+        final = folder.finish(summary, cfg)
 
     work = (f"{field.info['factorizations']} factorization(s)" if "factorizations" in field.info
             else f"{sum(field.info.get('newton_iterations', []))} Newton iterations")

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from bridgesolve._dolfinx import MPI, dolfinx, fem
+from bridgesolve._dolfinx import MPI, dolfinx, fem, versions
 from bridgesolve._json import jsonable as _jsonable
 from bridgesolve._validate import BridgesolveInputError
 
@@ -102,6 +102,17 @@ class ResultsFolder:
             raise BridgesolveInputError(error)
         self._committed = True
         return self.final
+
+    def finish(self, summary: dict, cfg) -> Path:
+        """Write ``summary.json`` (with the MPI size, versions and the config used) and
+        ``config.toml``, then move the folder into place (collective); returns its path."""
+        from bridgesolve import __version__
+
+        self.write_json("summary.json", {
+            **summary, "mpi_size": self.comm.size,
+            "versions": {"bridgesolve": __version__, **versions()}, "config": cfg.as_dict()})
+        self.write_text("config.toml", cfg.text)
+        return self.commit()
 
     def write_json(self, name: str, data: dict) -> Path:
         """``data`` as indented JSON (rank 0 writes; NaN and infinities become null)."""
