@@ -609,6 +609,8 @@ def solve_bridge(
     log_phi_hat_0 = None
     omega, rate_samples = 1.0, []
     accel = (0, np.inf)  # (iteration, error) when over-relaxation was switched on
+    relax_allowed = bool(acceleration)
+    stall_from = 0  # stagnation is judged on the history from here on
     converged = False
     L_phi = L_hat = None
     setup_s = time.perf_counter() - t_start
@@ -694,7 +696,7 @@ def solve_bridge(
                 events.append("no gain from over-relaxation: switched off (ω = 1)")
             elif prev is not None and np.isfinite(err0.L1) and np.isfinite(prev["err0_L1"]):
                 ratio = err / max(prev["errT_L1"], prev["err0_L1"])
-                if acceleration and omega == 1.0 and 0.0 < ratio < 1.0 and err < 1.0:
+                if relax_allowed and omega == 1.0 and 0.0 < ratio < 1.0 and err < 1.0:
                     rate_samples.append(ratio)
                     last = np.array(rate_samples[-3:])
                     if last.size == 3 and np.ptp(last) < 0.05 * last.mean():
@@ -705,19 +707,24 @@ def solve_bridge(
                             events.append(f"over-relaxation ω = {omega:.3f} (rate η = "
                                           f"{eta:.4f})")
             window = [max(h["errT_L1"], h["err0_L1"] if np.isfinite(h["err0_L1"]) else 0)
-                      for h in history if h["mode"] == current]
+                      for h in history[stall_from:] if h["mode"] == current]
             # Best error of the last window against the best before it (transients of the
             # over-relaxation are not stagnation).
             if len(window) > STAGNATION_WINDOW and \
                     min(window[-STAGNATION_WINDOW:]) > 0.99 * min(window[:-STAGNATION_WINDOW]):
                 reason = (f"stagnation: marginal L1 error {window[-1]:.3g} fell by < 1 % "
                           f"over {STAGNATION_WINDOW} iterations")
-                if current == "linear" and mode == "auto":
+                if omega != 1.0:
+                    # The discrete map can have eigenvalues near -1 (Crank–Nicolson's stiff
+                    # modes), which over-relaxation amplifies: continue without it.
+                    omega, relax_allowed, stall_from = 1.0, False, len(history)
+                    events.append(f"{reason} with over-relaxation: switched off for good")
+                elif current == "linear" and mode == "auto":
                     switch_to_log(reason)
+                    continue
                 else:
                     fail(f"iteration {it}: {reason} ({current} mode); the discrete problem "
                          "may be too coarse for the marginals (refine mesh or time grid)")
-                continue
             log_phi_T = _relax(log_phi_T, m1.log - L_hat[-1], omega)
     finally:
         bar.close()

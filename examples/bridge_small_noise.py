@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         plan = [(1, 0.2, 160, 48, 2, True), (2, 0.5, 16, 8, 2, True)]
     else:
         plan = [(1, s, 320, 128, 2, s >= 0.1) for s in (0.5, 0.3, 0.2, 0.1, 0.07, 0.05)]
-        plan += [(2, s, 32, 24, 2, s >= 0.3) for s in (0.5, 0.3, 0.2, 0.1)]
+        plan += [(2, s, 32, 24, 2, s >= 0.3) for s in (0.5, 0.3, 0.2, 0.1, 0.07)]
     rows = []
     for dim, sigma, cells, steps, degree, plain in plan:
         for accelerate in (True, False) if plain else (True,):
