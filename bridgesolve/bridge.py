@@ -54,6 +54,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -394,31 +395,37 @@ class Bridge:
         with np.errstate(over="ignore"):
             return SpaceTimeField(self.problem.V, self.grid, np.exp(values), name=name)
 
-    @property
+    @cached_property
     def phi(self) -> SpaceTimeField:
         """φ (linear representation; may under/overflow where the log does not)."""
         return self._linear(self.log_phi.values, "phi")
 
-    @property
+    @cached_property
     def phi_hat(self) -> SpaceTimeField:
         return self._linear(self.log_phi_hat.values, "phi_hat")
 
-    @property
+    @cached_property
     def log_rho(self) -> SpaceTimeField:
         return SpaceTimeField(self.problem.V, self.grid,
                               self.log_phi.values + self.log_phi_hat.values, name="log_rho",
                               representation="log")
 
-    @property
+    @cached_property
     def rho(self) -> SpaceTimeField:
         """The bridge marginals ``ρ_t = φ φ̂`` (nodal products)."""
         return self._linear(self.log_phi.values + self.log_phi_hat.values, "rho")
 
     # -- fields derived from the potentials -----------------------------------------
-    def _grads(self):
+    # Fields and gradients are built once: each keeps its compiled forms, expressions and
+    # point locators, which repeated evaluations and error norms reuse.
+    @cached_property
+    def _grad_pair(self):
         from bridgesolve.score import grad_log
 
         return grad_log(self.log_phi), grad_log(self.log_phi_hat)
+
+    def _grads(self):
+        return self._grad_pair
 
     def score(self):
         """``∇log ρ_t = ∇log φ + ∇log φ̂`` (a :class:`bridgesolve.score.VectorField`)."""
