@@ -61,29 +61,11 @@ def dirichlet_dofs(problem: Problem) -> np.ndarray | None:
 
 
 def exact_mass_in_domain(problem: Problem, rho0) -> float | None:
-    """``∫_Ω ρ0`` by mesh quadrature of the exact density, or None when ρ0 is not a
-    probability density object (``.pdf``).
-
-    Quadrature is only accurate once cells resolve the density: for mixtures the mesh is
-    refined (for this estimate only) until cells are at most twice the narrowest
-    component's standard deviation; with degree-8 rules the estimate is then good to
-    about 1e-9, far below the 1e-6 warning threshold.
-    """
+    """``∫_Ω ρ0`` by mesh quadrature of the exact density (:meth:`Problem.mass_inside`), or
+    None when ρ0 is not a probability density object (``.pdf``)."""
     if not hasattr(rho0, "pdf"):
         return None
-    mesh = problem.mesh
-    covs = getattr(rho0, "covs", None)
-    if covs is not None:
-        narrowest = float(np.sqrt(np.linalg.eigvalsh(covs).min()))
-        hmax = problem.domain.hmax
-        for _ in range(3 if problem.domain.dim < 3 else 1):
-            if hmax <= 2.0 * narrowest:
-                break
-            mesh.topology.create_entities(1)  # refinement splits edges
-            mesh = dolfinx.mesh.refine(mesh)[0]
-            hmax *= 0.5
-    degree = 8 if problem.domain.dim < 3 else 4
-    return integrate(mesh, rho0.pdf, degree=degree)
+    return problem.mass_inside(rho0)
 
 
 def transport_terms(problem: Problem, *, adjoint: bool) -> list[Term]:
