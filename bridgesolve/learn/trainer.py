@@ -49,6 +49,7 @@ from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.learn.config import TrainConfig, load_train_config, validate_train_config
 from bridgesolve.learn.data import Dataset, as_dataset
 from bridgesolve.learn.model import ScoreMLP, ScoreModel
+from bridgesolve.learn.objective import TimeSampler, batch, dsm_loss, weight  # noqa: F401
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "bridgesolve.learn.checkpoint/1"
@@ -65,24 +66,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def weight(kernel, weighting: str, t: torch.Tensor) -> torch.Tensor:
-    """``λ(t)`` of a weighting name."""
-    if weighting == "sigma2":
-        return kernel.var(t)
-    if weighting == "g2":
-        return kernel.g2(t)
-    return torch.ones_like(t)
-
-
-def dsm_loss(model: ScoreModel, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
-             weighting: str = "sigma2") -> torch.Tensor:
-    """Per-sample denoising loss ``λ(t)/σ^2 |σ s_θ(x_t, t) + ε|^2``, shape ``(B,)``."""
-    k = model.kernel
-    xt = k.perturb(x0, t, eps)
-    r = model.sigma_score(xt, t).float() + eps
-    return weight(k, weighting, t) / k.var(t) * (r * r).sum(dim=1)
-
-
 def learning_rate(step: int, cfg: dict) -> float:
     """Linear warm-up to ``lr`` over ``warmup`` steps, then constant or cosine to 0."""
     lr, warm, total = cfg["lr"], cfg["warmup"], cfg["steps"]
@@ -92,50 +75,6 @@ def learning_rate(step: int, cfg: dict) -> float:
         return lr
     frac = (step - warm) / max(1, total - warm)
     return lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
-
-
-class TimeSampler:
-    r"""Times of the denoising loss: ``t ~ U(t_min, T)``, or importance sampling.
-
-    ``"importance"`` draws ``t`` with density ``q ∝ λ(t)/σ²(t)`` (tabulated on a geometric
-    grid, sampled by inverting its piecewise-linear CDF) and returns the per-sample weight
-    ``1/((T - t_min) q(t))`` of the density actually sampled, so the loss stays an unbiased
-    estimate of the uniform-time objective while its variance drops: the factor ``λ/σ²``,
-    which grows like ``1/t`` for ``λ = g²``, is absorbed into the sampling.
-    """
-
-    def __init__(self, kernel, weighting: str, t_min: float, T: float, mode: str = "uniform",
-                 n: int = 4096):
-        self.t_min, self.T, self.mode = float(t_min), float(T), mode
-        if mode == "importance":
-            grid = self.t_min * (self.T / self.t_min) ** np.linspace(0.0, 1.0, n + 1)
-            tt = torch.as_tensor(grid, dtype=torch.float64)
-            f = (weight(kernel, weighting, tt) / kernel.var(tt)).numpy()
-            self.grid = grid
-            self.cdf = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(grid))])
-
-    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(t, w)``: ``n`` times and their importance weights (ones when uniform)."""
-        u = rng.random(n)
-        if self.mode != "importance":
-            return self.t_min + (self.T - self.t_min) * u, np.ones(n)
-        cdf, grid = self.cdf, self.grid
-        c = u * cdf[-1]
-        i = np.clip(np.searchsorted(cdf, c, side="right") - 1, 0, grid.size - 2)
-        mass = cdf[i + 1] - cdf[i]
-        t = grid[i] + (c - cdf[i]) / mass * (grid[i + 1] - grid[i])
-        q = mass / (grid[i + 1] - grid[i]) / cdf[-1]
-        return t, 1.0 / ((self.T - self.t_min) * q)
-
-
-def batch(data: Dataset, n: int, seed: int, step: int, times: TimeSampler
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The batch of step ``step``: ``(x0, t, ε, w)``, a function of ``(seed, step)`` only."""
-    rng = np.random.default_rng([seed, step])
-    x0 = data.sample(n, rng)
-    t, w = times.sample(rng, n)
-    eps = rng.standard_normal((n, data.dim))
-    return x0, t, eps, w
 
 
 @dataclass
@@ -242,6 +181,185 @@ def _prepare_output(output: Path, *, resume: bool, overwrite: bool) -> Path | No
     return None
 
 
+class _Run:
+    """The state of one training run: model, EMA, optimizer, scaler, loss history and the
+    checkpoint it writes. :func:`train` builds one, restores it from a checkpoint when
+    resuming, runs its steps and writes its summary."""
+
+    def __init__(self, cfg: TrainConfig, dataset: Dataset, net: nn.Module | None,
+                 dev: torch.device, ckpt_path: Path | None):
+        tc = cfg.train
+        self.cfg, self.tc, self.dataset, self.dev = cfg, tc, dataset, dev
+        self.process = cfg.process()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tc["seed"])
+            module, self.net_info = _build_net(cfg, dataset.dim, net)
+        self.model = ScoreModel(module, self.process, cfg.model["parameterization"]).to(dev)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=tc["lr"])
+        self.amp = tc["amp"] and dev.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported()
+                          else torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda",
+                                           enabled=self.amp and self.amp_dtype == torch.float16)
+        self.losses: list[float] = []
+        self.pending: list[torch.Tensor] = []
+        self.start, self.elapsed_before = 0, 0.0
+        self.ckpt_path = ckpt_path
+        self.t0 = time.perf_counter()
+
+    def restore(self, path: Path) -> None:
+        """Continue from the checkpoint ``path`` (same science config, else refused)."""
+        state = _read_checkpoint(path, self.dev)
+        saved = TrainConfig(raw=state["config"]).science()
+        if json.dumps(saved, sort_keys=True) != json.dumps(self.cfg.science(), sort_keys=True):
+            raise BridgesolveInputError(
+                f"cannot resume from {str(path)!r}: its config differs from this one "
+                f"(saved: {json.dumps(saved, sort_keys=True)}); only device, checkpoint_every, "
+                "threads and amp may change")
+        try:
+            self.model.net.load_state_dict(state["net"])
+            self.ema.net.load_state_dict(state["ema"])
+            self.opt.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise BridgesolveInputError(f"checkpoint {str(path)!r}: its weights do not fit "
+                                        f"this network ({_first_line(exc)})") from None
+        self.start, self.losses = int(state["step"]), list(state["losses"])
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+
+    def flush(self) -> None:
+        """Move the losses still on the device into ``losses`` (one host sync)."""
+        if self.pending:
+            self.losses.extend(torch.stack(self.pending).float().cpu().tolist())
+            self.pending.clear()
+
+    def save(self, step: int) -> None:
+        """Write the checkpoint of ``step`` (atomically; nothing without an output folder)."""
+        self.flush()
+        if self.ckpt_path is None:
+            return
+        _atomic_torch_save({
+            "format": FORMAT, "config": self.cfg.as_dict(), "step": step,
+            "net_info": self.net_info,
+            "net": self.model.net.state_dict(), "ema": self.ema.net.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "losses": list(self.losses), "data": self.dataset.describe(),
+            "process": self.process.describe(),
+            "elapsed_s": self.elapsed_before + time.perf_counter() - self.t0,
+            "bridgesolve": __version__, "torch": str(torch.__version__),
+        }, self.ckpt_path)
+
+    def step(self, step: int, sampler: TimeSampler) -> None:
+        """One optimizer step on the batch of ``step``, and the EMA update."""
+        tc, model, opt, scaler = self.tc, self.model, self.opt, self.scaler
+        x0, t, eps, w_is = (torch.as_tensor(a, dtype=torch.float32).to(self.dev)
+                            for a in batch(self.dataset, tc["batch_size"], tc["seed"], step,
+                                           sampler))
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, tc)
+        with torch.autocast(self.dev.type, dtype=self.amp_dtype, enabled=self.amp):
+            loss = (w_is * dsm_loss(model, x0, t, eps, tc["weighting"])).mean()
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if tc["grad_clip"] > 0:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+        scaler.step(opt)
+        scaler.update()
+        decay = min(tc["ema"], (1.0 + step) / (10.0 + step))
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(p, 1.0 - decay)
+        # Losses stay on the device until read in bulk: one host sync per 25 steps.
+        self.pending.append(loss.detach())
+
+    def loop(self, *, progress: bool, callback: Callable[[int, float], None] | None) -> int:
+        """Steps ``start .. steps - 1``; returns the number of steps done. Ctrl-C (or
+        KeyboardInterrupt from ``callback``) writes the checkpoint of the last whole step
+        and re-raises."""
+        from tqdm.auto import tqdm
+
+        tc, steps = self.tc, self.tc["steps"]
+        sampler = TimeSampler(self.model.kernel, tc["weighting"], tc["t_min"], self.cfg.T,
+                              tc["t_sampling"])
+        done, consistent = self.start, True
+        bar = tqdm(total=steps, initial=self.start, disable=not progress, desc="train",
+                   unit="step", dynamic_ncols=True)
+        self.model.train()
+        try:
+            with _StopOnSigint() as stop:
+                for step in range(self.start, steps):
+                    consistent = False
+                    self.step(step, sampler)
+                    done, consistent = step + 1, True
+                    bar.update(1)
+                    if done % 25 == 0 or done == steps or callback is not None:
+                        self.flush()
+                        bar.set_postfix(loss=f"{np.mean(self.losses[-25:]):.4g}")
+                    if callback is not None:
+                        callback(done, self.losses[-1])
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    if tc["checkpoint_every"] and done % tc["checkpoint_every"] == 0:
+                        self.save(done)
+        except KeyboardInterrupt:
+            if consistent and done > self.start:
+                self.save(done)
+            raise
+        finally:
+            bar.close()
+        self.flush()
+        return done
+
+    def info(self, done: int, resumed: bool) -> dict:
+        """Device, precision, timings and the network of the finished run."""
+        wall = time.perf_counter() - self.t0
+        return {"device": str(self.dev),
+                "amp": self.amp and str(self.amp_dtype).replace("torch.", ""),
+                "steps": done, "elapsed_s": self.elapsed_before + wall,
+                "resumed_from_step": self.start if resumed else None,
+                "steps_per_s": (done - self.start) / max(wall, 1e-9),
+                "net": self.net_info,
+                "parameters": sum(p.numel() for p in self.model.parameters())}
+
+    def write_summary(self, out_dir: Path, info: dict) -> None:
+        """``summary.json`` and ``loss.png`` of the run in ``out_dir``."""
+        cfg, losses = self.cfg, self.losses
+        tail = np.asarray(losses[-max(1, min(100, len(losses))):])
+        summary = {"bridgesolve": __version__, "torch": str(torch.__version__),
+                   "config_source": cfg.source, "config": cfg.as_dict(),
+                   "data": self.dataset.describe(), "process": self.process.describe(), **info,
+                   "final_loss": float(tail.mean()) if tail.size else None,
+                   "checkpoint": str(self.ckpt_path)}
+        _atomic_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=repr) + "\n")
+        if losses:
+            _plot_losses(losses, out_dir / "loss.png",
+                         f"{self.tc['weighting']} weighting, {cfg.model['parameterization']}")
+
+    def result(self, done: int, info: dict) -> TrainResult:
+        """The :class:`TrainResult`: models in eval mode, evaluated from ``t_min`` on."""
+        model, ema = self.model, self.ema
+        model.eval()
+        ema.eval()
+        model.t_min = ema.t_min = self.tc["t_min"]  # the validator evaluates at max(t, t_min)
+        return TrainResult(model=ema, raw_model=model, losses=np.asarray(self.losses),
+                           step=done, checkpoint=self.ckpt_path, info=info)
+
+
+def _plot_losses(losses: list[float], path: Path, title: str) -> None:
+    from bridgesolve.plotting import plot_series
+
+    k = np.arange(1, len(losses) + 1)
+    w = max(1, len(losses) // 100)
+    smooth = np.convolve(losses, np.ones(w) / w, mode="same")
+    plot_series(k, {"loss": np.asarray(losses), f"running mean ({w})": smooth}, path,
+                xlabel="step", ylabel="DSM loss", title=title,
+                logy=bool(np.all(np.asarray(losses) > 0)))
+
+
 def train(config, *, net: nn.Module | None = None, data=None,
           output: str | os.PathLike | None = None, resume: bool = False,
           overwrite: bool = False, device: str | None = None, progress: bool = True,
@@ -274,8 +392,6 @@ def train(config, *, net: nn.Module | None = None, data=None,
     cfg = _as_config(config)
     tc = cfg.train
     dataset = as_dataset(data) if data is not None else cfg.dataset()
-    process = cfg.process()
-    T = cfg.T
     dev = resolve_device(device or tc["device"])
     if tc["threads"]:
         torch.set_num_threads(tc["threads"])
@@ -285,142 +401,51 @@ def train(config, *, net: nn.Module | None = None, data=None,
     if out_dir is None and resume:
         raise BridgesolveInputError("resume=True needs an output folder holding a checkpoint")
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tc["seed"])
-        module, net_info = _build_net(cfg, dataset.dim, net)
-    model = ScoreModel(module, process, cfg.model["parameterization"]).to(dev)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
-    amp = tc["amp"] and dev.type == "cuda"
-    amp_dtype = (torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
-    losses: list[float] = []
-    start, elapsed_before = 0, 0.0
-
+    run = _Run(cfg, dataset, net, dev, out_dir / CHECKPOINT if out_dir is not None else None)
     if resume_from is not None:
-        state = torch.load(resume_from, map_location=dev, weights_only=True)
-        if state.get("format") != FORMAT:
-            raise BridgesolveInputError(f"{str(resume_from)!r} is not a bridgesolve checkpoint")
-        saved = TrainConfig(raw=state["config"]).science()
-        if json.dumps(saved, sort_keys=True) != json.dumps(cfg.science(), sort_keys=True):
-            raise BridgesolveInputError(
-                f"cannot resume from {str(resume_from)!r}: its config differs from this one "
-                f"(saved: {json.dumps(saved, sort_keys=True)}); only device, checkpoint_every, "
-                "threads and amp may change")
-        model.net.load_state_dict(state["net"])
-        ema.net.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start, losses = int(state["step"]), list(state["losses"])
-        elapsed_before = float(state.get("elapsed_s", 0.0))
-
-    ckpt_path = out_dir / CHECKPOINT if out_dir is not None else None
-    t0 = time.perf_counter()
-
-    pending: list[torch.Tensor] = []
-
-    def flush() -> None:
-        if pending:
-            losses.extend(torch.stack(pending).float().cpu().tolist())
-            pending.clear()
-
-    def save(step: int) -> None:
-        flush()
-        if ckpt_path is None:
-            return
-        _atomic_torch_save({
-            "format": FORMAT, "config": cfg.as_dict(), "step": step, "net_info": net_info,
-            "net": model.net.state_dict(), "ema": ema.net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "losses": list(losses), "data": dataset.describe(), "process": process.describe(),
-            "elapsed_s": elapsed_before + time.perf_counter() - t0,
-            "bridgesolve": __version__, "torch": str(torch.__version__),
-        }, ckpt_path)
-
-    if ckpt_path is not None and cfg.text:
+        run.restore(resume_from)
+        run.t0 = time.perf_counter()
+    if run.ckpt_path is not None and cfg.text:
         _atomic_text(out_dir / "config.toml", cfg.text)
-
-    from tqdm.auto import tqdm
-
-    steps, n, seed = tc["steps"], tc["batch_size"], tc["seed"]
-    sampler = TimeSampler(model.kernel, tc["weighting"], tc["t_min"], T, tc["t_sampling"])
-    done, consistent = start, True
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", unit="step",
-               dynamic_ncols=True)
-    model.train()
-    try:
-        with _StopOnSigint() as stop:
-            for step in range(start, steps):
-                consistent = False
-                x0, t, eps, w_is = (torch.as_tensor(a, dtype=torch.float32).to(dev)
-                                    for a in batch(dataset, n, seed, step, sampler))
-                for group in opt.param_groups:
-                    group["lr"] = learning_rate(step, tc)
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
-                    loss = (w_is * dsm_loss(model, x0, t, eps, tc["weighting"])).mean()
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if tc["grad_clip"] > 0:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-                scaler.step(opt)
-                scaler.update()
-                decay = min(tc["ema"], (1.0 + step) / (10.0 + step))
-                with torch.no_grad():
-                    for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
-                        pe.lerp_(p, 1.0 - decay)
-                # Losses stay on the device until read in bulk: one host sync per 25 steps.
-                pending.append(loss.detach())
-                done, consistent = step + 1, True
-                bar.update(1)
-                if done % 25 == 0 or done == steps or callback is not None:
-                    flush()
-                    bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4g}")
-                if callback is not None:
-                    callback(done, losses[-1])
-                if stop.requested:
-                    raise KeyboardInterrupt
-                if tc["checkpoint_every"] and done % tc["checkpoint_every"] == 0:
-                    save(done)
-    except KeyboardInterrupt:
-        if consistent and done > start:
-            save(done)
-        raise
-    finally:
-        bar.close()
-    flush()
-    if done > start or resume_from is None:
-        save(done)
-    elapsed = elapsed_before + time.perf_counter() - t0
-    info = {"device": str(dev), "amp": amp and str(amp_dtype).replace("torch.", ""),
-            "steps": done, "elapsed_s": elapsed, "resumed_from_step": start if resume_from
-            else None, "steps_per_s": (done - start) / max(time.perf_counter() - t0, 1e-9),
-            "net": net_info, "parameters": sum(p.numel() for p in model.parameters())}
+    done = run.loop(progress=progress, callback=callback)
+    if done > run.start or resume_from is None:
+        run.save(done)
+    info = run.info(done, resume_from is not None)
     if out_dir is not None:
-        tail = np.asarray(losses[-max(1, min(100, len(losses))):])
-        summary = {"bridgesolve": __version__, "torch": str(torch.__version__),
-                   "config_source": cfg.source, "config": cfg.as_dict(),
-                   "data": dataset.describe(), "process": process.describe(), **info,
-                   "final_loss": float(tail.mean()) if tail.size else None,
-                   "checkpoint": str(ckpt_path)}
-        _atomic_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=repr) + "\n")
-        if losses:
-            from bridgesolve.plotting import plot_series
+        run.write_summary(out_dir, info)
+    return run.result(done, info)
 
-            k = np.arange(1, len(losses) + 1)
-            w = max(1, len(losses) // 100)
-            smooth = np.convolve(losses, np.ones(w) / w, mode="same")
-            plot_series(k, {"loss": np.asarray(losses), f"running mean ({w})": smooth},
-                        out_dir / "loss.png", xlabel="step", ylabel="DSM loss",
-                        title=f"{tc['weighting']} weighting, {cfg.model['parameterization']}",
-                        logy=bool(np.all(np.asarray(losses) > 0)))
-    model.eval()
-    ema.eval()
-    model.t_min = ema.t_min = tc["t_min"]  # the validator evaluates at max(t, t_min)
-    return TrainResult(model=ema, raw_model=model, losses=np.asarray(losses), step=done,
-                       checkpoint=ckpt_path, info=info)
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+_CHECKPOINT_KEYS = ("config", "step", "net_info", "net", "ema", "optimizer", "losses")
+
+
+def _read_checkpoint(path: Path, dev: torch.device) -> dict:
+    """The state dict of a bridgesolve checkpoint, or a one-line BridgesolveInputError
+    naming the file and what is wrong (not a zip/pickle, truncated, another format,
+    missing entries)."""
+    try:
+        state = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as exc:  # pickle errors, truncated or garbage files, ...
+        raise BridgesolveInputError(f"checkpoint {str(path)!r} cannot be read (truncated or "
+                                    f"not a torch file): {_first_line(exc)}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise BridgesolveInputError(f"checkpoint {str(path)!r} is not a bridgesolve "
+                                    f"checkpoint (expected format {FORMAT!r})")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise BridgesolveInputError(f"checkpoint {str(path)!r} is incomplete: missing "
+                                    f"{', '.join(missing)}")
+    try:
+        TrainConfig(raw=state["config"]).science()
+    except Exception as exc:
+        raise BridgesolveInputError(f"checkpoint {str(path)!r}: its config cannot be read "
+                                    f"({_first_line(exc)})") from None
+    return state
 
 
 def load_checkpoint(path: str | os.PathLike, *, net: nn.Module | None = None,
@@ -439,23 +464,25 @@ def load_checkpoint(path: str | os.PathLike, *, net: nn.Module | None = None,
     if not path.is_file():
         raise BridgesolveInputError(f"checkpoint {str(path)!r} does not exist")
     dev = resolve_device(device)
-    try:
-        state = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, ...
-        raise BridgesolveInputError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise BridgesolveInputError(f"{str(path)!r} is not a bridgesolve checkpoint")
+    state = _read_checkpoint(path, dev)
     cfg = TrainConfig(raw=state["config"])
     info = state["net_info"]
+    if not isinstance(info, dict) or info.get("type") not in ("ScoreMLP", "custom"):
+        raise BridgesolveInputError(f"checkpoint {str(path)!r}: net_info = {info!r}: expected "
+                                    "a ScoreMLP or custom network description")
     if info["type"] == "ScoreMLP":
         module = ScoreMLP(**info["hparams"])
     elif net is None:
         raise BridgesolveInputError(f"checkpoint {str(path)!r} holds a custom network "
-                                    f"({info['class']}): pass net= an instance of it")
+                                    f"({info.get('class')}): pass net= an instance of it")
     else:
         module = net
     model = ScoreModel(module, cfg.process(), cfg.model["parameterization"])
-    model.net.load_state_dict(state["ema" if ema else "net"])
+    try:
+        model.net.load_state_dict(state["ema" if ema else "net"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise BridgesolveInputError(f"checkpoint {str(path)!r}: its weights do not fit the "
+                                    f"network ({_first_line(exc)})") from None
     model.checkpoint_info = {"step": state["step"], "config": state["config"],
                              "data": state.get("data")}
     model.t_min = cfg.train["t_min"]
