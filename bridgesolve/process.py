@@ -164,10 +164,20 @@ class VP(Process):
 
     ``\beta(t) = \beta_{min} + (t / T)(\beta_{max} - \beta_{min})`` with ``T`` the
     process horizon (1 by default, as in score-based diffusion models).
+
+    ``beta_min = 0`` is allowed: ``VP(0.0, 20.0)`` is the "SIMPLE" schedule of Hirono et al.
+    (ICML 2024), ``β(t) = 20 t``, ``α_t = e^{-5 t²}``, ``σ_t² = 1 - e^{-10 t²}``; there
+    ``D(0) = 0``, so likelihoods are taken on grids from ``t_min > 0``
+    (``TimeGrid.uniform(T, steps, t_min=0.01)``). A constant ``β`` is
+    ``VP(beta, beta, T)``.
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0):
-        self.beta_min = positive("beta_min", beta_min)
+        try:
+            self.beta_min = positive("beta_min", beta_min, allow_zero=True)
+        except BridgesolveInputError:
+            raise BridgesolveInputError(
+                f"beta_min = {beta_min!r}: expected a finite positive number or 0") from None
         self.beta_max = positive("beta_max", beta_max)
         self.T = positive("T", T)
         if self.beta_max < self.beta_min:
@@ -198,6 +208,53 @@ class VP(Process):
     def transition(self, t, s=0.0):
         dB = float(self.B(t) - self.B(s))
         return math.exp(-0.5 * dB), -math.expm1(-dB)
+
+
+class Cosine(Process):
+    r"""The cosine schedule: ``α_t = \cos(πt/2)``, ``σ_t = \sin(πt/2)`` (variance
+    preserving, ``α_t² + σ_t² = 1``), i.e.
+
+    .. math::
+        f(x, t) = -\tfrac{π}{2}\tan(πt/2)\, x, \qquad g(t)^2 = π \tan(πt/2),
+
+    a VP process with ``β(t) = π tan(πt/2)``, singular at ``t = 1``: the horizon ``T`` must
+    be below 1 (Hirono et al. use ``T = 1 - 10⁻³``, prior ``N(0, I)``). Closed forms:
+    ``∫_{t0}^{t1} k = ∫ D = \log\cos(πt_0/2) - \log\cos(πt_1/2)`` and
+    ``X_t | X_s ~ N(a X_s, 1 - a²)`` with ``a = \cos(πt/2)/\cos(πs/2)``.
+    """
+
+    def __init__(self, T: float = 0.999):
+        self.T = positive("T", T)
+        if not self.T < 1.0:
+            raise BridgesolveInputError(
+                f"T = {T!r}: expected a horizon below 1 (the cosine schedule's g² = π tan(πt/2) "
+                "is infinite at t = 1)")
+
+    def alpha(self, t):
+        """``α_t = cos(πt/2)``."""
+        return np.cos(0.5 * math.pi * np.asarray(t, dtype=float))
+
+    def beta(self, t):
+        return math.pi * np.tan(0.5 * math.pi * np.asarray(t, dtype=float))
+
+    def drift_rate(self, t):
+        return 0.5 * self.beta(t)
+
+    def diffusion(self, t):
+        return 0.5 * self.beta(t)
+
+    def _logcos(self, t: float) -> float:
+        return math.log(math.cos(0.5 * math.pi * float(t)))
+
+    def drift_rate_integral(self, t0, t1):
+        return self._logcos(t0) - self._logcos(t1)
+
+    def diffusion_integral(self, t0, t1):
+        return self._logcos(t0) - self._logcos(t1)
+
+    def transition(self, t, s=0.0):
+        a = math.cos(0.5 * math.pi * float(t)) / math.cos(0.5 * math.pi * float(s))
+        return a, 1.0 - a * a
 
 
 class SubVP(VP):
@@ -323,6 +380,7 @@ PROCESSES: dict[str, type[Process]] = {
     "vp": VP,
     "subvp": SubVP,
     "ve": VE,
+    "cosine": Cosine,
 }
 
 

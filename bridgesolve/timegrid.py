@@ -12,7 +12,11 @@ from bridgesolve._validate import BridgesolveInputError, positive, positive_int
 
 @dataclass(frozen=True, eq=False)
 class TimeGrid:
-    """Strictly increasing time levels ``t_0 = 0 < t_1 < ... < t_N = T``.
+    """Strictly increasing time levels ``t_0 < t_1 < ... < t_N = T``.
+
+    ``t_0 = 0`` (data at t = 0) by default; every constructor takes ``t_min`` to start
+    later, as likelihoods of diffusion models are taken at ``t_min > 0`` (Hirono et al.:
+    0.01), where the score is finite.
 
     Build one with :meth:`uniform`, :meth:`graded`, :meth:`clock` or :meth:`from_times`.
     """
@@ -31,38 +35,43 @@ class TimeGrid:
         object.__setattr__(self, "times", t)
 
     @classmethod
-    def uniform(cls, T: float, steps: int) -> TimeGrid:
-        """``steps`` equal steps on [0, T]."""
+    def uniform(cls, T: float, steps: int, *, t_min: float = 0.0) -> TimeGrid:
+        """``steps`` equal steps on [t_min, T]."""
         T = positive("T", T)
         steps = positive_int("steps", steps)
-        return cls(np.linspace(0.0, T, steps + 1))
+        t_min = _t_min(t_min, T)
+        return cls(np.linspace(t_min, T, steps + 1))
 
     @classmethod
-    def graded(cls, T: float, steps: int, *, power: float = 2.0, near: str = "start"
-               ) -> TimeGrid:
-        """Steps refined near t = 0 (``near="start"``: ``t_n = T (n / N)^power``, power ≥ 1),
-        where data are rough in diffusion models, or near t = T (``near="end"``), where
-        backward problems with sharp terminal values are stiff."""
+    def graded(cls, T: float, steps: int, *, power: float = 2.0, near: str = "start",
+               t_min: float = 0.0) -> TimeGrid:
+        """Steps refined near t_min (``near="start"``: ``t_n = t_min + (T - t_min)
+        (n / N)^power``, power ≥ 1), where data are rough in diffusion models, or near t = T
+        (``near="end"``), where backward problems with sharp terminal values are stiff."""
         T = positive("T", T)
         steps = positive_int("steps", steps)
+        t_min = _t_min(t_min, T)
         if positive("power", power) < 1:
             raise BridgesolveInputError(f"power = {power!r}: expected a number >= 1")
         if near not in ("start", "end"):
             raise BridgesolveInputError(f"near = {near!r}: expected 'start' or 'end'")
         s = np.linspace(0.0, 1.0, steps + 1) ** power
-        return cls(T * s if near == "start" else T * (1.0 - s[::-1]))
+        L = T - t_min
+        return cls(t_min + (L * s if near == "start" else L * (1.0 - s[::-1])))
 
     @classmethod
-    def clock(cls, clock: Callable[[np.ndarray], np.ndarray], T: float, steps: int) -> TimeGrid:
-        """Steps of equal length in an increasing clock ``s = clock(t)``.
+    def clock(cls, clock: Callable[[np.ndarray], np.ndarray], T: float, steps: int, *,
+              t_min: float = 0.0) -> TimeGrid:
+        """Steps of equal length in an increasing clock ``s = clock(t)`` on [t_min, T].
 
         With the intrinsic clock of a process (``process.clock``), every step of a
-        time-separable process (VP, VE, OU, Brownian) has the same operator, so the
-        solver factorizes one matrix for the whole run.
+        time-separable process (VP, VE, OU, Brownian, Cosine) has the same operator, so
+        the solver factorizes one matrix for the whole run.
         """
         T = positive("T", T)
         steps = positive_int("steps", steps)
-        fine = np.linspace(0.0, T, 20001)
+        t_min = _t_min(t_min, T)
+        fine = np.linspace(t_min, T, 20001)
         s = np.asarray(clock(fine), dtype=float)
         if np.any(np.diff(s) <= 0):
             raise BridgesolveInputError("clock: expected a strictly increasing function of t")
@@ -74,17 +83,24 @@ class TimeGrid:
             ds = np.asarray(clock(np.minimum(t + 1e-7 * T, T)), dtype=float) - sv
             dt = np.minimum(t + 1e-7 * T, T) - t
             rate = np.where(ds > 0, ds / np.where(dt > 0, dt, 1.0), 1.0)
-            t = np.clip(t - (sv - targets) / rate, 0.0, T)
-        t[0], t[-1] = 0.0, T
+            t = np.clip(t - (sv - targets) / rate, t_min, T)
+        t[0], t[-1] = t_min, T
         return cls(np.maximum.accumulate(t))
 
     @classmethod
-    def from_times(cls, times: Sequence[float]) -> TimeGrid:
-        """An explicit list of times starting at 0."""
+    def from_times(cls, times: Sequence[float], *, t_min: float = 0.0) -> TimeGrid:
+        """An explicit list of times starting at ``t_min`` (0 by default)."""
         t = np.asarray(times, dtype=float)
-        if t.size and t[0] != 0.0:
-            raise BridgesolveInputError(f"times[0] = {t[0]!r}: expected 0 (data sit at t = 0)")
+        if t.size and t[0] != t_min:
+            raise BridgesolveInputError(
+                f"times[0] = {t[0]!r}: expected t_min = {t_min!r} (data sit at t = 0; pass "
+                "t_min= for a grid that starts later)")
         return cls(t)
+
+    @property
+    def t_min(self) -> float:
+        """The first level ``t_0``."""
+        return float(self.times[0])
 
     @property
     def T(self) -> float:
@@ -111,4 +127,12 @@ class TimeGrid:
         return i
 
     def __repr__(self) -> str:
-        return f"TimeGrid(T={self.T:g}, steps={self.steps})"
+        start = f", t_min={self.t_min:g}" if self.t_min != 0.0 else ""
+        return f"TimeGrid(T={self.T:g}, steps={self.steps}{start})"
+
+
+def _t_min(t_min: float, T: float) -> float:
+    t_min = positive("t_min", t_min, allow_zero=True)
+    if not t_min < T:
+        raise BridgesolveInputError(f"t_min = {t_min!r}: expected a time below T = {T!r}")
+    return t_min

@@ -22,6 +22,9 @@ def test_uniform_and_graded():
     (lambda: bs.TimeGrid.from_times([0.0, 0.5, 0.4]), "strictly increasing"),
     (lambda: bs.TimeGrid.from_times([0.1, 0.5]), "times"),
     (lambda: bs.TimeGrid.graded(1.0, 5, power=0.5), "power"),
+    (lambda: bs.TimeGrid.uniform(1.0, 5, t_min=1.0), "t_min = 1.0: expected a time below T"),
+    (lambda: bs.TimeGrid.uniform(1.0, 5, t_min=-0.1), "t_min = -0.1"),
+    (lambda: bs.TimeGrid.from_times([0.1, 0.5], t_min=0.2), "expected t_min = 0.2"),
 ])
 def test_invalid_grids(make, match):
     with pytest.raises(bs.BridgesolveInputError, match=match):
@@ -31,3 +34,17 @@ def test_invalid_grids(make, match):
 def test_index_names_the_nearest_time():
     with pytest.raises(bs.BridgesolveInputError, match=r"nearest is t\[1\] = 0.5"):
         bs.TimeGrid.uniform(1.0, 2).index(0.55)
+
+
+def test_grids_from_t_min():
+    g = bs.TimeGrid.uniform(1.0, 99, t_min=0.01)
+    assert g.t_min == 0.01 and g.times[0] == 0.01 and g.T == 1.0
+    assert np.allclose(g.dt, 0.01) and "t_min=0.01" in repr(g)
+    h = bs.TimeGrid.graded(1.0, 10, t_min=0.01)
+    assert h.times[0] == 0.01 and h.times[-1] == 1.0 and h.dt[0] < h.dt[-1]
+    e = bs.TimeGrid.graded(1.0, 10, t_min=0.01, near="end")
+    assert e.times[0] == pytest.approx(0.01) and e.dt[-1] < e.dt[0]
+    c = bs.TimeGrid.clock(bs.VP(0.0, 20.0).clock, 1.0, 10, t_min=0.01)
+    assert c.times[0] == 0.01 and c.times[-1] == 1.0
+    assert bs.TimeGrid.from_times([0.01, 0.5, 1.0], t_min=0.01).t_min == 0.01
+    assert bs.TimeGrid.uniform(2.0, 4).t_min == 0.0
