@@ -1,0 +1,480 @@
+r"""The Sinkhorn–Fortet machinery of :func:`bridgesolve.bridge.solve_bridge`.
+
+The pieces, each with its own name:
+
+* :class:`_Marginal`, :func:`_marginal`, :func:`_lumped_weights`: the marginals at the dofs
+  (log domain, unit lumped mass);
+* the sweeps of each representation live in :mod:`bridgesolve._sweeps`;
+* :func:`_marginal_error`, :func:`_steepness`: the convergence and resolution checks;
+* :class:`OverRelaxation`: the adaptive over-relaxation (ω, its rate samples, back-off);
+* :class:`SinkhornLoop`: the iteration itself (mode switches, divergence and stagnation
+  checks, history records).
+
+:mod:`bridgesolve.bridge` turns the loop's potentials into a :class:`~bridgesolve.bridge.Bridge`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridgesolve._dolfinx import MPI, fem
+from bridgesolve._sweeps import _LOG_CAP, _LinearSweeps, _LogSweeps
+from bridgesolve._validate import BridgesolveInputError
+from bridgesolve.pde.fokker_planck import mass_form
+from bridgesolve.pde.stepping import _lump
+from bridgesolve.problem import Problem
+from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
+
+#: Iterations over which the error must fall by 1 % or the iteration counts as stagnant.
+STAGNATION_WINDOW = 15
+#: ``mode="auto"`` moves to the log mode (and ``mode="linear"`` warns) when log φ or log φ̂
+#: change by more than this across one cell, ρ-weighted RMS (:func:`_steepness`): the
+#: linear interpolant of such a steep exponential is inaccurate; its logarithm is smooth.
+RESOLUTION = 0.3
+
+
+class BridgeError(RuntimeError):
+    """The Sinkhorn iteration failed (divergence, stagnation, non-finite values).
+
+    Attributes:
+        history: the per-iteration records up to the failure.
+    """
+
+    def __init__(self, message: str, history: list[dict]):
+        super().__init__(message)
+        self.history = history
+
+
+BridgeError.__module__ = "bridgesolve.bridge"  # its documented home
+
+
+@dataclass
+class _Marginal:
+    """A marginal at the dofs: log-values (``-inf`` where ρ = 0) and values, unit mass in
+    the lumped weights."""
+
+    log: np.ndarray
+    value: np.ndarray
+    mass_given: float
+    clipped: int = 0
+
+
+def _lumped_weights(problem: Problem) -> np.ndarray:
+    """Lumped mass weights ``m_i`` of this rank's owned dofs."""
+    from bridgesolve._dolfinx import dolfinx  # noqa: F401  (fem.petsc is loaded there)
+
+    M = fem.petsc.assemble_matrix(mass_form(problem))
+    M.assemble()
+    _lump(M)
+    diag = M.getDiagonal()
+    weights = diag.array.copy()
+    diag.destroy()
+    M.destroy()
+    return weights
+
+
+def _marginal(problem: Problem, rho, name: str, weights: np.ndarray) -> _Marginal:
+    """``rho`` at the dofs, normalized to unit lumped mass.
+
+    Density-like objects with ``log_pdf`` (Gaussian mixtures) are taken in the log domain,
+    so that values far below double precision keep their logarithm.
+    """
+    V, dim = problem.V, problem.domain.dim
+    u = fem.Function(V)
+    clipped = 0
+    if isinstance(rho, SpaceTimeField):
+        raise BridgesolveInputError(
+            f"{name} is a SpaceTimeField: pass one time level, e.g. field.at(field.times[-1])"
+        )
+    if isinstance(rho, fem.Function) or not hasattr(rho, "log_pdf"):
+        if isinstance(rho, fem.Function):
+            u.interpolate(rho)
+        else:
+            if getattr(rho, "dim", dim) != dim:
+                raise BridgesolveInputError(f"{name} is {rho.dim}D but the domain is {dim}D")
+            u.interpolate(as_numpy_callable(rho, dim))
+        value = u.x.array.copy()
+        if not np.all(np.isfinite(value)):
+            raise BridgesolveInputError(f"{name} has non-finite values on the mesh")
+        negative = value < 0.0
+        clipped = int(problem.comm.allreduce(int(negative[: weights.size].sum()), MPI.SUM))
+        value[negative] = 0.0
+        with np.errstate(divide="ignore"):
+            log = np.log(value)
+    else:
+        if getattr(rho, "dim", dim) != dim:
+            raise BridgesolveInputError(f"{name} is {rho.dim}D but the domain is {dim}D")
+        f = rho.log_pdf
+        u.interpolate(lambda x: np.asarray(f(np.ascontiguousarray(x[:dim].T)), dtype=float))
+        log = u.x.array.copy()
+        if np.any(np.isnan(log)) or np.any(log == np.inf):
+            raise BridgesolveInputError(f"{name}: log-density has NaN or +inf values on the mesh")
+    # Unit lumped mass, computed in the log domain.
+    n = weights.size
+    top = problem.comm.allreduce(float(np.max(log[:n], initial=-np.inf)), MPI.MAX)
+    if not np.isfinite(top):
+        raise BridgesolveInputError(f"{name} vanishes on the whole mesh (no mass in the domain)")
+    local = float(weights @ np.exp(log[:n] - top))
+    log_mass = top + math.log(problem.comm.allreduce(local, MPI.SUM))
+    log = log - log_mass
+    return _Marginal(log=log, value=np.exp(log), mass_given=math.exp(log_mass),
+                     clipped=clipped)
+
+
+@dataclass
+class _Errors:
+    L1: float
+    Linf: float
+    defect: float = 0.0
+
+
+def _residual(log_phi: np.ndarray, log_phi_hat: np.ndarray, marginal: _Marginal) -> np.ndarray:
+    """``log φ + log φ̂ - log ρ``; where ρ = 0 (``-inf - -inf``) the value is unused."""
+    with np.errstate(invalid="ignore"):
+        return log_phi + log_phi_hat - marginal.log
+
+
+def _marginal_error(residual_log: np.ndarray, marginal: _Marginal, weights: np.ndarray,
+                    comm) -> _Errors:
+    """Errors of the product ``ρ·exp(r)`` against ρ, ``r = log(φ φ̂) - log ρ`` (owned dofs),
+    after normalizing the product to unit mass.
+
+    The normalization matters in log mode: the HJB pair conserves ``∫φφ̂`` only up to
+    discretization error, so the Sinkhorn map (which commutes with ``log φ → log φ + c``)
+    has a fixed point only up to such a constant; ``defect`` is ``log ∫ρ e^r``, the mass
+    the product gained (a discretization diagnostic; round-off in linear mode).
+    """
+    n = weights.size
+    rho = marginal.value[:n]
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = np.where(rho > 0.0, np.minimum(residual_log[:n], _LOG_CAP), 0.0)
+        mass = comm.allreduce(float(weights @ (rho * np.exp(r))), MPI.SUM)
+        defect = math.log(mass) if mass > 0 and np.isfinite(mass) else np.inf
+        dev = rho * np.abs(np.expm1(r - defect))
+    if not (np.isfinite(defect) and np.all(np.isfinite(dev))):
+        return _Errors(np.inf, np.inf, np.inf)
+    return _Errors(L1=comm.allreduce(float(weights @ dev), MPI.SUM),
+                   Linf=comm.allreduce(float(np.max(dev, initial=0.0)), MPI.MAX),
+                   defect=defect)
+
+
+def _steepness(problem: Problem, L_phi: np.ndarray, L_hat: np.ndarray) -> float:
+    """ρ-weighted RMS change of log φ and log φ̂ across one cell, at nine levels over [0, T].
+
+    A linear interpolant of ``e^S`` whose logarithm changes by ``J`` across a cell is off by
+    about ``J²/8`` relative to its size there, so a value above 0.3 means the linear
+    representation misplaces mass at the 1 % level where the bridge has it; the log
+    representation is smooth there (Gaussian potentials are quadratic). Owned cells only,
+    allreduced: rank-independent.
+    """
+    tdim = problem.mesh.topology.dim
+    cells = problem.V.dofmap.list[: problem.mesh.topology.index_map(tdim).size_local]
+    num = den = 0.0
+    # Nine levels spread over [0, T] describe the steepness well and keep the check far
+    # cheaper than an iteration.
+    for k in np.unique(np.linspace(0, L_phi.shape[0] - 1, 9).round().astype(int)):
+        log_rho = L_phi[k] + L_hat[k]
+        top = problem.comm.allreduce(float(np.max(log_rho, initial=-np.inf)), MPI.MAX)
+        if not cells.size:
+            continue
+        with np.errstate(invalid="ignore"):
+            w = np.exp(np.max(log_rho[cells], axis=1) - top)
+            w = np.where(np.isfinite(w), w, 0.0)
+            for values in (L_phi[k], L_hat[k]):
+                jump = np.ptp(values[cells], axis=1)
+                num += float(w @ np.where(np.isfinite(jump), jump, 0.0) ** 2)
+        den += 2.0 * float(w.sum())
+    num, den = problem.comm.allreduce(num, MPI.SUM), problem.comm.allreduce(den, MPI.SUM)
+    return math.sqrt(num / den) if den > 0 else 0.0
+
+
+def _log_sum(log_values: np.ndarray, weights: np.ndarray, comm) -> float:
+    """``log Σ_i m_i exp(v_i)`` over all ranks, without overflow."""
+    top = comm.allreduce(float(np.max(log_values, initial=-np.inf)), MPI.MAX)
+    local = float(weights @ np.exp(log_values - top))
+    return top + math.log(comm.allreduce(local, MPI.SUM))
+
+
+def _relax(old: np.ndarray | None, target: np.ndarray, omega: float) -> np.ndarray:
+    """``(1-ω) old + ω target`` in the log domain (``-inf`` stays where the target is)."""
+    if old is None or omega == 1.0:
+        return target.copy()
+    out = target.copy()
+    ok = np.isfinite(target) & np.isfinite(old)
+    out[ok] = (1.0 - omega) * old[ok] + omega * target[ok]
+    return out
+
+
+
+
+class OverRelaxation:
+    """Adaptive over-relaxation of both half-updates in the log domain (module doc of
+    :mod:`bridgesolve.bridge`): ``log φ_T ← (1-ω) log φ_T + ω log(ρ1/φ̂_T)``, likewise φ̂_0.
+
+    It owns ω, the error ratios of the plain iteration it has seen, and when (iteration,
+    error) it switched ω on. Once the plain iteration is in its linear regime (three steady
+    ratios, error well below its saturation at 2) it sets ``ω = 2/(1 + sqrt(1 - η))``
+    (capped at :attr:`OMEGA_MAX`); it backs off to ω = 1 on sustained growth (SOR-type
+    iterations may grow transiently) and can be switched off for good.
+
+    Args:
+        enabled: ``False`` keeps ω = 1 throughout (the plain iteration).
+    """
+
+    #: The largest ω used.
+    OMEGA_MAX = 1.8
+    #: ω closer to 1 than this is not worth switching on.
+    OMEGA_MIN_GAIN = 1.05
+
+    def __init__(self, enabled: bool):
+        self.omega = 1.0
+        self.allowed = bool(enabled)
+        self.samples: list[float] = []
+        self.since: tuple[int, float] = (0, np.inf)
+
+    @property
+    def active(self) -> bool:
+        return self.omega != 1.0
+
+    def reset(self) -> None:
+        """Back to the plain iteration, forgetting the rate (a new representation)."""
+        self.omega = 1.0
+        self.samples.clear()
+
+    def disable(self) -> None:
+        """Off for good: the discrete map can have eigenvalues near -1 (Crank–Nicolson's
+        stiff modes) that ω > 1 amplifies into a stall."""
+        self.omega, self.allowed = 1.0, False
+
+    def observe(self, iteration: int, err: float, previous: float | None) -> str | None:
+        """Update ω after ``iteration`` reached ``err``; ``previous`` is the error of the
+        iteration before (None when the two are not comparable). Returns the event text
+        when ω changes."""
+        if self.active and (err > 3.0 * self.since[1] or
+                            (iteration - self.since[0] >= 10 and err > self.since[1])):
+            self.reset()
+            return "no gain from over-relaxation: switched off (ω = 1)"
+        if previous is None or not self.allowed or self.active:
+            return None
+        ratio = err / previous
+        if not (0.0 < ratio < 1.0 and err < 1.0):
+            return None
+        self.samples.append(ratio)
+        last = np.array(self.samples[-3:])
+        if last.size < 3 or np.ptp(last) >= 0.05 * last.mean():
+            return None
+        eta = float(np.exp(np.mean(np.log(last))))
+        candidate = min(self.OMEGA_MAX, 2.0 / (1.0 + math.sqrt(max(1.0 - eta, 0.0))))
+        if candidate <= self.OMEGA_MIN_GAIN:
+            return None
+        self.omega, self.since = candidate, (iteration, err)
+        return f"over-relaxation ω = {self.omega:.3f} (rate η = {eta:.4f})"
+
+
+class SinkhornLoop:
+    """The Sinkhorn–Fortet iteration between two marginals (module doc of
+    :mod:`bridgesolve.bridge`).
+
+    Args:
+        problem: the discretized problem (reflecting boundary).
+        m0, m1: the marginals at the dofs.
+        weights: lumped mass weights of the owned dofs.
+        mode: ``"linear"``, ``"log"`` or ``"auto"``.
+        tol: L1 marginal error at both ends to stop at.
+        max_iter: iteration limit.
+        killing: optional rate ``V``.
+        acceleration: adaptive over-relaxation (:class:`OverRelaxation`).
+        newton_options: SNES options of the log mode.
+        progress: a progress bar on rank 0.
+
+    After :meth:`run`: ``history``, ``converged``, ``current`` (the final mode), ``sweeps``
+    (closed; its counters remain), ``L_phi`` and ``L_hat`` (the last log-potentials).
+    """
+
+    def __init__(self, problem: Problem, m0: _Marginal, m1: _Marginal, weights: np.ndarray,
+                 *, mode: str, tol: float, max_iter: int, killing, acceleration: bool,
+                 newton_options: dict | None, progress: bool):
+        self.problem, self.comm = problem, problem.comm
+        self.m0, self.m1, self.weights = m0, m1, weights
+        self.mode, self.tol, self.max_iter = mode, tol, max_iter
+        self.killing, self.newton_options = killing, newton_options
+        self.current = "log" if mode == "log" else "linear"
+        self.sweeps = self._new_sweeps()
+        self.relaxation = OverRelaxation(acceleration)
+        self.history: list[dict] = []
+        self.events: list[str] = []
+        self.stall_from = 0  # stagnation is judged on the history from here on
+        self.converged = False
+        self.L_phi: np.ndarray | None = None
+        self.L_hat: np.ndarray | None = None
+        self.log_phi_T: np.ndarray | None = None
+        self.log_phi_hat_0: np.ndarray | None = None
+        self.progress = progress
+        self.bar = None
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _new_sweeps(self):
+        if self.current == "log":
+            return _LogSweeps(self.problem, self.killing, self.newton_options)
+        return _LinearSweeps(self.problem, self.killing)
+
+    def fail(self, message: str):
+        raise BridgeError(f"Schrödinger bridge: {message}", self.history)
+
+    def switch_to_log(self, reason: str) -> None:
+        """Continue in the log representation from the current potentials (``auto``), or
+        fail naming the reason and the remedies."""
+        if self.mode != "auto":
+            self.fail(f"iteration {len(self.history) + 1} ({self.current} mode): {reason}. "
+                      "Use mode='log' (or 'auto'), or scheme='backward-euler' for positivity")
+        self.sweeps.close()
+        self.current = "log"
+        self.sweeps = self._new_sweeps()
+        self.relaxation.reset()
+        self.events.append(f"switched to log mode: {reason}")
+        if self.bar is not None:
+            self.bar.set_description("Sinkhorn (log)")
+
+    def _errors(self, log_phi: np.ndarray, log_phi_hat: np.ndarray, m: _Marginal) -> _Errors:
+        return _marginal_error(_residual(log_phi, log_phi_hat, m), m, self.weights, self.comm)
+
+    # -- the iteration ----------------------------------------------------------------
+    def run(self, log_phi_T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Iterate from ``log φ_T`` until converged or ``max_iter``; returns the last
+        ``(log φ, log φ̂)`` at every level."""
+        from tqdm.auto import tqdm
+
+        self.log_phi_T, self.log_phi_hat_0 = log_phi_T, None
+        self.bar = tqdm(total=self.max_iter, desc=f"Sinkhorn ({self.current})", unit="it",
+                        leave=False, disable=not self.progress or self.comm.rank != 0)
+        try:
+            while len(self.history) < self.max_iter:
+                if self._iteration():
+                    self.converged = True
+                    break
+        finally:
+            self.bar.close()
+            self.sweeps.close()
+        if self.L_phi is None or self.L_hat is None:  # pragma: no cover - max_iter >= 1
+            self.fail("no iteration completed")
+        return self.L_phi, self.L_hat
+
+    def _iteration(self) -> bool:
+        """One backward and one forward sweep with their checks; True when converged.
+
+        A mode switch inside a sweep restarts the iteration without a record; every
+        completed iteration appends one record to ``history``.
+        """
+        it = len(self.history) + 1
+        m0, m1 = self.m0, self.m1
+        self.L_phi, trouble = self.sweeps.sweep(self.log_phi_T, backward=True)
+        if trouble is not None:
+            self.switch_to_log(f"φ: {trouble}")
+            return False
+        if not np.all(np.isfinite(self.L_phi[:-1])):
+            self.fail(f"iteration {it}: log φ became non-finite in the backward solve")
+        log_phi_0 = self.L_phi[0]
+        err0 = (self._errors(log_phi_0, self.log_phi_hat_0, m0)
+                if self.log_phi_hat_0 is not None else _Errors(np.nan, np.nan))
+        self.log_phi_hat_0 = _relax(self.log_phi_hat_0, m0.log - log_phi_0,
+                                    self.relaxation.omega)
+        self.L_hat, trouble = self.sweeps.sweep(self.log_phi_hat_0, backward=False)
+        if trouble is not None:
+            self.switch_to_log(f"φ̂: {trouble}")
+            return False
+        if not np.all(np.isfinite(self.L_hat[1:])):
+            self.fail(f"iteration {it}: log φ̂ became non-finite in the forward solve")
+        errT = self._errors(self.log_phi_T, self.L_hat[-1], m1)
+        err = self._record(it, err0, errT)
+        if not np.isfinite(errT.L1):
+            self.fail(f"iteration {it}: the marginal error at t = T is not finite "
+                      f"({self.current} mode)")
+        done = err < self.tol and np.isfinite(err0.L1)
+        if self._too_steep(it, due=done):
+            self.log_phi_T = _relax(self.log_phi_T, m1.log - self.L_hat[-1], 1.0)
+            return False
+        if done:
+            return True
+        self._check_divergence(it, err)
+        self._accelerate(it, err, err0)
+        if self._stagnation(it):
+            return False
+        self.log_phi_T = _relax(self.log_phi_T, m1.log - self.L_hat[-1],
+                                self.relaxation.omega)
+        return False
+
+    def _record(self, it: int, err0: _Errors, errT: _Errors) -> float:
+        """Append the iteration's record; returns its error (the larger of both ends)."""
+        omega = self.relaxation.omega
+        record = {"iteration": it, "mode": self.current, "omega": omega,
+                  "err0_L1": err0.L1, "err0_Linf": err0.Linf,
+                  "errT_L1": errT.L1, "errT_Linf": errT.Linf,
+                  "mass_defect": errT.defect}
+        if self.events:
+            record["event"] = "; ".join(self.events)
+            self.events.clear()
+        self.history.append(record)
+        err = max(errT.L1, err0.L1 if np.isfinite(err0.L1) else errT.L1)
+        self.bar.set_postfix(err=f"{err:.2e}", omega=f"{omega:.2f}")
+        self.bar.update()
+        return err
+
+    def _too_steep(self, it: int, *, due: bool) -> bool:
+        """``auto`` in linear mode, at iterations 2, 8, 16, ... and before accepting
+        convergence: switch to log when the potentials are too steep for the mesh."""
+        if self.current != "linear" or self.mode != "auto":
+            return False
+        if not (due or it == 2 or it % 8 == 0):
+            return False
+        steep = _steepness(self.problem, self.L_phi, self.L_hat)
+        if steep <= RESOLUTION:
+            return False
+        self.switch_to_log(f"log φ, log φ̂ change by {steep:.3g} per cell (ρ-weighted RMS) "
+                           "where the bridge has mass: too steep for the linear "
+                           "representation, smooth in the log one")
+        return True
+
+    def _same_mode_errors(self, since: int = 0) -> list[float]:
+        return [max(h["errT_L1"], h["err0_L1"] if np.isfinite(h["err0_L1"]) else 0.0)
+                for h in self.history[since:] if h["mode"] == self.current]
+
+    def _check_divergence(self, it: int, err: float) -> None:
+        same = [max(h["errT_L1"], h["err0_L1"]) for h in self.history[1:]
+                if h["mode"] == self.current and np.isfinite(h["err0_L1"])]
+        best = min(same, default=np.inf)
+        if len(same) > 5 and err > 1e3 * best:
+            self.fail(f"iteration {it}: diverging — marginal L1 error {err:.3g} vs best "
+                      f"{best:.3g} ({self.current} mode, ω = {self.relaxation.omega:.3g})")
+
+    def _accelerate(self, it: int, err: float, err0: _Errors) -> None:
+        prev = self.history[-2] if len(self.history) > 1 else None
+        comparable = (prev is not None and np.isfinite(err0.L1)
+                      and np.isfinite(prev["err0_L1"]))
+        previous = max(prev["errT_L1"], prev["err0_L1"]) if comparable else None
+        event = self.relaxation.observe(it, err, previous)
+        if event is not None:
+            self.events.append(event)
+
+    def _stagnation(self, it: int) -> bool:
+        """Best error of the last window against the best before it (transients of the
+        over-relaxation are not stagnation). True when the iteration restarts in log mode."""
+        window = self._same_mode_errors(self.stall_from)
+        if not (len(window) > STAGNATION_WINDOW and
+                min(window[-STAGNATION_WINDOW:]) > 0.99 * min(window[:-STAGNATION_WINDOW])):
+            return False
+        reason = (f"stagnation: marginal L1 error {window[-1]:.3g} fell by < 1 % "
+                  f"over {STAGNATION_WINDOW} iterations")
+        if self.relaxation.active:
+            self.relaxation.disable()
+            self.stall_from = len(self.history)
+            self.events.append(f"{reason} with over-relaxation: switched off for good")
+            return False
+        if self.current == "linear" and self.mode == "auto":
+            self.switch_to_log(reason)
+            return True
+        self.fail(f"iteration {it}: {reason} ({self.current} mode); the discrete problem "
+                  "may be too coarse for the marginals (refine mesh or time grid)")
+        return False  # pragma: no cover - fail raises
