@@ -54,7 +54,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from bridgesolve._dolfinx import MPI, PETSc, fem, ufl
-from bridgesolve._validate import BridgesolveInputError, positive
+from bridgesolve._validate import BridgesolveInputError, choice, points, positive, positive_int
 from bridgesolve.pde.fokker_planck import dirichlet_dofs, initial_function, mass_form
 from bridgesolve.pde.fokker_planck import transport_terms as _transport_terms
 from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
@@ -332,10 +332,16 @@ def kl_divergence(rho0, q: SpaceTimeField, *, t: float = 0.0, degree: int | None
     return float(q.comm.allreduce(local, MPI.SUM))
 
 
-def nll(q: SpaceTimeField, samples, *, t: float = 0.0) -> float:
-    """Mean negative log-likelihood ``-(1/n) Σ log q(x_i, t)`` of samples (collective;
-    every rank passes its own samples; the mean is over all of them). Samples outside the
-    mesh count as ``+inf``."""
+def nll_of_field(q: SpaceTimeField, samples, *, t: float = 0.0) -> float:
+    """Mean negative log-likelihood ``-(1/n) Σ log q(x_i, t)`` of samples under a computed
+    density field (collective; every rank passes its own samples; the mean is over all of
+    them). Samples outside the mesh count as ``+inf``. A linear field is floored at ε times
+    its peak (round-off); prefer :func:`nll`, which works in the log domain."""
+    if q.representation == "log":
+        vals = q.evaluate(samples, t)
+        logs = np.where(np.isnan(vals), -np.inf, vals)
+        total = q.comm.allreduce(float(-logs.sum()), MPI.SUM)
+        return total / q.comm.allreduce(int(logs.size), MPI.SUM)
     vals = q.evaluate(samples, t)
     peak = q.comm.allreduce(float(np.nanmax(q.values[q.grid.index(t)], initial=-np.inf)),
                             MPI.MAX)
@@ -408,11 +414,526 @@ def likelihood_table(problem: Problem, score: Score, hs: Sequence[float], data, 
         row = {"h": float(h), "kl": kl_divergence(data, q),
                "l1": q.error(data, 0.0, norm="L1"), "mass": float(q.info["mass"][0])}
         if samples is not None:
-            row["nll"] = nll(q, samples)
+            row["nll"] = nll_of_field(q, samples)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
     return rows
 
 
-__all__ = ["generated_density", "kl_divergence", "likelihood_table", "nll",
-           "perturbed_score", "score_matching_bound"]
+__all__ = ["gaussian_model", "generated_density", "generated_log_density", "hbar_of",
+           "kl_divergence", "likelihood_table", "log_likelihood_characteristics", "nll",
+           "nll_of_field", "nll_slope", "perturbed_score", "score_matching_bound",
+           "wasserstein2", "wasserstein2_1d_densities", "wkb_coefficient"]
+
+
+# == the path-integral view (Hirono, Tanaka & Fukushima, ICML 2024) ======================
+#
+# The paper's interpolating parameter 𝔥 ("Planck's constant", ``hbar`` here) is h² of this
+# module's sampler: noise √𝔥 g = h g, drift f - (1+𝔥)/2 g² s = f - (1+h²)/2 g² s. 𝔥 = 0 is
+# the probability-flow ODE, 𝔥 = 1 the reverse SDE.
+
+def hbar_of(h: float | None = None, hbar: float | None = None) -> float:
+    """The paper's ``𝔥 = h²`` from exactly one of ``h`` (bridgesolve's noise level, in
+    [0, 1]) or ``hbar`` (Hirono et al.'s 𝔥 ≥ 0)."""
+    if (h is None) == (hbar is None):
+        raise BridgesolveInputError(
+            f"h = {h!r}, hbar = {hbar!r}: pass exactly one of h (noise h·g) or hbar "
+            "(Hirono et al.'s 𝔥 = h²)")
+    if h is not None:
+        return check_h(h) ** 2
+    return positive("hbar", hbar, allow_zero=True)
+
+
+def generated_log_density(problem: Problem, score: Score, prior, *, h: float | None = None,
+                          hbar: float | None = None, progress: bool = False,
+                          name: str = "log_q", newton_options: dict | None = None
+                          ) -> SpaceTimeField:
+    r"""``log q^𝔥`` of the interpolating sampler at every level, in the log domain.
+
+    Solves ``∂_τ L = ∇·b + b·∇L + 𝔥D(ΔL + |∇L|²)`` (``τ = T - t``, ``L(·, T) = log π``,
+    ``b = f - (1+𝔥)/2 g² s``) by the θ-scheme with Newton per step
+    (:class:`bridgesolve.pde.generated.GeneratedLogDensity`; open walls, see there). It
+    never takes the logarithm of a linear field, so it is finite in the far tails, and
+    with ``𝔥 = 0`` it is the O(nt) transport of ``log q_0`` (every level at the cost of
+    one linear solve per step).
+
+    Args:
+        problem: domain, process, time grid (from ``t_min``) and discretization
+            (``"reflecting"`` boundary, which here means open walls).
+        score: ``s(x (N, d), t) -> (N, d)``: analytic, mesh or learned.
+        prior: the law at ``T`` (``log_pdf``), or a callable ``log π`` of points.
+        h, hbar: exactly one: ``h ∈ [0, 1]`` (noise ``h g``) or Hirono et al.'s
+            ``𝔥 = h²`` (noise ``√𝔥 g``).
+
+    Returns:
+        A :class:`~bridgesolve.SpaceTimeField` in log representation; ``info`` holds
+        ``hbar``, Newton iterations and timings.
+    """
+    from bridgesolve.pde.generated import GeneratedLogDensity
+
+    if not isinstance(problem, Problem):
+        raise BridgesolveInputError(f"problem = {problem!r}: expected a bridgesolve.Problem")
+    if not callable(score):
+        raise BridgesolveInputError(f"score = {score!r}: expected a callable s(x, t)")
+    hb = hbar_of(h, hbar)
+    t0 = time.perf_counter()
+    log_pi = _log_density(prior) if hasattr(prior, "log_pdf") else prior
+    if not callable(log_pi):
+        raise BridgesolveInputError(
+            f"prior = {prior!r}: expected a GaussianMixture (log_pdf) or a callable log π")
+    d = problem.domain.dim
+    nodes = problem.V.tabulate_dof_coordinates()[:, :d].copy()
+    start = np.asarray(log_pi(nodes), dtype=float).reshape(-1)
+    if not np.all(np.isfinite(start)):
+        raise BridgesolveInputError("log π is not finite at every node of the mesh")
+    ev = GeneratedLogDensity(problem, score, hb, newton_options=newton_options)
+    try:
+        field = ev.run(start, progress=progress, name=name)
+    finally:
+        ev.close()
+    field.info["timings"]["total_s"] = time.perf_counter() - t0
+    return field
+
+
+def _data_expectation(problem: Problem, data, values_at, *, degree: int | None):
+    """``E_data[values_at(x)]``: quadrature over the mesh for a density (``pdf``), the mean
+    over all ranks' samples otherwise. ``values_at(x)`` is called collectively."""
+    comm = problem.comm
+    if hasattr(data, "pdf"):
+        pts, wts = mesh_quadrature(problem.mesh, degree or 2 * problem.degree + 6)
+        vals = values_at(pts)
+        rho = np.asarray(data.pdf(pts), dtype=float) if wts.size else np.zeros(0)
+        prod = np.where(rho > 0, rho * np.where(rho > 0, vals, 0.0), 0.0)
+        local = np.array([float(wts @ prod) if wts.size else 0.0,
+                          float(wts @ rho) if wts.size else 0.0])
+        total = comm.allreduce(local, MPI.SUM)
+        return float(total[0] / total[1]), float(total[1])
+    x = np.asarray(data, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None] if problem.domain.dim == 1 else x[None, :]
+    vals = values_at(x)
+    total = comm.allreduce(np.array([float(np.sum(vals)), float(vals.size)]), MPI.SUM)
+    return float(total[0] / total[1]), 1.0
+
+
+def nll(problem, score=None, prior=None, data=None, *, h: float | None = None,
+        hbar: float | None = None, degree: int | None = None, method: str = "auto",
+        progress: bool = False, t: float = 0.0) -> float:
+    r"""Exact negative log-likelihood ``-E_{x∼ρ0} log q^𝔥_{t_min}(x)`` of data under the
+    interpolating sampler (Hirono et al.'s NLL(𝔥)).
+
+    ``q^𝔥_{t_min}`` is the sampler's law at the first level ``t_min`` of the problem's grid
+    (likelihoods at ``t_min = 0.01`` as in the paper: ``TimeGrid.uniform(T, n,
+    t_min=0.01)``). It is computed in the log domain, so the result is finite and accurate
+    wherever data lie, far tails included:
+
+    * ``method="pde"`` (default for 𝔥 > 0): :func:`generated_log_density` on the mesh;
+    * ``method="characteristics"`` (default for 𝔥 = 0): ``log q_0 = log π(X_T) + ∫∇·v``
+      along the probability-flow characteristics from the data points themselves
+      (:func:`log_likelihood_characteristics`; no mesh interpolation).
+
+    Args:
+        problem: domain, process, time grid, discretization.
+        score: ``s(x, t)``.
+        prior: the law at ``T``.
+        data: a density with ``pdf`` (a :class:`~bridgesolve.GaussianMixture`: the
+            expectation by mesh quadrature, normalized by the mass the mesh holds) or
+            samples ``(n, d)`` (each rank its own; the mean over all).
+        h, hbar: exactly one: ``h`` (noise ``h g``) or the paper's ``𝔥 = h²``.
+        degree: quadrature degree for densities (default ``2k + 6``).
+
+    Returns:
+        The NLL in nats (per sample; not per dimension).
+
+    ``nll(q_field, samples, t=...)`` (a computed :class:`SpaceTimeField` first) is the
+    older form, :func:`nll_of_field`.
+    """
+    if isinstance(problem, SpaceTimeField):
+        return nll_of_field(problem, score, t=t)
+    hb = hbar_of(h, hbar)
+    if data is None:
+        raise BridgesolveInputError("nll: pass data (a GaussianMixture or samples)")
+    if method == "auto":
+        method = "characteristics" if hb == 0.0 else "pde"
+    if method not in ("pde", "characteristics"):
+        raise BridgesolveInputError(
+            f"method = {method!r}: expected 'auto', 'pde' or 'characteristics'")
+    t_min = float(problem.grid.times[0])
+    if method == "characteristics":
+        if hb != 0.0:
+            raise BridgesolveInputError(
+                f"method = 'characteristics' needs 𝔥 = 0 (got {hb!r}): use 'pde'")
+
+        def values_at(x):
+            return log_likelihood_characteristics(problem, score, prior, x)
+    else:
+        L = generated_log_density(problem, score, prior, hbar=hb, progress=progress)
+        if hasattr(data, "pdf"):
+            from bridgesolve.reference import _scalar_at_quadrature
+
+            deg = degree or 2 * problem.degree + 6
+
+            def values_at(x):
+                return _scalar_at_quadrature(L.space, L.values[:1], deg)[0]
+        else:
+            def values_at(x):
+                v = L.evaluate(x, t_min)
+                return np.where(np.isnan(v), -np.inf, v)
+    mean, _ = _data_expectation(problem, data, values_at, degree=degree)
+    return -mean
+
+
+# -- characteristics: log q_0 and the WKB coefficient -------------------------------------
+_FD1 = np.array([1.0, -8.0, 0.0, 8.0, -1.0]) / 12.0
+_FD2 = np.array([-1.0, 16.0, -30.0, 16.0, -1.0]) / 12.0
+_FD3 = np.array([-1.0, 2.0, 0.0, -2.0, 1.0]) / 2.0
+_FD0 = np.array([0.0, 0.0, 1.0, 0.0, 0.0])
+_FDS = [_FD0, _FD1, _FD2, _FD3]
+
+
+class _Jet:
+    """``v``, its first, second and third derivatives at points, by tensor-product
+    5-point central differences of a vector field (5^d evaluations per point)."""
+
+    def __init__(self, fn, d: int, eps: float):
+        self.fn, self.d, self.eps = fn, d, eps
+        grids = np.meshgrid(*[np.arange(-2, 3)] * d, indexing="ij")
+        self.offsets = eps * np.stack([g.reshape(-1) for g in grids], axis=1)  # (5^d, d)
+
+    def __call__(self, x: np.ndarray, t: float):
+        d, eps = self.d, self.eps
+        N = x.shape[0]
+        pts = (x[None, :, :] + self.offsets[:, None, :]).reshape(-1, d)
+        vals = np.asarray(self.fn(pts, t), dtype=float).reshape((5,) * d + (N, d))
+
+        def deriv(alpha):
+            out = vals
+            for order in alpha:
+                out = np.tensordot(_FDS[order], out, axes=([0], [0])) / eps**order
+            return out  # (N, d)
+
+        v = deriv((0,) * d)
+        J = np.zeros((N, d, d))  # J[:, i, j] = ∂_j v_i
+        H2 = np.zeros((N, d, d, d))  # H2[:, i, j, k] = ∂_j ∂_k v_i
+        T3 = np.zeros((N, d, d, d))  # T3[:, i, j, k] = ∂_j ∂_k ∂_i v_i summed later
+        for j in range(d):
+            a = [0] * d
+            a[j] += 1
+            J[:, :, j] = deriv(tuple(a))
+            for k in range(d):
+                b = list(a)
+                b[k] += 1
+                H2[:, :, j, k] = deriv(tuple(b))
+                for i in range(d):
+                    c = list(b)
+                    c[i] += 1
+                    if max(c) <= 3:
+                        T3[:, i, j, k] = deriv(tuple(c))[:, i]
+                    else:  # not needed by the d ≤ 3 loops below
+                        T3[:, i, j, k] = np.nan
+        div = np.trace(J, axis1=1, axis2=2)
+        grad_div = np.einsum("niij->nj", H2)  # ∂_j Σ_i ∂_i v_i
+        hess_div = T3.sum(axis=1)  # ∂_j ∂_k ∇·v
+        return v, J, H2, div, grad_div, hess_div
+
+
+def _pf_velocity(problem: Problem, score: Score):
+    proc = problem.process
+
+    def vel(x, t):
+        s = np.asarray(score(x, t), dtype=float).reshape(x.shape)
+        return proc.drift(x, t) - float(proc.diffusion(t)) * s
+
+    return vel
+
+
+def _prior_jet(prior, x: np.ndarray, eps: float):
+    """``log π``, ``∇ log π`` and ``∇² log π`` at points (closed form for a one-component
+    Gaussian prior, else finite differences of ``log_pdf``)."""
+    log_pi = _log_density(prior)
+    N, d = x.shape
+    logv = np.asarray(log_pi(x), dtype=float)
+    if hasattr(prior, "covs") and getattr(prior, "n_components", 2) == 1:
+        P = np.linalg.inv(prior.covs[0])
+        return logv, -(x - prior.means[0]) @ P, np.broadcast_to(-P, (N, d, d)).copy()
+    g = np.zeros((N, d))
+    H = np.zeros((N, d, d))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = eps
+        g[:, i] = (np.asarray(log_pi(x + e)) - np.asarray(log_pi(x - e))) / (2 * eps)
+        for j in range(d):
+            f = np.zeros(d)
+            f[j] = eps
+            H[:, i, j] = (np.asarray(log_pi(x + e + f)) - np.asarray(log_pi(x + e - f))
+                          - np.asarray(log_pi(x - e + f)) + np.asarray(log_pi(x - e - f))
+                          ) / (4 * eps * eps)
+    return logv, g, H
+
+
+def _characteristic_pass(problem: Problem, score: Score, prior, x0: np.ndarray, *,
+                         fd_step: float, substeps: int, need_wkb: bool):
+    """Trajectories of ``ẋ = v = f - ½g²s`` from ``x0`` at ``t_min`` to ``T`` (Heun on the
+    grid refined ``substeps`` times) and, backwards along them, ``∇L0``, ``∇²L0`` and the
+    WKB quantities."""
+    proc = problem.process
+    vel = _pf_velocity(problem, score)
+    d = x0.shape[1]
+    times = problem.grid.times
+    fine = np.concatenate([np.linspace(times[i], times[i + 1], substeps + 1)[:-1]
+                           for i in range(times.size - 1)] + [times[-1:]])
+    M = fine.size
+    jet = _Jet(vel, d, fd_step)
+    X = np.empty((M, *x0.shape))
+    X[0] = x0
+    if need_wkb:
+        data = [jet(x0, float(fine[0]))]
+    else:
+        v0 = vel(x0, float(fine[0]))
+        div0 = _div_fd(vel, x0, float(fine[0]), fd_step)
+        data = [(v0, None, None, div0, None, None)]
+    acc = np.zeros(x0.shape[0])
+    for m in range(M - 1):
+        t0, t1 = float(fine[m]), float(fine[m + 1])
+        dt = t1 - t0
+        v0 = data[m][0]
+        pred = X[m] + dt * v0
+        X[m + 1] = X[m] + 0.5 * dt * (v0 + vel(pred, t1))
+        if need_wkb:
+            data.append(jet(X[m + 1], t1))
+        else:
+            data.append((vel(X[m + 1], t1), None, None,
+                         _div_fd(vel, X[m + 1], t1, fd_step), None, None))
+        acc += 0.5 * dt * (data[m][3] + data[m + 1][3])
+    logT, G_T, H_T = _prior_jet(prior, X[-1], fd_step)
+    L0 = logT + acc
+    if not need_wkb:
+        return L0, None, None
+    # backwards: dG/dt = -Jᵀ G - ∇(∇·v); dH/dt = -Jᵀ H - H J - Σ_k G_k ∇²v_k - ∇²(∇·v);
+    # du/dt = -[D ΔL0 + ∇·v - ∇·f + G·(D G + v - f)]  (u = ∂_𝔥 log q^𝔥 at 𝔥 = 0, u(T) = 0)
+    def rhs(m, G, H):
+        v, J, H2, div, gdiv, hdiv = data[m]
+        t = float(fine[m])
+        Dt = float(proc.diffusion(t))
+        f = proc.drift(X[m], t)
+        divf = _div_fd(lambda y, tt: proc.drift(y, tt), X[m], t, fd_step)
+        dG = -np.einsum("nij,ni->nj", J, G) - gdiv
+        JtH = np.einsum("nki,nkj->nij", J, H)
+        dH = -JtH - np.swapaxes(JtH, 1, 2) - np.einsum("nk,nkij->nij", G, H2) - hdiv
+        lap = np.trace(H, axis1=1, axis2=2)
+        du = -(Dt * lap + div - divf + np.einsum("ni,ni->n", G, Dt * G + v - f))
+        return dG, dH, du, (Dt, lap, div, divf, v, f, J, gdiv)
+
+    G, H, u = G_T.copy(), H_T.copy(), np.zeros(x0.shape[0])
+    Gs = [None] * M
+    Hs = [None] * M
+    Gs[-1], Hs[-1] = G.copy(), H.copy()
+    for m in range(M - 1, 0, -1):
+        dt = float(fine[m] - fine[m - 1])
+        dG1, dH1, du1, _ = rhs(m, G, H)
+        Gp, Hp = G - dt * dG1, H - dt * dH1
+        dG2, dH2, du2, _ = rhs(m - 1, Gp, Hp)
+        G = G - 0.5 * dt * (dG1 + dG2)
+        H = H - 0.5 * dt * (dH1 + dH2)
+        u = u - 0.5 * dt * (du1 + du2)
+        Gs[m - 1], Hs[m - 1] = G.copy(), H.copy()
+    # the paper's form: δẋ = J δx - D(s - ∇L0), δx(t_min) = 0;
+    # C = δx_T·∇log π(x_T) + ∫ [δx·∇(∇·v) - D(∇·s - ΔL0)] dt, with D s = f - v
+    dx = np.zeros_like(x0)
+    integ = np.zeros(x0.shape[0])
+
+    def paper_terms(m, dx):
+        v, J, H2, div, gdiv, hdiv = data[m]
+        t = float(fine[m])
+        Dt = float(proc.diffusion(t))
+        f = proc.drift(X[m], t)
+        divf = _div_fd(lambda y, tt: proc.drift(y, tt), X[m], t, fd_step)
+        Ds = f - v
+        ddx = np.einsum("nij,nj->ni", J, dx) - (Ds - Dt * Gs[m])
+        lap = np.trace(Hs[m], axis1=1, axis2=2)
+        integrand = np.einsum("ni,ni->n", dx, gdiv) - (divf - div) + Dt * lap
+        return ddx, integrand
+
+    for m in range(M - 1):
+        dt = float(fine[m + 1] - fine[m])
+        d1, i1 = paper_terms(m, dx)
+        dxp = dx + dt * d1
+        d2, i2 = paper_terms(m + 1, dxp)
+        dx = dx + 0.5 * dt * (d1 + d2)
+        integ += 0.5 * dt * (i1 + i2)
+    C_paper = np.einsum("ni,ni->n", dx, G_T) + integ
+    return L0, u, C_paper
+
+
+def _div_fd(fn, x, t, eps):
+    d = x.shape[1]
+    div = np.zeros(x.shape[0])
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = eps
+        div += (np.asarray(fn(x + e, t))[:, i] - np.asarray(fn(x - e, t))[:, i]) / (2 * eps)
+    return div
+
+
+def log_likelihood_characteristics(problem: Problem, score: Score, prior, x, *,
+                                   fd_step: float = 1e-4, substeps: int = 1) -> np.ndarray:
+    r"""``log q_0(x, t_min) = log π(X_T) + ∫_{t_min}^T ∇·v(X_t, t) dt`` along the
+    probability-flow characteristics ``Ẋ = v = f - ½ g² s``, ``X_{t_min} = x`` (Heun on the
+    problem's grid refined ``substeps`` times; ``∇·v`` by central differences). Exact up
+    to the ODE and difference errors at any points, far tails included (local; not
+    collective)."""
+    x = points("x", x, problem.domain.dim)
+    return _characteristic_pass(problem, score, prior, x, fd_step=fd_step,
+                                substeps=positive_int("substeps", substeps),
+                                need_wkb=False)[0]
+
+
+def wkb_coefficient(problem: Problem, score: Score, prior, x, *, fd_step: float = 1e-3,
+                    substeps: int = 1, form: str = "transport", full: bool = False):
+    r"""The first WKB coefficient ``C(x)`` of Hirono et al.:
+    ``log q^𝔥_{t_min}(x) = log q^0_{t_min}(x) + 𝔥 C(x) + O(𝔥²)`` (𝔥 = h²).
+
+    Along the probability-flow characteristic ``ẋ = v = f - ½g²s`` from ``x`` at
+    ``t_min`` to ``T``, with ``L0 = log q^0`` and its gradient ``G`` and Hessian carried
+    backwards from the prior (``dG/dt = -(∇v)ᵀG - ∇(∇·v)``, ``dH/dt = -(∇v)ᵀH - H∇v -
+    Σ_k G_k ∇²v_k - ∇²(∇·v)``), two equivalent forms:
+
+    * ``form="paper"`` (PAPERS.md §A): ``C = δx_T·∇log π(x_T) + ∫ [(δx·∇)(∇·v) -
+      (g²/2)(∇·s - ΔL0)] dt`` with ``δẋ = (∇v)δx - (g²/2)(s - ∇L0)``, ``δx(t_min) = 0``;
+    * ``form="transport"`` (default): differentiating the log-density equation in 𝔥,
+      ``C = ∫ (g²/2) [ΔL0 - ∇·s + ∇L0·(∇L0 - s)] dt`` along the same characteristic —
+      the paper's form after integrating ``d(δx·∇L0)/dt`` by parts (no δx).
+
+    They agree to the ODE error (checked in ``tests/test_wkb.py``); both vanish for the
+    exact score (``s = ∇L0``). Derivatives of ``v`` up to third order are 5-point central
+    differences with step ``fd_step`` (a float64 score is needed).
+
+    Args:
+        x: points ``(N, d)``.
+        full: also return ``log q^0_{t_min}(x)`` and the other form, as a dict.
+
+    Returns:
+        ``C`` ``(N,)`` (or with ``full`` a dict ``{"C", "C_paper", "C_transport",
+        "log_q0"}``). Local, not collective.
+    """
+    x = points("x", x, problem.domain.dim)
+    choice("form", form, ("transport", "paper"))
+    L0, C_t, C_p = _characteristic_pass(problem, score, prior, x, fd_step=positive(
+        "fd_step", fd_step), substeps=positive_int("substeps", substeps), need_wkb=True)
+    C = C_t if form == "transport" else C_p
+    if full:
+        return {"C": C, "C_transport": C_t, "C_paper": C_p, "log_q0": L0}
+    return C
+
+
+def nll_slope(problem: Problem, score: Score, prior, data, *, degree: int | None = None,
+              **kwargs) -> float:
+    r"""``d NLL/d𝔥`` at 𝔥 = 0: ``-E_data C`` (:func:`wkb_coefficient`; mesh quadrature for
+    a density, the mean over all ranks' samples otherwise). Collective."""
+    def values_at(x):
+        return wkb_coefficient(problem, score, prior, x, **kwargs) if x.shape[0] else \
+            np.zeros(0)
+
+    mean, _ = _data_expectation(problem, data, values_at, degree=degree)
+    return -mean
+
+
+# -- Wasserstein distances ------------------------------------------------------------------
+def wasserstein2(x, y, *, squared: bool = False) -> float:
+    r"""The 2-Wasserstein distance between two empirical measures (uniform weights).
+
+    1D: the quantile formula ``W2² = ∫_0^1 |F_x^{-1}(u) - F_y^{-1}(u)|² du`` (exact for
+    empirical measures, any sizes); otherwise POT's exact EMD with the squared Euclidean
+    cost (``pip install pot``: an optional "bench" dependency).
+
+    Args:
+        squared: return ``W2²`` (the EMD cost, which Hirono et al. plotted as "W2") instead
+            of ``W2``.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    x = x[:, None] if x.ndim == 1 else x
+    y = y[:, None] if y.ndim == 1 else y
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or not x.size or not y.size:
+        raise BridgesolveInputError(
+            f"samples of shapes {x.shape} and {y.shape}: expected (n, d) and (m, d)")
+    if x.shape[1] == 1:
+        xs, ys = np.sort(x[:, 0]), np.sort(y[:, 0])
+        u = np.union1d(np.arange(1, xs.size + 1) / xs.size, np.arange(1, ys.size + 1) / ys.size)
+        du = np.diff(np.concatenate([[0.0], u]))
+        mid = u - 0.5 * du
+        qx = xs[np.minimum((mid * xs.size).astype(int), xs.size - 1)]
+        qy = ys[np.minimum((mid * ys.size).astype(int), ys.size - 1)]
+        w2 = float(du @ (qx - qy) ** 2)
+    else:
+        try:
+            import ot
+        except ImportError:
+            raise ImportError(
+                "wasserstein2 in d > 1 needs POT (Python Optimal Transport): "
+                "pip install pot (bridgesolve's 'bench' extra)") from None
+        M = ot.dist(x, y, metric="sqeuclidean")
+        a = np.full(x.shape[0], 1.0 / x.shape[0])
+        b = np.full(y.shape[0], 1.0 / y.shape[0])
+        w2 = float(ot.emd2(a, b, M, numItermax=10_000_000))
+    return w2 if squared else float(np.sqrt(max(w2, 0.0)))
+
+
+def wasserstein2_1d_densities(xs: np.ndarray, p: np.ndarray, q: np.ndarray, *,
+                              squared: bool = False, n_quantiles: int = 20001) -> float:
+    r"""``W2`` between two 1D densities tabulated on the sorted points ``xs`` (e.g. a
+    generated density and the data density on a fine grid), by the quantile formula
+    ``W2² = ∫_0^1 |F_p^{-1}(u) - F_q^{-1}(u)|² du`` with trapezoidal CDFs (normalized)."""
+    xs = np.asarray(xs, dtype=float)
+
+    def quantiles(f):
+        f = np.maximum(np.asarray(f, dtype=float), 0.0)
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(xs))])
+        cdf /= cdf[-1]
+        u = (np.arange(n_quantiles) + 0.5) / n_quantiles
+        keep = np.concatenate([[True], np.diff(cdf) > 0])
+        return np.interp(u, cdf[keep], xs[keep])
+
+    w2 = float(np.mean((quantiles(p) - quantiles(q)) ** 2))
+    return w2 if squared else float(np.sqrt(w2))
+
+
+# -- the 1D Gaussian model of Hirono et al. --------------------------------------------------
+def gaussian_model(*, beta: float, v0: float, eps: float, T: float, hbar: float,
+                   prior_var: float = 1.0, t: float = 0.0) -> dict:
+    r"""Closed form of the 1D Gaussian model: ``f = -βx/2``, ``g² = β``, data ``N(0, v₀)``,
+    score ``s = -(1+ε)x/v_t`` with ``v_t = 1 + (v₀ - 1)e^{-βt}``, prior ``N(0, w_T)``.
+
+    The sampler's law stays ``N(0, w_t)`` with
+    ``dw/dt = β[(1+𝔥)(1+ε)/v_t - 1] w - 𝔥β`` (backwards from ``w_T``), solved exactly with
+    ``U(t) = e^{βt} + v₀ - 1`` and ``c = (1+𝔥)(1+ε)``:
+
+    .. math::
+        w_t = U(t)^c e^{-βt}\Big[w_T U(T)^{-c} e^{βT}
+              + 𝔥\,\frac{U(T)^{1-c} - U(t)^{1-c}}{1 - c}\Big]
+
+    (``\log(U(T)/U(t))`` when ``c = 1``). Then ``NLL = ½ log(2π w_t) + v₀/(2 w_t)`` (data
+    against ``q_t``) and ``W2 = |√w_t - √v₀|``.
+
+    Returns:
+        ``{"var", "nll", "w2", "w2_squared", "entropy"}`` (entropy of the data, the NLL's
+        minimum).
+    """
+    beta, v0 = positive("beta", beta), positive("v0", v0)
+    T, hb, wT = positive("T", T), positive("hbar", hbar, allow_zero=True), positive(
+        "prior_var", prior_var)
+    c = (1.0 + hb) * (1.0 + float(eps))
+
+    def U(r):
+        return np.exp(beta * r) + v0 - 1.0
+
+    if abs(c - 1.0) > 1e-12:
+        integ = (U(T) ** (1.0 - c) - U(t) ** (1.0 - c)) / (1.0 - c)
+    else:
+        integ = np.log(U(T) / U(t))
+    w = float(U(t) ** c * np.exp(-beta * t) * (wT * U(T) ** (-c) * np.exp(beta * T)
+                                               + hb * integ))
+    nll_value = 0.5 * np.log(2 * np.pi * w) + v0 / (2 * w)
+    w2 = abs(np.sqrt(w) - np.sqrt(v0))
+    return {"var": w, "nll": float(nll_value), "w2": float(w2), "w2_squared": float(w2 * w2),
+            "entropy": float(0.5 * np.log(2 * np.pi * np.e * v0))}
