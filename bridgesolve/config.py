@@ -37,37 +37,29 @@ from typing import NoReturn
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._vocab import (
+    BOUNDARIES,
+    BRIDGE_MODES,
+    REFERENCES,
+    REFINEMENTS,
+    SCHEMES,
+    SPACINGS,
+)
 from bridgesolve.densities import GaussianMixture, ScaledMixture
+from bridgesolve.equations import EQUATIONS, Equation
 from bridgesolve.process import PROCESSES, Process
 from bridgesolve.timegrid import TimeGrid
 
-#: Equation -> the section holding its data (``initial`` at t = 0 or ``terminal`` at t = T).
-EQUATIONS = {
-    "fokker-planck": "initial",
-    "kolmogorov": "terminal",
-    "hjb": "terminal",
-    "hjb-forward": "initial",
-    "bridge": "initial",  # ρ0; ρ1 is in [final]
-}
 SECTIONS = ("problem", "domain", "process", "initial", "terminal", "killing", "time",
             "discretization", "output", "convergence", "final", "bridge")
 #: ``[bridge]`` keys and defaults (the keywords of ``solve_bridge``).
 BRIDGE_DEFAULTS = {"tol": 1e-8, "max_iter": 500, "mode": "auto", "acceleration": True}
-BRIDGE_MODES = ("auto", "linear", "log")
-#: ``[convergence]`` vocabulary (``bridgesolve convergence``; see bridgesolve.studies).
-REFINEMENTS = ("h", "p", "dt", "hdt")
-REFERENCES = ("auto", "exact", "finest")
 DOMAIN_KEYS = {
     "interval": ("lower", "upper", "cells"),
     "box": ("lower", "upper", "cells"),
     "disk": ("radius", "h", "center"),
     "gmsh": ("path",),
 }
-SPACINGS = ("clock", "uniform", "graded")
-# Same values as bridgesolve.problem's, repeated because that module imports DOLFINx and
-# validating a config must not need it.
-SCHEMES = ("crank-nicolson", "backward-euler")
-BOUNDARIES = ("reflecting", "absorbing")
 DEFAULT_CONFIG = "data/default.toml"
 
 _MISSING = object()
@@ -187,8 +179,13 @@ class Config:
     final: GaussianMixture | None = None
 
     @property
-    def data_section(self) -> str:
+    def record(self) -> Equation:
+        """The equation's :class:`~bridgesolve.equations.Equation` record."""
         return EQUATIONS[self.equation]
+
+    @property
+    def data_section(self) -> str:
+        return self.record.data_section
 
     @property
     def bridge_options(self) -> dict:
@@ -198,7 +195,18 @@ class Config:
     @property
     def forward(self) -> bool:
         """Whether the data sit at t = 0 (and errors are reported at t = T)."""
-        return self.data_section == "initial"
+        return self.record.forward
+
+    @property
+    def report_time(self) -> float:
+        """Where errors are reported (T forward, 0 backward, T/2 for bridges)."""
+        return self.record.report_time(self.T)
+
+    def exact(self, process: Process, killing=None):
+        """``t -> (points -> values)`` of the exact solution, or None (see
+        :meth:`bridgesolve.equations.Equation.exact`)."""
+        return self.record.exact(process, self.data, T=self.T, killing=killing,
+                                 final=self.final)
 
     @property
     def T(self) -> float:
@@ -496,7 +504,7 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
                               f"solves {equation!r}; set [problem] equation = 'bridge')")
     if equation == "bridge" and "final" not in raw:
         raise ConfigError("missing section [final] (ρ1 at t = T) for equation 'bridge'")
-    data_section = EQUATIONS[equation]
+    data_section = EQUATIONS[equation].data_section
     other = "terminal" if data_section == "initial" else "initial"
     if other in raw:
         raise ConfigError(f"[{other}] is not used by equation {equation!r}: give "
@@ -546,6 +554,8 @@ def load_config(path: str | os.PathLike | None = None, *,
         source, base_dir = "<embedded default>", Path.cwd()
     else:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {str(path)!r} is a folder: expected a TOML file")
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 
 from bridgesolve._dolfinx import MPI, dolfinx, fem, versions
-from bridgesolve._json import jsonable as _jsonable
-from bridgesolve._validate import BridgesolveInputError
-
-#: A folder holding this file counts as a results folder that ``overwrite=True`` may replace.
-SUMMARY = "summary.json"
+from bridgesolve._folders import SUMMARY, AtomicFolder
+from bridgesolve._json import jsonable as _jsonable  # noqa: F401  (kept: older imports)
 
 
-class ResultsFolder:
+class ResultsFolder(AtomicFolder):
     """A results folder that appears, complete, only when the run succeeds.
 
     Files go to a temporary sibling ``.<name>.tmp-<pid>``; :meth:`commit` renames it to the
@@ -24,7 +19,8 @@ class ResultsFolder:
     parent folders it created are removed, so nothing is left behind.
 
     Collective: every rank constructs it, enters and leaves the ``with`` block and calls
-    :meth:`commit`; rank 0 does the file-system work.
+    :meth:`commit`; rank 0 does the file-system work. (The MPI-optional, DOLFINx-free base
+    is :class:`bridgesolve._folders.AtomicFolder`.)
 
     Args:
         path: the final folder.
@@ -38,131 +34,21 @@ class ResultsFolder:
     """
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, comm=None):
-        self.comm = comm or MPI.COMM_WORLD
-        self.final = Path(path)
-        self.overwrite = overwrite
-        # One rank looks, all raise the same error: a file system that ranks see at slightly
-        # different times must not split them into failing and waiting ones.
-        problem = _refusal(self.final, overwrite) if self.comm.rank == 0 else None
-        problem = self.comm.bcast(problem, root=0)
-        if problem:
-            raise BridgesolveInputError(problem)
-        pid = self.comm.bcast(os.getpid(), root=0)
-        self.path = self.final.parent / f".{self.final.name}.tmp-{pid}"
-        self._created: list[Path] = []
-        self._committed = False
+        super().__init__(path, overwrite=overwrite, comm=comm or MPI.COMM_WORLD)
 
     def __enter__(self) -> ResultsFolder:
-        error = None
-        if self.comm.rank == 0:
-            # Innermost first: the order in which to remove them again on failure.
-            self._created = [p for p in (self.final.parent, *self.final.parent.parents)
-                             if not p.exists()]
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                shutil.rmtree(self.path, ignore_errors=True)
-                self.path.mkdir()
-            except OSError as exc:
-                self._discard()
-                error = f"output folder {str(self.final)!r} cannot be created: {exc}"
-        error = self.comm.bcast(error, root=0)
-        if error:
-            raise BridgesolveInputError(error)
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None and not self._committed:
-            self.comm.barrier()  # every rank has finished writing before rank 0 removes
-            if self.comm.rank == 0:
-                self._discard()
-        elif exc_type is not None:
-            # No barrier: an exception on some ranks only would leave the others waiting in
-            # a collective call. Whichever ranks fail remove the folder (idempotently).
-            self._discard()
-
-    def _discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-        for parent in self._created:
-            try:
-                parent.rmdir()  # only if still empty: other runs may have written there
-            except OSError:
-                break
-
-    def commit(self) -> Path:
-        """Move the finished folder into place (collective); returns the final path."""
-        self.comm.barrier()
-        error = None
-        if self.comm.rank == 0:
-            try:
-                _replace(self.path, self.final, overwrite=self.overwrite)
-            except (OSError, BridgesolveInputError) as exc:
-                error = str(exc)
-        error = self.comm.bcast(error, root=0)
-        if error:
-            raise BridgesolveInputError(error)
-        self._committed = True
-        return self.final
+        return super().__enter__()
 
     def finish(self, summary: dict, cfg) -> Path:
         """Write ``summary.json`` (with the MPI size, versions and the config used) and
         ``config.toml``, then move the folder into place (collective); returns its path."""
         from bridgesolve import __version__
 
-        self.write_json("summary.json", {
+        self.write_json(SUMMARY, {
             **summary, "mpi_size": self.comm.size,
             "versions": {"bridgesolve": __version__, **versions()}, "config": cfg.as_dict()})
         self.write_text("config.toml", cfg.text)
         return self.commit()
-
-    def write_json(self, name: str, data: dict) -> Path:
-        """``data`` as indented JSON (rank 0 writes; NaN and infinities become null)."""
-        path = self.path / name
-        if self.comm.rank == 0:
-            text = json.dumps(_jsonable(data), indent=2, allow_nan=False)
-            path.write_text(text + "\n", encoding="utf-8")
-        return path
-
-    def write_text(self, name: str, text: str) -> Path:
-        """A text file (rank 0 writes)."""
-        path = self.path / name
-        if self.comm.rank == 0:
-            path.write_text(text, encoding="utf-8")
-        return path
-
-
-def _refusal(final: Path, overwrite: bool) -> str | None:
-    """Why ``final`` may not become a results folder, or None."""
-    where = repr(str(final))
-    resolved = final.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
-        return (f"output folder {where} is the working directory or contains it: "
-                "choose a new sub-folder")
-    if not final.exists():
-        return None
-    if not final.is_dir():
-        return f"output folder {where} exists and is not a folder"
-    if not overwrite:
-        return f"output folder {where} exists: pass --overwrite to replace it"
-    if any(final.iterdir()) and not (final / SUMMARY).is_file():
-        return (f"output folder {where} is not a bridgesolve results folder (no {SUMMARY}): "
-                "refusing to replace it; remove it yourself or choose another")
-    return None
-
-
-def _replace(src: Path, dst: Path, *, overwrite: bool) -> None:
-    """Rename ``src`` to ``dst``; an old ``dst`` is moved aside first and removed after, so
-    ``dst`` is never missing a complete folder for longer than between two renames."""
-    if not dst.exists():
-        src.rename(dst)
-        return
-    if not overwrite:
-        raise BridgesolveInputError(f"output folder {str(dst)!r} appeared during the run: "
-                                    f"the results are left in {str(src)!r}")
-    old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-    dst.rename(old)
-    src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_time_series(field, folder: str | os.PathLike, name: str | None = None) -> Path:

@@ -1,10 +1,6 @@
-"""The ``bridgesolve reference`` and ``bridgesolve likelihood`` subcommands.
-
-``reference`` solves a Fokker–Planck (or bridge) config and writes its
-:class:`~bridgesolve.reference.ReferenceBundle`; ``likelihood`` tabulates and plots
-``KL(ρ0 ‖ q_h)``, ``‖q_h - ρ0‖_L1`` and the NLL of data samples against ``h`` for a score
-(the exact one of the config's mixture, a scaled/perturbed one, or a bundle's).
-"""
+"""``bridgesolve likelihood``: tabulate and plot ``KL(ρ0 ‖ q_h)``, ``‖q_h - ρ0‖_L1`` and the
+NLL of data samples against ``h`` for a score (the exact one of the config's mixture, a
+scaled/perturbed one, or a bundle's)."""
 
 from __future__ import annotations
 
@@ -16,23 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
-
-REFERENCE_HELP = """\
-The config is a `bridgesolve run` config with equation = "fokker-planck" (the default) or
-"bridge" (with [final] and [bridge]; see `bridgesolve bridge --help`).
-
-bundle (.npz, schema bridgesolve.reference/1; read it with NumPy only, e.g.
-`bridgesolve.reference.ReferenceBundle.load(path)` or `np.load(path)`):
-  points (N,d), weights (N,)     quadrature of the mesh (all ranks gathered)
-  times (nt+1,)                  the time grid
-  density, log_density (nt+1,N)  p and log p at the points
-  score (nt+1,N,d)               grad log p
-  log_phi, log_phi_hat, grad_log_phi, grad_log_phi_hat   bridges only
-  metadata                       JSON: kind, process, data, domain, discretization, versions
-
-exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
-examples: bridgesolve reference examples/default.toml -o ref.npz
-          mpiexec -n 4 bridgesolve reference my.toml -o ref.npz --overwrite"""
+from bridgesolve.cli._common import RAW, sayer, world
 
 LIKELIHOOD_HELP = """\
 For each h the exact density q_h of the sampler dX = [f - (1+h²)/2 g² s] dt + h g dW̄
@@ -47,34 +27,19 @@ prior: --prior gaussian (N(center, var(T)), what samplers use) or exact (p_T of 
 
 results folder: likelihood.json (rows, the score-matching bound, settings), likelihood.csv,
 likelihood.png (KL and NLL against h).
-examples: bridgesolve likelihood examples/ou_1d.toml --scale 0.8 -o out/lik
+examples: bridgesolve likelihood examples/default.toml --scale 0.8 -o out/lik
           bridgesolve likelihood cfg.toml --bundle ref.npz --h 0 0.5 1"""
 
 
-def add_parsers(sub) -> None:
-    """Register ``reference`` and ``likelihood`` on the argparse sub-parsers ``sub``."""
-    ref = sub.add_parser(
-        "reference", help="solve a config and write its reference bundle (.npz)",
-        description="Solve the Fokker-Planck equation (or Schrödinger bridge) of CONFIG and "
-                    "write a reference bundle: quadrature points and weights of the mesh, "
-                    "the time grid, and density, log-density and score at every level, in "
-                    "one framework-free .npz (loading it needs only NumPy). Runs under "
-                    "`mpiexec -n N`; rank 0 writes the gathered bundle.",
-        epilog=REFERENCE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ref.add_argument("config", type=Path, help="TOML config file")
-    ref.add_argument("-o", "--output", type=Path, metavar="FILE.npz",
-                     help="bundle path (default: <[output] directory>/reference.npz)")
-    ref.add_argument("--degree", type=int, metavar="Q",
-                     help="quadrature degree of the points (default 2k+2 for P_k)")
-    ref.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    ref.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
+def add_parser(sub) -> None:
+    """Register ``likelihood`` on the argparse sub-parsers ``sub``."""
     lik = sub.add_parser(
         "likelihood", help="KL(ρ0‖q_h) and NLL against h for a score (table and plot)",
         description="Compute the exact generated density q_h of the interpolating sampler "
                     "for several h, and tabulate and plot KL(ρ0‖q_h), the L1 error and the "
                     "negative log-likelihood of data samples against h.",
-        epilog=LIKELIHOOD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=LIKELIHOOD_HELP, formatter_class=RAW)
     lik.add_argument("config", type=Path, help="TOML config file (fokker-planck, mixture ρ0)")
     lik.add_argument("-o", "--output", type=Path, metavar="DIR",
                      help="results folder (default: <[output] directory>-likelihood)")
@@ -95,66 +60,12 @@ def add_parsers(sub) -> None:
     lik.add_argument("--overwrite", action="store_true",
                      help="replace an existing results folder")
     lik.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    lik.set_defaults(handler=command)
 
 
-def _say(comm, quiet):
-    return print if comm.rank == 0 and not quiet else (lambda *a, **k: None)
-
-
-def reference_command(args: argparse.Namespace) -> int:
-    """``bridgesolve reference CONFIG -o FILE.npz``."""
-    from bridgesolve._dolfinx import MPI
-    from bridgesolve.config import ConfigError, load_config
-    from bridgesolve.reference import save_reference
-
-    comm = MPI.COMM_WORLD
-    say = _say(comm, args.quiet)
-    t_start = time.perf_counter()
-    cfg = load_config(args.config)
-    if cfg.equation not in ("fokker-planck", "bridge"):
-        raise ConfigError(f"[problem] equation = {cfg.equation!r}: reference bundles are made "
-                          "from 'fokker-planck' or 'bridge' configs")
-    out = Path(args.output) if args.output else cfg.output_dir / "reference.npz"
-    if out.suffix != ".npz":
-        raise BridgesolveInputError(f"output {str(out)!r}: expected a .npz file")
-    exists = comm.bcast(out.exists() if comm.rank == 0 else None, root=0)
-    if exists and not args.overwrite:
-        raise BridgesolveInputError(f"output {str(out)!r} exists: pass --overwrite to replace it")
-    if exists and comm.bcast(out.is_dir() if comm.rank == 0 else None, root=0):
-        raise BridgesolveInputError(f"output {str(out)!r} is a folder: expected a .npz file")
-    if args.degree is not None and args.degree < 1:
-        raise BridgesolveInputError(f"--degree {args.degree}: expected a positive integer")
-    problem, data, killing = cfg.build(comm)
-    say(f"bridgesolve: reference ({cfg.equation}, {cfg.source}): {problem.ndofs} dofs, "
-        f"{problem.grid.steps} steps, P{problem.degree}")
-    info = {"config_source": cfg.source, "config": cfg.as_dict()}
-    if cfg.equation == "bridge":
-        from bridgesolve.bridge import solve_bridge
-
-        source = solve_bridge(problem, data, cfg.final, killing=killing,
-                              progress=not args.quiet, **cfg.bridge_options)
-    else:
-        import bridgesolve as bs
-
-        source = bs.solve_fokker_planck(problem, data, killing=killing,
-                                        progress=not args.quiet)
-    bundle = save_reference(source, out, problem=problem, data=data, degree=args.degree,
-                            info=info)
-    if bundle is not None:
-        size = out.stat().st_size / 2**20
-        say(f"  bundle      {out} ({size:.1f} MiB, schema {bundle.metadata['schema']})")
-        say(f"  points      {bundle.points.shape[0]} in {bundle.dim}D (quadrature degree "
-            f"{bundle.metadata['discretization']['quadrature_degree']}), "
-            f"{bundle.times.size} time levels")
-        mass = bundle.integrate(bundle.density)
-        say(f"  mass        {mass[0]:.8f} at t = 0, {mass[-1]:.8f} at t = {bundle.T:g}")
-        say(f"  wall time   {time.perf_counter() - t_start:.2f} s")
-    return 0
-
-
-def likelihood_command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     """``bridgesolve likelihood CONFIG``: the table and plot of KL/NLL against h."""
-    from bridgesolve._dolfinx import MPI, versions
+    from bridgesolve._dolfinx import versions
     from bridgesolve.config import ConfigError, load_config
     from bridgesolve.densities import GaussianMixture
     from bridgesolve.io import ResultsFolder
@@ -162,8 +73,8 @@ def likelihood_command(args: argparse.Namespace) -> int:
     from bridgesolve.sampling import check_h, default_prior
     from bridgesolve.score import mixture_score
 
-    comm = MPI.COMM_WORLD
-    say = _say(comm, args.quiet)
+    comm = world()
+    say = sayer(comm.rank, args.quiet)
     t_start = time.perf_counter()
     cfg = load_config(args.config)
     if cfg.equation != "fokker-planck" or not isinstance(cfg.data, GaussianMixture):

@@ -1,16 +1,19 @@
-"""``bridgesolve train`` and ``bridgesolve validate`` (torch is imported only when they run)."""
+"""``bridgesolve train`` and ``bridgesolve validate``.
+
+``bridgesolve.learn`` (and with it torch) is imported only when they run: the parser and
+the other subcommands never load it.
+"""
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from bridgesolve import __version__
+from bridgesolve._folders import AtomicFolder
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve.cli._common import RAW, mpi_size_from_environment, rank
 
 TRAIN_HELP = """\
 config sections (TOML; every key is checked, unknown keys are errors):
@@ -47,9 +50,9 @@ exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
 example: bridgesolve validate --score results/train_mixture2d --reference ref.npz"""
 
 
-def add_subcommands(sub) -> None:
+def add_parsers(sub) -> None:
     """Add ``train`` and ``validate`` to the ``bridgesolve`` subparsers."""
-    fmt = argparse.RawDescriptionHelpFormatter
+    fmt = RAW
     tr = sub.add_parser("train", help="train a score network (PyTorch; GPU when available)",
                         description="Train a time-conditioned score network by denoising "
                                     "score matching on the data and forward process of CONFIG.",
@@ -64,6 +67,7 @@ def add_subcommands(sub) -> None:
     tr.add_argument("--device", metavar="DEV", help="override [train] device (cpu, cuda, ...)")
     tr.add_argument("--steps", type=int, metavar="N", help="override [train] steps")
     tr.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    tr.set_defaults(handler=train_command)
 
     va = sub.add_parser("validate", help="measure a learned score against a reference bundle",
                         description="Validate a score (checkpoint) against a reference bundle "
@@ -91,30 +95,15 @@ def add_subcommands(sub) -> None:
     va.add_argument("--plot-times", type=float, nargs="+", metavar="T",
                     help="times of the spatial figures")
     va.add_argument("--quiet", action="store_true", help="no table on stdout")
-
-
-def _mpi_size_from_environment() -> int:
-    """The launcher's process count (MPICH/Hydra, Open MPI), without initializing MPI."""
-    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
-        value = os.environ.get(key, "")
-        if value.isdigit():
-            return int(value)
-    return 1
-
-
-def _comm_rank() -> int:
-    try:
-        from bridgesolve._dolfinx import MPI
-    except ImportError:
-        return 0
-    return MPI.COMM_WORLD.rank
+    va.set_defaults(handler=validate_command)
 
 
 def train_command(args) -> int:
+    """``bridgesolve train CONFIG``."""
     from bridgesolve.learn.config import load_train_config
     from bridgesolve.learn.trainer import train
 
-    if _mpi_size_from_environment() > 1:
+    if mpi_size_from_environment() > 1:
         raise BridgesolveInputError("bridgesolve train runs in one process (on the GPU, or on "
                                     "CPU threads): run it without mpiexec")
 
@@ -146,46 +135,17 @@ def train_command(args) -> int:
     return 0
 
 
-class _PlainFolder:
-    """The atomic results folder without MPI (hosts without DOLFINx): written to a
-    temporary sibling, renamed into place on success, removed on failure."""
-
-    def __init__(self, path: Path, *, overwrite: bool):
-        self.final = Path(path)
-        if self.final.exists() and not overwrite:
-            raise BridgesolveInputError(f"output folder {str(self.final)!r} exists: pass "
-                                        "--overwrite to replace it")
-        self.path = self.final.parent / f".{self.final.name}.tmp-{id(self)}"
-        self._done = False
-
-    def __enter__(self):
-        self.path.mkdir(parents=True)
-        return self
-
-    def __exit__(self, *exc):
-        if not self._done:
-            shutil.rmtree(self.path, ignore_errors=True)
-
-    def write_text(self, name, text):
-        (self.path / name).write_text(text, encoding="utf-8")
-
-    def commit(self):
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        self.path.rename(self.final)
-        self._done = True
-        return self.final
-
-
-def _results_folder(path: Path, overwrite: bool):
+def _world_or_none():
+    """``MPI.COMM_WORLD`` where DOLFINx is installed, else None (a torch-only host)."""
     try:
-        from bridgesolve.io import ResultsFolder
+        from bridgesolve._dolfinx import MPI
     except ImportError:
-        return _PlainFolder(path, overwrite=overwrite)
-    return ResultsFolder(path, overwrite=overwrite)
+        return None
+    return MPI.COMM_WORLD
 
 
 def validate_command(args) -> int:
+    """``bridgesolve validate --score CKPT --reference NPZ``."""
     from bridgesolve.learn.validation import load_bundle, validate
 
     t0 = time.perf_counter()
@@ -202,14 +162,14 @@ def validate_command(args) -> int:
         problem = load_config(args.config).build()[0]
     stem = score.parent.name if score.is_file() else score.name
     output = args.output or Path("results") / f"validate-{stem or 'score'}"
-    folder = _results_folder(output, args.overwrite)
+    folder = AtomicFolder(output, overwrite=args.overwrite, comm=_world_or_none())
     with folder:
         # Under mpiexec every rank computes the same report (the q_h solves are collective);
         # rank 0 writes the figures.
         report = validate(score, bundle, hs=args.hs, weighting=args.weighting,
                           n_mc=args.n_mc, seed=args.seed, problem=problem, device=args.device,
                           plot_times=args.plot_times,
-                          figures=folder.path if _comm_rank() == 0 else None)
+                          figures=folder.path if rank() == 0 else None)
         report.data["timings"] = {"total_s": time.perf_counter() - t0}
         report.data["bridgesolve"] = __version__
         report.data["reference"] = str(args.reference)
@@ -217,7 +177,7 @@ def validate_command(args) -> int:
         folder.write_text("summary.json", report.to_json() + "\n")
         folder.write_text("report.txt", report.table() + "\n")
         final = folder.commit()
-    if not args.quiet and _comm_rank() == 0:
+    if not args.quiet and rank() == 0:
         print(report.table())
         print(f"\nreport: {final}/ (summary.json, report.txt, figures)")
     return 0

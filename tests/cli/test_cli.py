@@ -12,7 +12,7 @@ import pytest
 
 from bridgesolve.cli import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # A 1D two-component mixture under OU: P1 on 40 cells, 20 Crank–Nicolson steps (< 1 s).
 SMALL = """\

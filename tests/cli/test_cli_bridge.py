@@ -11,7 +11,7 @@ import pytest
 from bridgesolve.cli import main
 from bridgesolve.config import load_config
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # Gaussian to Gaussian in 1D under dX = dW: the bridge marginals are closed-form
 # (bridgesolve.gaussian_bridge). P1 on 60 cells, 30 Crank–Nicolson steps (~1 s).

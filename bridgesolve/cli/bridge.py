@@ -11,12 +11,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from bridgesolve import __version__
+from bridgesolve.cli._common import (
+    RAW,
+    add_output_options,
+    captured_warnings,
+    sayer,
+    warn_line,
+    world,
+)
+from bridgesolve.cli.run import plot_times
 
 BRIDGE_HELP = """\
 a bridge config has the sections of `bridgesolve run` (see `bridgesolve run --help`), with
@@ -53,20 +61,13 @@ def add_parser(sub) -> None:
         description="Solve the Schrödinger system between ρ0 ([initial]) and ρ1 ([final]) "
                     "under the reference process of CONFIG by Sinkhorn–Fortet iterations and "
                     "write a results folder. Runs under `mpiexec -n N` too.",
-        epilog=BRIDGE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=BRIDGE_HELP, formatter_class=RAW)
     ap.add_argument("config", type=Path, help="TOML config file")
-    ap.add_argument("-o", "--output", type=Path, metavar="DIR",
-                    help="results folder (default: [output] directory of the config)")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="replace an existing results folder (only once the run succeeds)")
-    ap.add_argument("--quiet", action="store_true",
-                    help="no progress bar and no summary on stdout (warnings and errors "
-                         "still go to stderr)")
-    ap.add_argument("--no-vtx", action="store_true",
-                    help="skip the ParaView time series (figures and summary only)")
+    add_output_options(ap)
+    ap.set_defaults(handler=command)
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     """``bridgesolve bridge CONFIG``."""
     from bridgesolve.config import ConfigError, load_config
 
@@ -75,23 +76,6 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ConfigError(f"[problem] equation = {cfg.equation!r}: `bridgesolve bridge` "
                           "solves equation = 'bridge'; use `bridgesolve run` for this config")
     return run_bridge(args, cfg)
-
-
-def exact_marginals(cfg, process, killing):
-    """``t -> GaussianMixture`` of the exact bridge marginals, or None.
-
-    Closed form (:func:`bridgesolve.densities.gaussian_bridge`) between single Gaussians under
-    a Brownian reference without killing.
-    """
-    from bridgesolve.densities import gaussian_bridge
-    from bridgesolve.process import Brownian
-
-    rho0, rho1 = cfg.data, cfg.final
-    if (killing is not None or not isinstance(process, Brownian) or rho0.n_components != 1
-            or rho1.n_components != 1):
-        return None
-    return gaussian_bridge(rho0.means[0], rho0.covs[0], rho1.means[0], rho1.covs[0],
-                           process.sigma, cfg.T)
 
 
 def _check_finite(bridge, comm) -> None:
@@ -134,6 +118,80 @@ def _figures(bridge, rho, folder: Path, times, *, exact, tol: float, comm) -> No
                       "system)")
 
 
+def _l1(value) -> str:
+    """An L1 error for a summary line; never ``nan``."""
+    return f"{value:.2e}" if value is not None and np.isfinite(value) else "not finite"
+
+
+def _convergence_note(bridge) -> str:
+    """Why the iteration stopped short, with the last finite marginal errors."""
+    finite = [h for h in bridge.history
+              if np.isfinite(h.get("err0_L1", np.nan)) and np.isfinite(h.get("errT_L1", np.nan))]
+    where = (f"last finite L1 marginal errors {finite[-1]['err0_L1']:.3g} at t = 0 and "
+             f"{finite[-1]['errT_L1']:.3g} at t = T (iteration {finite[-1]['iteration']})"
+             if finite else "the marginal errors were never finite")
+    return (f"Schrödinger bridge: not converged after {bridge.iterations} iterations; "
+            f"{where}: raise [bridge] max_iter, loosen tol, or use mode = 'log'")
+
+
+def _solve(problem, rho0, rho1, killing, options, *, quiet: bool, comm):
+    """The bridge and its warnings (CLI wording: no ``nan`` in the non-convergence note)."""
+    from bridgesolve.bridge import solve_bridge
+
+    with captured_warnings() as caught:
+        bridge = solve_bridge(problem, rho0, rho1, killing=killing, progress=not quiet,
+                              **options)
+    _check_finite(bridge, comm)
+    messages = [m for m in caught if "not converged" not in m]
+    if not bridge.converged:
+        messages.insert(0, f"RuntimeWarning: {_convergence_note(bridge)}")
+    cost = bridge.cost() if killing is None else None
+    if cost is not None and cost["relative_gap"] > COST_GAP_WARNING:
+        # Converged to tol, yet the two exact identities of the continuous system
+        # disagree: the discrete potentials are not resolved (steep φ on a coarse mesh).
+        messages.append(
+            f"the two KL cost formulas differ by {100 * cost['relative_gap']:.0f} % "
+            f"(kinetic {cost['kinetic']:.4g}, boundary {cost['boundary']:.4g}): the "
+            "mesh or time grid is too coarse for these potentials; refine them, or use "
+            "mode = 'log' (accurate for steep potentials)")
+    for message in messages:
+        warn_line(message, comm.rank)
+    return bridge, cost, messages
+
+
+def _summary(cfg, problem, bridge, cost, errors, messages, exact, times_record) -> dict:
+    last = bridge.history[-1]
+    mass = np.asarray(bridge.info["mass"])
+    return {
+        "bridgesolve": __version__,
+        "equation": "bridge",
+        "config_source": cfg.source,
+        "problem": problem.describe(),
+        "rho0": cfg.data.describe() if hasattr(cfg.data, "describe") else cfg.raw["initial"],
+        "rho1": cfg.final.describe() if hasattr(cfg.final, "describe") else cfg.raw["final"],
+        "options": cfg.bridge_options,
+        "converged": bridge.converged,
+        "iterations": bridge.iterations,
+        "mode": bridge.mode,
+        "events": [{"iteration": h["iteration"], "event": h["event"]}
+                   for h in bridge.history if h.get("event")],
+        "final_errors": {**bridge.info["final_errors"],
+                         "err0_Linf": last["err0_Linf"], "errT_Linf": last["errT_Linf"]},
+        "cost": None if cost is None else {
+            "kinetic": cost["kinetic"], "boundary": cost["boundary"],
+            "relative_gap": cost["relative_gap"],
+            "formulas": {"kinetic": "½ ∫∫ g² ρ_t |∇log φ|² dx dt",
+                         "boundary": "∫ρ1 log φ_T - ∫ρ0 log φ_0"}},
+        "mass_phi_phi_hat": {"t0": mass[0], "T": mass[-1],
+                             "max_relative_drift": bridge.info.get("mass_drift")},
+        "exact_marginals": exact is not None,
+        "errors": errors,
+        "plot_times": times_record,
+        "history": bridge.history,
+        "warnings": messages,
+    }
+
+
 def run_bridge(args: argparse.Namespace, cfg) -> int:
     """Solve the bridge of a validated config; write the results folder; print a summary.
 
@@ -146,16 +204,15 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
         0 on success, 1 when the iteration fails (:class:`~bridgesolve.bridge.BridgeError`;
         nothing is written).
     """
-    from bridgesolve._dolfinx import MPI
-    from bridgesolve.bridge import BridgeError, solve_bridge
+    from bridgesolve.bridge import BridgeError
+    from bridgesolve.equations import exact_bridge_marginals
     from bridgesolve.io import ResultsFolder, write_time_series
 
-    comm = MPI.COMM_WORLD
-    say = print if comm.rank == 0 and not args.quiet else (lambda *a, **k: None)
+    comm = world()
+    say = sayer(comm.rank, args.quiet)
     t_start = time.perf_counter()
     folder = ResultsFolder(args.output or cfg.output_dir, overwrite=args.overwrite, comm=comm)
     problem, rho0, killing = cfg.build(comm)
-    rho1 = cfg.final
     options = cfg.bridge_options
     grid = problem.grid
     say(f"bridgesolve: bridge ({cfg.source}): {problem.ndofs} dofs, {grid.steps} steps, "
@@ -163,75 +220,31 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
 
     with folder:
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                bridge = solve_bridge(problem, rho0, rho1, killing=killing,
-                                      progress=not args.quiet, **options)
-            _check_finite(bridge, comm)
+            bridge, cost, messages = _solve(problem, rho0, cfg.final, killing, options,
+                                            quiet=args.quiet, comm=comm)
         except BridgeError as exc:
             if comm.rank == 0:
                 print(f"bridgesolve: error: {exc}", file=sys.stderr)
             return 1  # leaving the block uncommitted discards the folder
-        messages = [f"{w.category.__name__}: {w.message}" for w in caught]
-        cost = bridge.cost() if killing is None else None
-        if cost is not None and cost["relative_gap"] > COST_GAP_WARNING:
-            # Converged to tol, yet the two exact identities of the continuous system
-            # disagree: the discrete potentials are not resolved (steep φ on a coarse mesh).
-            messages.append(
-                f"the two KL cost formulas differ by {100 * cost['relative_gap']:.0f} % "
-                f"(kinetic {cost['kinetic']:.4g}, boundary {cost['boundary']:.4g}): the "
-                "mesh or time grid is too coarse for these potentials; refine them, or use "
-                "mode = 'log' (accurate for steep potentials)")
-        if comm.rank == 0:
-            for message in messages:
-                print(f"bridgesolve: warning: {message}", file=sys.stderr)
         t_output = time.perf_counter()
-        plot_times = sorted({float(grid.times[np.argmin(np.abs(grid.times - t))])
-                             for t in cfg.plot_times})
-        exact = exact_marginals(cfg, problem.process, killing)
+        times, times_record = plot_times(cfg, grid, comm.rank)
+        exact = exact_bridge_marginals(problem.process, rho0, cfg.final, T=cfg.T,
+                                       killing=killing)
         rho = bridge.rho
         errors = ([{"t": t, "L2": rho.error(exact(t), t), "L1": rho.error(exact(t), t, norm="L1"),
-                    "Linf": rho.error(exact(t), t, norm="Linf")} for t in plot_times]
+                    "Linf": rho.error(exact(t), t, norm="Linf")} for t in times]
                   if exact is not None else [])
         if cfg.vtx and not args.no_vtx:
             for field in (rho, bridge.log_phi, bridge.log_phi_hat):
                 write_time_series(field, folder.path)
-        _figures(bridge, rho, folder.path, plot_times, exact=exact, tol=options["tol"],
+        _figures(bridge, rho, folder.path, times, exact=exact, tol=options["tol"],
                  comm=comm)
-        last = bridge.history[-1]
-        mass = np.asarray(bridge.info["mass"])
-        summary = {
-            "bridgesolve": __version__,
-            "equation": "bridge",
-            "config_source": cfg.source,
-            "problem": problem.describe(),
-            "rho0": rho0.describe() if hasattr(rho0, "describe") else cfg.raw["initial"],
-            "rho1": rho1.describe() if hasattr(rho1, "describe") else cfg.raw["final"],
-            "options": options,
-            "converged": bridge.converged,
-            "iterations": bridge.iterations,
-            "mode": bridge.mode,
-            "events": [{"iteration": h["iteration"], "event": h["event"]}
-                       for h in bridge.history if h.get("event")],
-            "final_errors": {**bridge.info["final_errors"],
-                             "err0_Linf": last["err0_Linf"], "errT_Linf": last["errT_Linf"]},
-            "cost": None if cost is None else {
-                "kinetic": cost["kinetic"], "boundary": cost["boundary"],
-                "relative_gap": cost["relative_gap"],
-                "formulas": {"kinetic": "½ ∫∫ g² ρ_t |∇log φ|² dx dt",
-                             "boundary": "∫ρ1 log φ_T - ∫ρ0 log φ_0"}},
-            "mass_phi_phi_hat": {"t0": mass[0], "T": mass[-1],
-                                 "max_relative_drift": bridge.info.get("mass_drift")},
-            "exact_marginals": exact is not None,
-            "errors": errors,
-            "history": bridge.history,
-            "warnings": messages,
-            "timings": {
-                "setup_s": bridge.info["timings"].get("setup_s"),
-                "solve_s": bridge.info["timings"]["total_s"],
-                "output_s": time.perf_counter() - t_output,
-                "total_s": time.perf_counter() - t_start,
-            },
+        summary = _summary(cfg, problem, bridge, cost, errors, messages, exact, times_record)
+        summary["timings"] = {
+            "setup_s": bridge.info["timings"].get("setup_s"),
+            "solve_s": bridge.info["timings"]["total_s"],
+            "output_s": time.perf_counter() - t_output,
+            "total_s": time.perf_counter() - t_start,
         }
         final = folder.finish(summary, cfg)
 
@@ -240,7 +253,7 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
     say(f"  mesh        {problem.domain!r}, {problem.ndofs} dofs (P{problem.degree})")
     say(f"  iterations  {bridge.iterations} ({bridge.mode} mode, "
         f"{'converged' if bridge.converged else 'NOT converged'}; tol {options['tol']:g})")
-    say(f"  marginals   L1 error {fe['err0_L1']:.2e} at t = 0, {fe['errT_L1']:.2e} at t = T")
+    say(f"  marginals   L1 error {_l1(fe['err0_L1'])} at t = 0, {_l1(fe['errT_L1'])} at t = T")
     if cost is not None:
         say(f"  KL cost     {cost['kinetic']:.6g} (kinetic) vs {cost['boundary']:.6g} "
             f"(boundary), relative gap {cost['relative_gap']:.1e}")
@@ -252,4 +265,4 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
     return 0
 
 
-__all__ = ["add_parser", "exact_marginals", "run_bridge", "run_cli"]
+__all__ = ["add_parser", "command", "run_bridge"]

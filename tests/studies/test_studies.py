@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bridgesolve import studies
+from bridgesolve.studies import study as study_loop  # the loop that calls _solve
 from bridgesolve._dolfinx import MPI
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.config import validate
@@ -135,13 +136,13 @@ def test_no_closed_form_falls_back_to_finest_level():
 
 def _counting_solves(monkeypatch) -> list:
     calls = []
-    original = studies._solve
+    original = study_loop._solve
 
     def counted(lcfg, problem, *args):
         calls.append(problem.ndofs)
         return original(lcfg, problem, *args)
 
-    monkeypatch.setattr(studies, "_solve", counted)
+    monkeypatch.setattr(study_loop, "_solve", counted)
     return calls
 
 

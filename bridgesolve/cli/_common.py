@@ -1,0 +1,119 @@
+"""What the subcommands share: rank-0 printing, output options, the MPI size, warnings.
+
+Nothing here imports DOLFINx at module level: ``train`` and ``validate`` run on hosts that
+have only PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+#: The formatter of every subcommand: epilogs are preformatted reference text.
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def world():
+    """``MPI.COMM_WORLD`` (imports DOLFINx's MPI)."""
+    from bridgesolve._dolfinx import MPI
+
+    return MPI.COMM_WORLD
+
+
+def rank() -> int:
+    """This process's rank; 0 on a host without MPI (a torch-only host)."""
+    try:
+        from bridgesolve._dolfinx import MPI
+    except ImportError:
+        return 0
+    return MPI.COMM_WORLD.rank
+
+
+def mpi_size_from_environment() -> int:
+    """The launcher's process count (MPICH/Hydra, Open MPI), without initializing MPI."""
+    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        value = os.environ.get(key, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def abort_other_ranks() -> None:
+    """Under MPI a failure may hit some ranks only, leaving the others blocked in a
+    collective call forever: abort the whole job instead (exit code 1)."""
+    try:
+        from bridgesolve._dolfinx import MPI
+    except ImportError:
+        return
+    if MPI.COMM_WORLD.size > 1:
+        MPI.COMM_WORLD.Abort(1)
+
+
+def sayer(comm_rank: int, quiet: bool) -> Callable[..., None]:
+    """``print`` on rank 0 unless ``quiet``; a no-op elsewhere."""
+    return print if comm_rank == 0 and not quiet else (lambda *a, **k: None)
+
+
+def warn_line(message: str, comm_rank: int = 0) -> None:
+    """One ``bridgesolve: warning: ...`` line on stderr (rank 0)."""
+    if comm_rank == 0:
+        print(f"bridgesolve: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def captured_warnings() -> Iterator[list[str]]:
+    """Collect the warnings of a block as ``"Category: message"`` strings (each once)
+    instead of letting them print through a progress bar; the caller shows and records
+    them."""
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield messages
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if text not in messages:
+            messages.append(text)
+
+
+def add_output_options(ap: argparse.ArgumentParser, *, vtx: bool = True) -> None:
+    """``-o/--output DIR``, ``--overwrite``, ``--quiet`` (and ``--no-vtx``) of the commands
+    that write a results folder from a config."""
+    ap.add_argument("-o", "--output", type=Path, metavar="DIR",
+                    help="results folder (default: [output] directory of the config)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace an existing results folder (only once the run succeeds)")
+    ap.add_argument("--quiet", action="store_true",
+                    help="no progress bar and no summary on stdout (warnings and errors "
+                         "still go to stderr)")
+    if vtx:
+        ap.add_argument("--no-vtx", action="store_true",
+                        help="skip the ParaView time series (figures and summary only)")
+
+
+def grid_times(grid_times_: np.ndarray, times: Sequence[float]) -> tuple[list[float], str | None]:
+    """Each requested time moved to the nearest grid level (fields are known at levels).
+
+    Returns:
+        ``(times, note)``: the sorted distinct level times and, when any moved, a warning
+        naming the requested and the used times (None otherwise).
+    """
+    levels = np.asarray(grid_times_, dtype=float)
+    pairs = [(float(t), float(levels[np.argmin(np.abs(levels - t))])) for t in times]
+    moved = [(t, u) for t, u in pairs if abs(t - u) > 1e-12 * max(1.0, abs(t))]
+    note = None
+    if moved:
+        note = ("plot times moved to the nearest time-grid level: "
+                + ", ".join(f"{t:g} -> {u:.6g}" for t, u in moved)
+                + " (choose grid times, or more steps, to plot exactly there)")
+    return sorted({u for _, u in pairs}), note
+
+
+__all__ = ["RAW", "abort_other_ranks", "add_output_options", "captured_warnings",
+           "grid_times", "mpi_size_from_environment", "rank", "sayer", "warn_line", "world"]

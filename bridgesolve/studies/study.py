@@ -1,0 +1,245 @@
+"""The study loop: :func:`convergence_study` solves and measures each level of a ladder."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._vocab import REFERENCES, REFINEMENTS
+from bridgesolve.studies.checkpoints import Checkpoints
+from bridgesolve.studies.ladders import build_level, level_config, signature
+from bridgesolve.studies.measurement import Solution, at_time, exact_targets, measure_all
+from bridgesolve.studies.quantities import Quantity, kl_name, quantities_of
+from bridgesolve.studies.results import ConvergenceStudy
+
+
+def _solve(lcfg, problem, data, killing, progress: bool):
+    """Run the equation's solver; returns ``(Solution at the report time, warnings)``."""
+    import bridgesolve as bs
+
+    t = lcfg.report_time
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if lcfg.equation == "bridge":
+            bridge = bs.solve_bridge(problem, data, lcfg.final, killing=killing,
+                                     progress=progress, **lcfg.bridge_options)
+            scalars = {}
+            if killing is None:
+                cost = bridge.cost()
+                scalars = {"cost_kinetic": cost["kinetic"], "cost_boundary": cost["boundary"]}
+            rho = at_time(bridge.rho, t)
+            sol = Solution(problem, rho, "linear", at_time(bridge.log_rho, t), "log",
+                            scalars)
+        else:
+            eq = lcfg.record
+            u = getattr(bs, eq.solver)(problem, data, killing=killing, progress=progress,
+                                       name=eq.field)
+            u_t = at_time(u, t)
+            sol = Solution(problem, u_t, u.representation, u_t, u.representation,
+                            _generated_kl(lcfg, problem, data, u, progress))
+    return sol, sorted({str(w.message) for w in caught})
+
+
+def _generated_kl(lcfg, problem, data, p, progress: bool) -> dict[str, float]:
+    """``KL(ρ0 ‖ q_h)`` for the ``[convergence] generated`` h values (see
+    :func:`quantities_of`)."""
+    hs = lcfg.raw.get("convergence", {}).get("generated", [])
+    if not hs:
+        return {}
+    from bridgesolve.likelihood import generated_density, kl_divergence
+    from bridgesolve.score import grad_log
+
+    score = grad_log(p)
+    prior = data.evolve(problem.process, lcfg.T)
+    out = {}
+    for h in hs:
+        q = generated_density(problem, score, float(h), prior, progress=progress)
+        out[kl_name(h)] = kl_divergence(data, q, t=0.0)
+    return out
+
+
+def study_options(cfg, refine: str | None = None, levels: int | None = None,
+                  reference: str | None = None) -> tuple[str, int, str]:
+    """``(refine, levels, reference)``: the arguments, else the config's ``[convergence]``
+    section, else ``("h", 3, "auto")``; checked."""
+    opts = cfg.raw.get("convergence", {})
+    refine = refine or opts.get("refine", "h")
+    levels = levels if levels is not None else opts.get("levels", 3)
+    reference = reference or opts.get("reference", "auto")
+    if refine not in REFINEMENTS:
+        raise BridgesolveInputError(f"refine = {refine!r}: expected one of "
+                                    f"{', '.join(REFINEMENTS)}")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise BridgesolveInputError(f"levels = {levels!r}: expected an integer >= 2")
+    if reference not in REFERENCES:
+        raise BridgesolveInputError(f"reference = {reference!r}: expected one of "
+                                    f"{', '.join(REFERENCES)}")
+    return refine, levels, reference
+
+
+def convergence_study(config, *, refine: str | None = None, levels: int | None = None,
+                      reference: str | None = None, output: str | os.PathLike | None = None,
+                      resume: bool = False, comm=None, progress: bool = True,
+                      log: Callable[[str], None] | bool | None = None) -> ConvergenceStudy:
+    """Solve ``config`` on a refinement ladder and measure errors and observed orders.
+
+    Collective over ``comm``. Options not given come from the config's ``[convergence]``
+    section (defaults ``refine = "h"``, ``levels = 3``, ``reference = "auto"``).
+
+    Args:
+        config: a :class:`~bridgesolve.config.Config`, or the path of a TOML config.
+        refine: ``"h"`` (cells ×2 per level), ``"p"`` (degree +1), ``"dt"`` (steps ×2) or
+            ``"hdt"`` (both ×2).
+        levels: number of levels (≥ 2).
+        reference: ``"exact"`` (fails without a closed form), ``"finest"``, or ``"auto"``
+            (exact when there is one).
+        output: results folder for checkpoints (and, via :meth:`ConvergenceStudy.write`,
+            tables and figures); None keeps everything in memory.
+        resume: reuse matching checkpoints in ``output`` instead of solving again.
+        comm: the communicator every solve is distributed over (default COMM_WORLD).
+        progress: progress bars (rank 0).
+        log: called on rank 0 with one line per finished level (default ``print``;
+            False: silent).
+
+    Returns:
+        The :class:`ConvergenceStudy` (the same on every rank).
+    """
+    from bridgesolve._dolfinx import MPI
+    from bridgesolve.config import Config, load_config
+
+    comm = comm or MPI.COMM_WORLD
+    cfg = config if isinstance(config, Config) else load_config(config)
+    refine, levels, reference = study_options(cfg, refine, levels, reference)
+    quantities = quantities_of(cfg)
+    say = (print if log is None or log is True else log) if comm.rank == 0 and log is not False \
+        else (lambda *_: None)
+    folder = Path(output) if output is not None else None
+    store = Checkpoints(folder, comm)
+
+    # Which reference: decided on level 0 (closed forms do not depend on the level).
+    lcfg0 = level_config(cfg, refine, 0)
+    process, data, killing = lcfg0.process(), lcfg0.data, lcfg0.killing()
+    has_exact = exact_targets(lcfg0, process, data, killing) is not None
+    if reference == "exact" and not has_exact:
+        raise BridgesolveInputError(
+            f"reference = 'exact': {cfg.equation} with this process/data/killing has no "
+            "closed-form solution; use reference = 'finest' (or 'auto')")
+    mode = "exact" if (reference in ("auto", "exact") and has_exact) else "finest"
+    disc = lcfg0.raw.get("discretization", {})
+    theta = 0.5 if disc.get("scheme", "crank-nicolson") == "crank-nicolson" else 1.0
+    degree0 = int(disc.get("degree", 1))
+    study = ConvergenceStudy(
+        equation=cfg.equation, source=cfg.source, refine=refine, reference=mode,
+        report_time=lcfg0.report_time, quantities=quantities,
+        expected={q.name: q.expected_order(refine, degree0, theta) for q in quantities},
+        mpi_size=comm.size)
+    say(f"bridgesolve convergence: {cfg.equation} ({cfg.source}), refine {refine}, "
+        f"{levels} levels, {comm.size} rank(s); {study.reference_note}")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=levels, desc="levels", unit="level",
+               disable=not progress or comm.rank != 0)
+    if progress and say is print:
+        say = tqdm.write  # level lines above the bar, not through it
+    live: dict[int, object] = {}  # finest-reference mode: solutions of this run
+    try:
+        for level in range(levels):
+            lcfg = level_config(cfg, refine, level)
+            sig = signature(lcfg, refine, level, quantities, mode)
+            row = store.load(level, sig) if resume else None
+            if row is not None and mode == "finest" and not _exists(store.npz(level), comm):
+                row = None
+            if row is not None:
+                row = {**row, "resumed": True}
+                study.rows.append(row)
+                say(f"  level {level}: resumed from checkpoint ({row['ndofs']} dofs)")
+                bar.update()
+                continue
+            row = _run_level(cfg, refine, level, mode, quantities, comm, progress)
+            solution = row.pop("_solution")
+            if mode == "finest":
+                live[level] = solution
+                store.save_solution(level, solution)
+            store.save(level, sig, row)
+            study.rows.append(row)
+            say(_level_line(study, row))
+            bar.set_postfix(dofs=row["ndofs"])
+            bar.update()
+    finally:
+        bar.close()
+    if mode == "finest":
+        _errors_against_finest(cfg, refine, study, live, store, comm)
+    return study
+
+
+def _exists(path: Path | None, comm) -> bool:
+    ok = path is not None and path.is_file() if comm.rank == 0 else None
+    return bool(comm.bcast(ok, root=0))
+
+
+def _level_line(study: ConvergenceStudy, row: dict) -> str:
+    first = study.quantities[0].name
+    err = row["errors"].get(first)
+    what = f", {first} = {err:.3e}" if err is not None else ""
+    return (f"  level {row['level']}: {row['ndofs']} dofs, {row['steps']} steps, "
+            f"P{row['degree']}, solve {row['solve_s']:.2f} s{what}")
+
+
+def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantity], comm,
+               progress: bool) -> dict:
+    from bridgesolve._dolfinx import MPI
+
+    lcfg, problem, data, killing = build_level(cfg, refine, level, comm)
+    t0 = time.perf_counter()
+    sol, messages = _solve(lcfg, problem, data, killing, progress)
+    solve_s = comm.allreduce(time.perf_counter() - t0, MPI.MAX)
+    t1 = time.perf_counter()
+    errors: dict[str, float | None] = {q.name: None for q in quantities}
+    if mode == "exact":
+        values_fn, score_fn, density_fn, scalars = exact_targets(lcfg, problem.process, data,
+                                                                  killing)
+        errors = measure_all(quantities, sol, values_fn, mesh=problem.mesh,
+                              degree=problem.degree + 3, score=score_fn, density=density_fn,
+                              scalars=scalars)
+    measure_s = comm.allreduce(time.perf_counter() - t1, MPI.MAX)
+    grid = problem.grid
+    cells = lcfg.raw["domain"].get("cells")
+    return {
+        "level": level, "cells": cells, "h": problem.domain.hmax,
+        "dt": float(grid.dt.max()), "degree": problem.degree, "steps": grid.steps,
+        "ndofs": problem.ndofs, "solve_s": solve_s, "measure_s": measure_s,
+        "errors": errors, "values": sol.scalars, "warnings": messages, "resumed": False,
+        "representation": sol.representation, "score_representation": sol.s_representation,
+        "_solution": sol,
+    }
+
+
+def _errors_against_finest(cfg, refine: str, study: ConvergenceStudy, live: dict, store,
+                           comm) -> None:
+    """Fill the errors of every level but the last against the last (collective)."""
+    from bridgesolve._dolfinx import MPI
+
+    def solution(level: int) -> Solution:
+        if level in live:
+            return live[level]
+        _, problem, _, _ = build_level(cfg, refine, level, comm)
+        return store.load_solution(level, problem, study.rows[level])
+
+    last = len(study.rows) - 1
+    fine = solution(last)
+    degree = max(row["degree"] for row in study.rows)
+    for level in range(last):
+        t0 = time.perf_counter()
+        study.rows[level]["errors"] = measure_all(
+            study.quantities, solution(level), fine, mesh=fine.u.function_space.mesh,
+            degree=degree)
+        study.rows[level]["measure_s"] = comm.allreduce(time.perf_counter() - t0, MPI.MAX)
+    study.rows[last]["errors"] = {q.name: None for q in study.quantities}
+
+
+__all__ = ["convergence_study", "study_options"]

@@ -1,0 +1,33 @@
+"""Fixtures of the command-line tests (the learn ones borrow tests/learn's analytic bundle)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "learn"))
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """The machine is shared: torch (when installed) on 1 thread, restored afterwards."""
+    if "torch" not in sys.modules:
+        yield
+        return
+    torch = sys.modules["torch"]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def vp_bundle_2d():
+    import bridgesolve as bs
+    from learn_helpers import analytic_bundle
+
+    mix = bs.GaussianMixture([0.5, 0.5], [[-1.5, -1.0], [1.5, 1.0]],
+                             [[[0.25, 0.1], [0.1, 0.25]], [[0.3, -0.1], [-0.1, 0.2]]])
+    return analytic_bundle(mix, bs.VP(), nt=40, box=6.0, cells=24, order=3)
