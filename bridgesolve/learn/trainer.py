@@ -159,26 +159,20 @@ def _build_net(cfg: TrainConfig, dim: int, net: nn.Module | None) -> tuple[nn.Mo
 
 
 def _prepare_output(output: Path, *, resume: bool, overwrite: bool) -> Path | None:
-    """The checkpoint to resume from (or None); refuses to clobber other folders."""
-    ckpt = output / CHECKPOINT
-    if output.exists() and not output.is_dir():
-        raise BridgesolveInputError(f"output folder {str(output)!r} exists and is not a folder")
-    if ckpt.is_file() and resume:
-        return ckpt
-    if resume and not ckpt.is_file():
-        raise BridgesolveInputError(f"--resume: no checkpoint {str(ckpt)!r} to resume from")
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise BridgesolveInputError(
-            f"output folder {str(output)!r} exists: pass --resume to continue its training "
-            "or --overwrite to start again")
-    if overwrite and output.exists() and any(output.iterdir()) and not ckpt.is_file():
-        raise BridgesolveInputError(f"output folder {str(output)!r} holds no {CHECKPOINT}: "
-                                    "refusing to overwrite a folder that is not a training run")
-    output.mkdir(parents=True, exist_ok=True)
-    if overwrite:  # an earlier run's files must not be resumed or mistaken for this run's
-        for name in (CHECKPOINT, "summary.json", "loss.png", "config.toml"):
-            (output / name).unlink(missing_ok=True)
-    return None
+    """The checkpoint to resume from (or None); refuses to clobber other folders.
+
+    The rules are those of every folder filled in place (:func:`bridgesolve._folders.
+    prepare_folder`): a folder holding a checkpoint is continued with ``resume`` or started
+    again with ``overwrite`` (an earlier run's files removed, so they are neither resumed
+    nor mistaken for this run's); any other non-empty folder is refused.
+    """
+    from bridgesolve._folders import prepare_folder
+
+    resumable = prepare_folder(output, resume=resume, overwrite=overwrite,
+                               markers=(CHECKPOINT,), kind="training run",
+                               clear=(CHECKPOINT, "summary.json", "loss.png", "config.toml"),
+                               resume_needs=CHECKPOINT)
+    return output / CHECKPOINT if resumable else None
 
 
 class _Run:
