@@ -1,4 +1,5 @@
-"""Figures of a :class:`~bridgesolve.learn.validation.ValidationReport` (matplotlib, headless).
+"""Figures and the text table of a :class:`~bridgesolve.learn.validation.ValidationReport`
+(matplotlib, headless).
 
 All plots use the bundle's quadrature points directly (triangulated contours in 2D, sorted
 lines in 1D; 3D bundles show the slab of points nearest the mid-plane z).
@@ -67,6 +68,9 @@ def write_all(report, folder: Path) -> list[Path]:
     esm = d["esm"]
     axes[0].semilogy(times, _pos(esm["per_time"]), label="E_p|s - ∇log p|²")
     axes[0].semilogy(times, esm["fisher"], "--", label="E_p|∇log p|²")
+    acc = (d.get("accuracy") or {}).get("per_time")
+    if acc is not None:
+        axes[0].semilogy(times, _pos(acc), "-.", color="0.5", label="bundle's own error ε")
     if len(d["dsm"].get("times", [])):
         axes[0].semilogy(d["dsm"]["times"], _pos(np.abs(d["dsm"]["residual"])), ":",
                          label="|DSM - ESM - C| (MC)")
@@ -79,6 +83,8 @@ def write_all(report, folder: Path) -> list[Path]:
         if finite and max(finite) < 2.0 * min(finite):  # a flat curve: give the log axis room
             ax.set_ylim(0.5 * min(finite), 2.0 * max(finite))
     axes[0].legend(fontsize=8)
+    axes[0].set_ylabel("E_p|s - ∇log p|²  (squared score × mass)")
+    axes[1].set_ylabel("relative error")
     axes[0].set_title("explicit score-matching error per time")
     axes[1].set_title("relative error sqrt(E_p|s-∇log p|² / E_p|∇log p|²)")
     path = folder / "error_vs_t.png"
@@ -153,3 +159,119 @@ def write_all(report, folder: Path) -> list[Path]:
         plt.close(fig)
         out.append(path)
     return out
+
+
+# -- the text table ----------------------------------------------------------------------------
+def _fmt(v, spec: str, width: int) -> str:
+    return f"{v:{width}{spec}}" if v is not None and np.isfinite(v) else f"{'-':>{width}}"
+
+
+def table(d: dict) -> str:
+    """The plain-text summary of a validation report's data (``ValidationReport.table``)."""
+    esm, acc, act = d["esm"], d.get("accuracy") or {}, d.get("action") or {}
+    eps = acc.get("per_time")
+    lines = [f"score: {d['score']}   bundle: {d['bundle']['dim']}D, "
+             f"{d['bundle']['n_points']} points, {d['bundle']['n_times']} times",
+             f"{'t':>9} {'E_p|s-∇log p|²':>15} {'bundle ε':>10} {'relative':>9} "
+             f"{'E_p|∇log p|²':>13} {'DSM (MC)':>11} {'± 1 s.e.':>9} {'DSM-ESM':>11} "
+             f"{'C(t)':>11} {'DSM-ESM-C':>10}"]
+    dsm = d["dsm"]
+    dsm_at = {t: i for i, t in enumerate(dsm.get("times", []))}
+    for n, t in enumerate(esm["times"]):
+        row = (f"{t:9.4g} {esm['per_time'][n]:15.4e} "
+               f"{_fmt(None if eps is None else eps[n], '.3e', 10)} {esm['relative'][n]:9.4f} "
+               f"{esm['fisher'][n]:13.4e}")
+        if t in dsm_at:
+            i = dsm_at[t]
+            row += (f" {dsm['per_time'][i]:11.4e} {dsm['stderr'][i]:9.2e} "
+                    f"{dsm['dsm_minus_esm'][i]:11.4e} {dsm['C_per_time'][i]:11.4e} "
+                    f"{dsm['residual'][i]:10.2e}")
+        lines.append(row)
+    lines.append("")
+    lines += _accuracy_lines(acc)
+    lines.append(f"J_ESM = ∫λ e dt (λ = {d['weighting']}, t in [{d['t_range'][0]:g}, "
+                 f"{d['t_range'][1]:g}])  {esm['integrated']:.6e}"
+                 + (f"   bundle's own ∫λ ε dt {acc['integrated']:.3e}"
+                    if acc.get("integrated") is not None else ""))
+    lines += _action_lines(act)
+    if "skipped" in dsm:
+        lines += [f"denoising loss, bound and KL: skipped ({dsm['skipped']})"]
+        lines += [f"note: {n}" for n in d["notes"]]
+        return "\n".join(lines)
+    lines += _dsm_lines(d)
+    lines += _bound_lines(d)
+    lines += [f"note: {n}" for n in d["notes"]]
+    return "\n".join(lines)
+
+
+def _accuracy_lines(acc: dict) -> list[str]:
+    if acc.get("per_time") is None:
+        return [f"bundle accuracy: unknown ({acc.get('why', 'no estimate')})"]
+    verdict = "small" if acc["small"] else "NOT small"
+    return [f"bundle accuracy ({acc['method']}): sqrt(ε/e) up to {acc['worst_ratio']:.3g} in "
+            f"the window: {verdict} against the measured error (< 0.1)"]
+
+
+def _action_lines(act: dict) -> list[str]:
+    if not act:
+        return []
+    out = [f"excess action A[g² s] - A* = ½∫g² E_p|s-∇log p|² dt  {act['excess']:.6e}"
+           " (the ESM with weight g²/2)"]
+    if "excess_exact" in act:
+        out.append(f"  against the exact law                     {act['excess_exact']:.6e}")
+    if "own_law" in act:
+        out.append(f"  under the h = 1 sampler's own law q_1      {act['own_law']:.6e}")
+    return out
+
+
+def _z_words(z: float) -> str:
+    return f"|z| = {abs(z):.2f} {'<=' if abs(z) <= 4 else '>'} 4"
+
+
+def _dsm_lines(d: dict) -> list[str]:
+    dsm, esm = d["dsm"], d["esm"]
+    lines = [
+        "",
+        f"weighting λ = {d['weighting']}, {len(dsm['times'])} levels from {dsm['times'][0]:g}:",
+        f"  J_ESM = ∫λ e dt            {esm['integrated']:.6e}",
+        f"  J_DSM (Monte Carlo)        {dsm['integrated']:.6e} ± {dsm['stderr_integrated']:.2e}"
+        f"  ({dsm['n_mc']} samples per time)",
+        f"  C = ∫λ (d/σ² - E|∇log p|²) {dsm['C']:.6e}",
+        f"  J_DSM - J_ESM - C          {dsm['identity_residual']:.3e}  ({_z_words(dsm['z'])}"
+        f"{'' if abs(dsm['z']) <= 4 else ': beyond Monte Carlo error'})",
+    ]
+    ex = d.get("exact")
+    if ex and "z" in ex:
+        lines += [
+            "  against the exact law of the data mixture (no bundle discretization):",
+            f"    J_ESM                    {ex['J_esm']:.6e}",
+            f"    C                        {ex['C']:.6e}",
+            f"    J_DSM - J_ESM - C        {ex['identity_residual']:.3e}  ({_z_words(ex['z'])})",
+            f"    bundle's own ∫λ E_p|∇log p_h - ∇log p|² {ex['J_bundle_error']:.3e}",
+        ]
+    used = ex["z"] if ex and "z" in ex else dsm["z"]
+    against = "the exact law" if dsm.get("verdict_against") == "exact" else "the bundle"
+    lines.append(f"  identity: {'consistent' if dsm['consistent'] else 'INCONSISTENT'} "
+                 f"against {against} ({_z_words(used)})")
+    if dsm.get("verdict_against") == "exact" and not dsm.get("consistent_bundle", True):
+        lines.append("    (against the bundle it is not: the residual there is the bundle's "
+                     "discretization error, see 'bundle accuracy')")
+    return lines
+
+
+def _bound_lines(d: dict) -> list[str]:
+    b, kl = d["bound"], d["kl"]
+    lines = ["", f"KL(p_T ‖ π)                  {b['kl_prior']:.6e}",
+             f"½ ∫ g² e dt from t = {b['t_start']:<7g} {b['score_term']:.6e}  "
+             f"(e against the {b['against']} law)",
+             f"bound on KL(ρ0 ‖ q_1)        {b['bound']:.6e}"]
+    if "skipped" in kl:
+        lines.append(f"KL(ρ0 ‖ q_h): skipped ({kl['skipped']})")
+        return lines
+    for h, k, nll in zip(kl["h"], kl["kl"], kl["nll"], strict=True):
+        lines.append(f"KL(ρ0 ‖ q_h), h = {h:<4g}      {k:.6e}   NLL {nll:.6f} nats")
+    if b.get("holds") is not None:
+        lines.append(f"bound holds for h = 1: {b['holds']} (KL {b['kl_h1']:.4e} <= "
+                     f"{b['bound']:.4e} + {b['tolerance']:g} for q_1's discretization;"
+                     f" without it: {b['kl_h1'] <= b['bound']})")
+    return lines

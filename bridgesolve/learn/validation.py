@@ -45,6 +45,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ import numpy as np
 
 from bridgesolve._json import jsonable as _jsonable
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._vocab import SCHEMES
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process, process_from_description
 from bridgesolve.sampling import default_prior
@@ -72,8 +74,10 @@ class NumpyScore:
 
     def __init__(self, fn: Callable, *, torch_model=None, device=None, chunk: int = 1 << 16,
                  process: Process | None = None, t_min: float | None = None,
-                 label: str = "callable"):
+                 label: str = "callable", data: dict | None = None, dim: int | None = None):
         self._fn = fn
+        self.data = data  # the training data's describe() (checkpoints), else None
+        self.dim = dim  # the network's input dimension when known, else None
         self.model = torch_model
         self.device = device
         self.chunk = int(chunk)
@@ -156,7 +160,8 @@ def as_numpy_score(score, *, device: str | None = "auto", chunk: int = 1 << 16,
         model = load_checkpoint(score, net=net, device=device)
         t_min = model.checkpoint_info["config"]["train"]["t_min"]
         return NumpyScore(None, torch_model=model, device=resolve_device(device), chunk=chunk,
-                          process=model.process, t_min=t_min, label=str(score))
+                          process=model.process, t_min=t_min, label=str(score),
+                          data=model.checkpoint_info.get("data"), dim=_module_dim(model))
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(score, torch.nn.Module):
         from bridgesolve.learn.trainer import resolve_device
@@ -165,11 +170,22 @@ def as_numpy_score(score, *, device: str | None = "auto", chunk: int = 1 << 16,
         dev = params[0].device if params else resolve_device(device)
         return NumpyScore(None, torch_model=_EvalModule(score), device=dev, chunk=chunk,
                           process=getattr(score, "process", None),
-                          t_min=getattr(score, "t_min", None), label=type(score).__name__)
+                          t_min=getattr(score, "t_min", None), label=type(score).__name__,
+                          data=(getattr(score, "checkpoint_info", None) or {}).get("data"),
+                          dim=_module_dim(score))
     if callable(score):
         return NumpyScore(score, label=getattr(score, "__name__", type(score).__name__))
     raise BridgesolveInputError(f"score = {score!r}: expected a checkpoint path, a "
                                 "torch.nn.Module or a callable score(x, t)")
+
+
+def _module_dim(module) -> int | None:
+    """The input dimension of a score model (``ScoreModel.net.dim`` of bridgesolve's MLP)."""
+    for obj in (module, getattr(module, "net", None)):
+        dim = getattr(obj, "dim", None)
+        if isinstance(dim, int):
+            return dim
+    return None
 
 
 class _EvalModule:
@@ -257,7 +273,7 @@ def problem_from_bundle(bundle, comm=None):
         raise BridgesolveInputError(f"bundle metadata discretization = {disc!r}: no element "
                                     "degree (pass problem=)")
     scheme = disc.get("scheme", "crank-nicolson")
-    if scheme not in ("crank-nicolson", "backward-euler"):
+    if scheme not in SCHEMES:
         scheme = float(disc.get("theta", 0.5))
     return Problem(domain, _bundle_process(bundle), TimeGrid.from_times(bundle.times),
                    degree=int(element[1:]), scheme=scheme,
@@ -293,66 +309,9 @@ class ValidationReport:
 
     def table(self) -> str:
         """A plain-text summary table."""
-        d = self.data
-        esm = d["esm"]
-        lines = [f"score: {d['score']}   bundle: {d['bundle']['dim']}D, "
-                 f"{d['bundle']['n_points']} points, {d['bundle']['n_times']} times",
-                 f"{'t':>9} {'E_p|s-∇log p|²':>15} {'relative':>10} {'E_p|∇log p|²':>13} "
-                 f"{'DSM (MC)':>11} {'± 1 s.e.':>9} {'DSM-ESM-C':>11}"]
-        dsm = d["dsm"]
-        dsm_at = {t: i for i, t in enumerate(dsm.get("times", []))}
-        for n, t in enumerate(esm["times"]):
-            row = (f"{t:9.4g} {esm['per_time'][n]:15.4e} {esm['relative'][n]:10.4f} "
-                   f"{esm['fisher'][n]:13.4e}")
-            if t in dsm_at:
-                i = dsm_at[t]
-                row += (f" {dsm['per_time'][i]:11.4e} {dsm['stderr'][i]:9.2e} "
-                        f"{dsm['residual'][i]:11.3e}")
-            lines.append(row)
-        if "skipped" in dsm:
-            lines += ["", f"J_ESM = ∫λ e dt (λ = {d['weighting']}) {esm['integrated']:.6e}",
-                      f"denoising loss, bound and KL: skipped ({dsm['skipped']})"]
-            lines += [f"note: {n}" for n in d["notes"]]
-            return "\n".join(lines)
-        lines += [
-            "",
-            f"weighting λ = {d['weighting']}, t in [{d['t_range'][0]:g}, {d['t_range'][1]:g}] "
-            f"({len(dsm['times'])} levels from {dsm['times'][0]:g}):",
-            f"  J_ESM = ∫λ e dt            {esm['integrated']:.6e}",
-            f"  J_DSM (Monte Carlo)        {dsm['integrated']:.6e} ± {dsm['stderr_integrated']:.2e}"
-            f"  ({dsm['n_mc']} samples per time)",
-            f"  C = ∫λ (d/σ² - E|∇log p|²) {dsm['C']:.6e}",
-            f"  J_DSM - J_ESM - C          {dsm['identity_residual']:.3e}  (z = {dsm['z']:.2f})",
-        ]
-        ex = d.get("exact")
-        if ex:
-            lines += [
-                "  against the exact law of the data mixture (no bundle discretization):",
-                f"    J_ESM                    {ex['J_esm']:.6e}",
-                f"    C                        {ex['C']:.6e}",
-                f"    J_DSM - J_ESM - C        {ex['identity_residual']:.3e}  "
-                f"(z = {ex['z']:.2f})",
-                f"    bundle's own ∫λ E_p|∇log p_h - ∇log p|² {ex['J_bundle_error']:.3e}",
-            ]
-        lines.append(f"  identity: {'consistent' if dsm['consistent'] else 'INCONSISTENT'} "
-                     "(|z| <= 4)")
-        b = d["bound"]
-        lines += ["", f"KL(p_T ‖ π)                  {b['kl_prior']:.6e}",
-                  f"½ ∫ g² e dt from t = {b['t_start']:<7g} {b['score_term']:.6e}  "
-                  f"(e against the {b['against']} law)",
-                  f"bound on KL(ρ0 ‖ q_1)        {b['bound']:.6e}"]
-        kl = d["kl"]
-        if "skipped" in kl:
-            lines.append(f"KL(ρ0 ‖ q_h): skipped ({kl['skipped']})")
-        else:
-            for h, k, nll in zip(kl["h"], kl["kl"], kl["nll"], strict=True):
-                lines.append(f"KL(ρ0 ‖ q_h), h = {h:<4g}      {k:.6e}   NLL {nll:.6f} nats")
-            if b.get("holds") is not None:
-                lines.append(f"bound holds for h = 1: {b['holds']} (KL {b['kl_h1']:.4e} <= "
-                             f"{b['bound']:.4e} + {b['tolerance']:g} for q_1's discretization;"
-                             f" without it: {b['kl_h1'] <= b['bound']})")
-        lines += [f"note: {n}" for n in d["notes"]]
-        return "\n".join(lines)
+        from bridgesolve.learn import _figures
+
+        return _figures.table(self.data)
 
     def __str__(self) -> str:
         return self.table()
@@ -365,12 +324,17 @@ class ValidationReport:
 
 
 # -- the validator -----------------------------------------------------------------------
+#: The measured error counts as known when the bundle's own score error is below this
+#: fraction of it (in root-mean-square terms, ``sqrt(ε/e)``).
+ACCURACY_RATIO = 0.1
+
+
 def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting: str = "g2",
              t_range: tuple[float, float] | None = None, n_mc: int = 8192, seed: int = 0,
              data=None, problem=None, prior=None, device: str | None = "auto",
              chunk: int = 1 << 16, plot_times: Sequence[float] | None = None,
              figures: str | os.PathLike | None = None, net=None,
-             kl_tolerance: float = 1e-3) -> ValidationReport:
+             kl_tolerance: float = 1e-3, progress: bool = True) -> ValidationReport:
     """Measure a score against a reference bundle.
 
     Args:
@@ -396,11 +360,80 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         figures: a folder to write the figures into (default: none).
         net: your own module instance, for checkpoints of custom networks.
         kl_tolerance: slack of the h = 1 bound check for the discretization error of q_1.
+        progress: a progress bar over the stages (explicit error, denoising loss, one
+            generated density per h).
 
     Returns:
         A :class:`ValidationReport`: ``report.table()``, ``report.to_json()``,
         ``report.figures(folder)``.
+
+    Raises:
+        BridgesolveInputError: bad options, or a score whose dimension is not the bundle's.
+        Warns (RuntimeWarning) when the score was trained for another process or other data
+        than the bundle's, and when the bundle's own score error is not small against the
+        measured one.
     """
+    hs = _check_options(weighting, n_mc, hs, t_range)
+    s = as_numpy_score(score, device=device, chunk=chunk, net=net)
+    b = load_bundle(bundle)
+    arr = _bundle_arrays(b)
+    notes: list[str] = []
+    process = _compatible(s, b, arr["points"].shape[1], notes)
+    kind = (getattr(b, "metadata", None) or {}).get("kind", "diffusion")
+    bar = _progress_bar(progress, 2 + (len(hs) if kind != "bridge" else 0))
+    try:
+        bar.set_postfix_str("explicit score matching")
+        S = _levels_blockwise(s, arr["points"], arr["times"], chunk)
+        err2 = ((S - arr["score"]) ** 2).sum(axis=2)
+        esm = _explicit(err2, arr)
+        mixture = _bundle_data(b)
+        exact = _exact_part(S, arr, mixture, process, kind)
+        win = _window(s, arr["times"], t_range, process, weighting)
+        esm["integrated"] = float(win["omega"] @ (win["lam"] * esm["per_time"][win["sel"]]))
+        accuracy = _bundle_accuracy(b, exact, esm["per_time"], win, notes)
+        bar.update()
+        own = None
+        if kind == "bridge":
+            why = ("the bundle is a Schrödinger bridge, whose marginals are not the forward "
+                   "diffusion of ρ0: the denoising identity, the §2.7 bound and q_h apply to "
+                   "diffusion bundles only")
+            dsm, kl, bound, q_levels = {"skipped": why}, {"skipped": why}, {"skipped": why}, {}
+        else:
+            bar.set_postfix_str("denoising loss (Monte Carlo)")
+            dsm = _denoising(s, b, data, arr, esm, exact, win, process, n_mc, seed)
+            bar.update()
+            bound, kl, q_levels, own = _bound_and_kl(s, b, hs, problem, prior, arr, esm,
+                                                     exact, mixture, process, kl_tolerance,
+                                                     notes, bar)
+        action = _excess_action(err2, exact, win, process, arr, own)
+    finally:
+        bar.close()
+    report = ValidationReport({
+        "score": s.label,
+        "bundle": {"dim": arr["points"].shape[1], "n_points": arr["points"].shape[0],
+                   "n_times": int(arr["times"].size), "T": float(arr["times"][-1]),
+                   "process": process.describe(),
+                   "metadata_kind": (getattr(b, "metadata", None) or {}).get("kind")},
+        "weighting": weighting,
+        "t_range": [win["t_lo"], win["t_hi"]],
+        "esm": esm,
+        "accuracy": accuracy,
+        "action": action,
+        "dsm": dsm,
+        "exact": _public(exact),
+        "kl": kl,
+        "bound": bound,
+        "notes": notes,
+    }, _plot={"points": arr["points"], "weights": arr["weights"], "times": arr["times"],
+              "density": arr["density"], "score_ref": arr["score"], "err2": err2, "score": s,
+              "plot_times": plot_times, "t_range": (win["t_lo"], win["t_hi"]), "q": q_levels})
+    if figures is not None:
+        Path(figures).mkdir(parents=True, exist_ok=True)
+        report.figures(figures)
+    return report
+
+
+def _check_options(weighting, n_mc, hs, t_range) -> list[float]:
     if weighting not in WEIGHTINGS:
         raise BridgesolveInputError(f"weighting = {weighting!r}: expected one of "
                                     f"{', '.join(map(repr, WEIGHTINGS))}")
@@ -413,51 +446,120 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
     if t_range is not None and not 0 < float(t_range[0]) < float(t_range[1]):
         raise BridgesolveInputError(f"t_range = {t_range!r}: expected 0 < t_min < t_max "
                                     "(C diverges at t = 0)")
-    s = as_numpy_score(score, device=device, chunk=chunk, net=net)
-    b = load_bundle(bundle)
-    pts = np.asarray(b.points, dtype=float)
-    w = np.asarray(b.weights, dtype=float)
-    times = np.asarray(b.times, dtype=float)
-    p = np.asarray(b.density, dtype=float)
-    S_ref = np.asarray(b.score, dtype=float)
+    return hs
+
+
+def _bundle_arrays(b) -> dict:
+    arr = {k: np.asarray(getattr(b, k), dtype=float)
+           for k in ("points", "weights", "times", "density", "score")}
+    pts, w, times, p, S_ref = (arr[k] for k in ("points", "weights", "times", "density",
+                                                  "score"))
+    if pts.ndim != 2:
+        raise BridgesolveInputError(f"bundle points have shape {pts.shape}: expected (N, d)")
     N, d = pts.shape
     if p.shape != (times.size, N) or S_ref.shape != (times.size, N, d) or w.shape != (N,):
         raise BridgesolveInputError(
             f"bundle arrays have inconsistent shapes: points {pts.shape}, weights {w.shape}, "
             f"times {times.shape}, density {p.shape}, score {S_ref.shape}")
+    return arr
+
+
+def _describe_data(desc: dict | None) -> str:
+    if not desc:
+        return "unknown data"
+    kind = str(desc.get("type", "?"))
+    if "means" in desc:
+        return f"a {len(desc['means'])}-component Gaussian mixture (means {desc['means']})"
+    extra = ", ".join(f"{k}={v}" for k, v in desc.items() if k != "type")
+    return f"{kind}({extra})"
+
+
+def _same_data(a: dict, b: dict) -> bool:
+    """Whether two data descriptions (a Dataset's or a GaussianMixture's) name one law."""
+    keys = ("weights", "means", "covs")
+    if all(k in a for k in keys) and all(k in b for k in keys):
+        try:
+            return all(np.allclose(np.asarray(a[k], float), np.asarray(b[k], float),
+                                   rtol=1e-9, atol=1e-12) for k in keys)
+        except ValueError:  # different shapes
+            return False
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _compatible(s: NumpyScore, b, d: int, notes: list[str]) -> Process:
+    """The bundle's process; refuses a score of another dimension, warns (and notes) when
+    the score was trained for another process or other data."""
+    label = getattr(b, "label", None) or repr(b)
+    if s.dim is not None and s.dim != d:
+        raise BridgesolveInputError(
+            f"the score {s.label!r} is a {s.dim}D model but the bundle {label} is {d}D: "
+            f"validate it against a {s.dim}D bundle")
     process = _bundle_process(b) or s.process
     if process is None:
         raise BridgesolveInputError("the bundle names no process and the score carries none: "
                                     "cannot compute the denoising loss")
-    T = float(times[-1])
-    notes = []
+    msgs = []
     if s.process is not None and s.process.describe() != process.describe():
-        notes.append(f"the score was trained for {s.process!r} but the bundle is for "
-                     f"{process!r}")
+        msgs.append(f"the score {s.label!r} was trained for {s.process!r} but the bundle is "
+                    f"for {process!r}: its errors include the change of process")
+    bdata = (getattr(b, "metadata", None) or {}).get("data")
+    if s.data and bdata and not _same_data(s.data, bdata):
+        msgs.append(f"the score {s.label!r} was trained on {_describe_data(s.data)} but the "
+                    f"bundle's data are {_describe_data(bdata)}")
+    for m in msgs:
+        warnings.warn(m, RuntimeWarning, stacklevel=3)
+        notes.append(m)
+    return process
 
-    # -- explicit score matching at every level (batched on the device) ------------------
-    S = _levels_blockwise(s, pts, times, chunk)
-    err2 = ((S - S_ref) ** 2).sum(axis=2)
+
+def _progress_bar(progress: bool, total: int):
+    from tqdm.auto import tqdm
+
+    rank = 0
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None:
+        rank = mpi.COMM_WORLD.rank
+    return tqdm(total=total, desc="validate", unit="stage", leave=False,
+                disable=not progress or rank != 0)
+
+
+def _explicit(err2: np.ndarray, arr: dict) -> dict:
+    """``e(t_n)``, the Fisher information, masses and relative errors at every level."""
+    p, w, S_ref = arr["density"], arr["weights"], arr["score"]
     esm_t = (err2 * p) @ w
     fisher_t = ((S_ref**2).sum(axis=2) * p) @ w
-    mass_t = p @ w
-    rel_t = np.sqrt(esm_t / np.maximum(fisher_t, 1e-300))
-    # Against the exact law too when there is one: separates the score's error from the
-    # bundle's own discretization error (which the identity below would otherwise absorb).
-    mixture = _bundle_data(b)
-    exact = None
-    is_bridge = (getattr(b, "metadata", None) or {}).get("kind") == "bridge"
-    if isinstance(mixture, GaussianMixture) and process.linear and not is_bridge:
-        exact = {"esm": np.empty(times.size), "fisher": np.empty(times.size),
-                 "bundle_error": np.empty(times.size)}
-        for n, t in enumerate(times):
-            law = mixture.evolve(process, float(t)) if t > 0 else mixture
-            log_pe, Se = mixture_fields(law, pts)
-            pe = np.exp(log_pe)
-            exact["esm"][n] = (((S[n] - Se) ** 2).sum(axis=1) * pe) @ w
-            exact["fisher"][n] = ((Se**2).sum(axis=1) * pe) @ w
-            exact["bundle_error"][n] = (((S_ref[n] - Se) ** 2).sum(axis=1) * pe) @ w
+    return {"times": arr["times"], "per_time": esm_t,
+            "relative": np.sqrt(esm_t / np.maximum(fisher_t, 1e-300)), "fisher": fisher_t,
+            "mass": p @ w}
 
+
+def _exact_part(S, arr, mixture, process, kind) -> dict | None:
+    """``e(t)``, the Fisher information and the bundle's own error against the exact law of
+    a Gaussian-mixture ρ0 under a linear process (None otherwise): separates the score's
+    error from the bundle's discretization error."""
+    if not (isinstance(mixture, GaussianMixture) and process.linear and kind != "bridge"):
+        return None
+    times, pts, w, S_ref = arr["times"], arr["points"], arr["weights"], arr["score"]
+    exact = {"esm": np.empty(times.size), "fisher": np.empty(times.size),
+             "bundle_error": np.empty(times.size), "_err2": np.empty(S.shape[:2])}
+    for n, t in enumerate(times):
+        law = mixture.evolve(process, float(t)) if t > 0 else mixture
+        log_pe, Se = mixture_fields(law, pts)
+        pe = np.exp(log_pe)
+        exact["_err2"][n] = ((S[n] - Se) ** 2).sum(axis=1)
+        exact["esm"][n] = (exact["_err2"][n] * pe) @ w
+        exact["fisher"][n] = ((Se**2).sum(axis=1) * pe) @ w
+        exact["bundle_error"][n] = (((S_ref[n] - Se) ** 2).sum(axis=1) * pe) @ w
+    return exact
+
+
+def _public(exact: dict | None) -> dict | None:
+    return None if exact is None else {k: v for k, v in exact.items() if not k.startswith("_")}
+
+
+def _window(s, times, t_range, process, weighting) -> dict:
+    """The levels of the integrated losses, their trapezoid weights and ``λ``."""
+    T = float(times[-1])
     if t_range is None:
         lo = s.t_min if s.t_min is not None else float(times[times > 0][0])
         t_range = (lo, T)
@@ -470,106 +572,155 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         raise BridgesolveInputError(f"t_range = {t_range!r} holds {sel.size} bundle time(s): "
                                     "expected at least 2")
     ts = times[sel]
-    omega = trapezoid_weights(ts)
     a_var = np.array([process.transition(float(t)) for t in ts])
-    var = a_var[:, 1]
-    g2 = np.asarray(process.g(ts), dtype=float) ** 2
-    lam = {"g2": g2, "sigma2": var, "none": np.ones_like(ts)}[weighting]
-    J_esm = float(omega @ (lam * esm_t[sel]))
+    g2 = np.asarray(process.g(ts), dtype=float) ** 2 * np.ones_like(ts)
+    lam = {"g2": g2, "sigma2": a_var[:, 1], "none": np.ones_like(ts)}[weighting]
+    return {"sel": sel, "ts": ts, "omega": trapezoid_weights(ts), "lam": lam, "g2": g2,
+            "a": a_var[:, 0], "var": a_var[:, 1], "t_lo": t_lo, "t_hi": t_hi}
 
-    kind = (getattr(b, "metadata", None) or {}).get("kind", "diffusion")
-    if kind == "bridge":
-        why = ("the bundle is a Schrödinger bridge, whose marginals are not the forward "
-               "diffusion of ρ0: the denoising identity, the §2.7 bound and q_h apply to "
-               "diffusion bundles only")
-        dsm, kl, bound, q_levels = {"skipped": why}, {"skipped": why}, {"skipped": why}, {}
+
+def _bundle_accuracy(b, exact, esm_t, win, notes) -> dict:
+    """The bundle's own score error ``ε(t)`` (``bundle.score_error_estimate`` when it has
+    one, else the closed form against the exact law) beside the measured ``e(t)``:
+    ``ratio = sqrt(ε/e)`` bounds the relative uncertainty of ``sqrt(e)``; a warning when it
+    exceeds :data:`ACCURACY_RATIO` at some time of the window."""
+    est = getattr(b, "score_error_estimate", None)
+    meta = (getattr(b, "metadata", None) or {}).get("score_error_estimate") or {}
+    method = meta.get("method") if isinstance(meta, dict) else None
+    if est is not None:
+        method = method or "bundle"
+    elif exact is not None:
+        est, method = exact["bundle_error"], "closed-form (validator)"
     else:
-        # -- denoising loss by Monte Carlo, at the same levels ----------------------------------
-        x0_sampler = _x0_sampler(data, b, pts, w, p[0])
-        rng = np.random.default_rng(seed)
-        L = ts.size
-        x0 = x0_sampler(L * n_mc, rng)
-        eps = rng.standard_normal((L * n_mc, d))
-        a_rep = np.repeat(a_var[:, 0], n_mc)[:, None]
-        sig_rep = np.sqrt(np.repeat(var, n_mc))[:, None]
-        center = float(getattr(process, "center", 0.0))
-        xt = a_rep * x0 + (1.0 - a_rep) * center + sig_rep * eps
-        st = s.at_pairs(xt, np.repeat(ts, n_mc))
-        cv = ((st + eps / sig_rep) ** 2).sum(axis=1) - (eps**2).sum(axis=1) / sig_rep[:, 0] ** 2
-        cv = cv.reshape(L, n_mc)
-        dsm_t = cv.mean(axis=1) + d / var
-        dsm_se = cv.std(axis=1, ddof=1) / math.sqrt(n_mc)
-        C_t = d / var - fisher_t[sel]
-        resid_t = dsm_t - esm_t[sel] - C_t
-        J_dsm = float(omega @ (lam * dsm_t))
-        se_int = float(np.sqrt(np.sum((omega * lam * dsm_se) ** 2)))
-        C = float(omega @ (lam * C_t))
-        R = J_dsm - J_esm - C
-        z = R / se_int if se_int > 0 else float("inf") * np.sign(R)
+        why = (meta.get("why") if isinstance(meta, dict) else None) or (
+            "the bundle has no score_error_estimate and its data are not a Gaussian mixture "
+            "under a linear process")
+        return {"per_time": None, "method": None, "why": why}
+    est = np.asarray(est, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(est <= 0, 0.0, np.sqrt(np.maximum(est, 0) / esm_t))
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    sel = win["sel"]
+    worst = float(np.max(ratio[sel]))
+    out = {"per_time": est, "method": method, "ratio": ratio, "worst_ratio": worst,
+           "integrated": float(win["omega"] @ (win["lam"] * est[sel])),
+           "small": bool(worst <= ACCURACY_RATIO)}
+    if worst > ACCURACY_RATIO:
+        n = int(sel[np.argmax(ratio[sel])])
+        msg = (f"the bundle's own score error is not small against the measured error: "
+               f"sqrt(ε/e) = {worst:.3g} > {ACCURACY_RATIO:g} at t = {b.times[n]:.4g} "
+               f"(ε = {est[n]:.3e}, e = {esm_t[n]:.3e}, {method}); the bundle-based error "
+               "is known only to ±2 sqrt(ε/e) relative: refine the bundle")
         if exact is not None:
-            C_ex_t = d / var - exact["fisher"][sel]
-            exact["J_esm"] = float(omega @ (lam * exact["esm"][sel]))
-            exact["C"] = float(omega @ (lam * C_ex_t))
-            exact["residual"] = dsm_t - exact["esm"][sel] - C_ex_t
-            exact["identity_residual"] = J_dsm - exact["J_esm"] - exact["C"]
-            exact["z"] = exact["identity_residual"] / se_int if se_int > 0 else float("inf")
-            exact["J_bundle_error"] = float(omega @ (lam * exact["bundle_error"][sel]))
+            msg += " (the numbers against the exact law are unaffected)"
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        notes.append(msg)
+    return out
 
-        # -- the bound of §2.7 and exact KL through the generated densities ----------------------
-        prior = prior if prior is not None else default_prior(process, T, d)
-        pT, log_pT = _law(mixture, process, T, pts, p[-1])
-        kl_prior = float(w @ (pT * (log_pT - prior.log_pdf(pts))))
-        # ∫_0^T: from t = 0 when the score is finite there (an ε-network's -ε̂/σ is not).
-        first = int(np.argmax(np.isfinite(esm_t))) if np.any(np.isfinite(esm_t)) else times.size - 1
-        if not np.all(np.isfinite(esm_t[first:])):
-            raise BridgesolveInputError("the score is not finite at some time t > 0 of the bundle")
-        if first > 0:
-            notes.append(f"the score is not finite at t = {times[first - 1]:g}: the bound's "
-                         f"integral starts at t = {times[first]:g}")
-        tb = times[first:]
-        # The bound is a statement about the exact p_t: use it when it is known.
-        e_bound = exact["esm"] if exact is not None else esm_t
-        score_term = float(0.5 * trapezoid_weights(tb) @ (np.asarray(process.g(tb)) ** 2
-                                                          * e_bound[first:]))
-        bound = {"kl_prior": kl_prior, "score_term": score_term, "bound": kl_prior + score_term,
-                 "t_start": float(tb[0]), "against": "exact" if exact is not None else "bundle",
-                 "prior": prior.describe()}
-        kl, q_levels = _kl_part(s, b, hs, problem, prior, pts, w,
-                                _law(mixture, process, 0.0, pts, p[0]), notes)
-        if "kl" in kl and any(h == 1.0 for h in kl["h"]):
-            kl_h1 = kl["kl"][list(kl["h"]).index(1.0)]
-            bound["kl_h1"] = kl_h1
-            bound["holds"] = bool(kl_h1 <= bound["bound"] + kl_tolerance)
-            bound["tolerance"] = kl_tolerance
-        else:
-            bound["holds"] = None
 
-        dsm = {"times": ts, "per_time": dsm_t, "stderr": dsm_se, "esm": esm_t[sel],
-               "C_per_time": C_t, "residual": resid_t, "integrated": J_dsm,
-               "stderr_integrated": se_int, "C": C, "identity_residual": R, "z": float(z),
-               "consistent": bool(abs(exact["z"] if exact else z) <= 4.0),
-               "n_mc": int(n_mc), "seed": seed}
-    report = ValidationReport({
-        "score": s.label,
-        "bundle": {"dim": d, "n_points": N, "n_times": int(times.size), "T": T,
-                   "process": process.describe(),
-                   "metadata_kind": (getattr(b, "metadata", None) or {}).get("kind")},
-        "weighting": weighting,
-        "t_range": [t_lo, t_hi],
-        "esm": {"times": times, "per_time": esm_t, "relative": rel_t, "fisher": fisher_t,
-                "mass": mass_t, "integrated": J_esm},
-        "dsm": dsm,
-        "exact": exact,
-        "kl": kl,
-        "bound": bound,
-        "notes": notes,
-    }, _plot={"points": pts, "weights": w, "times": times, "density": p, "score_ref": S_ref,
-              "err2": err2, "score": s, "plot_times": plot_times, "t_range": (t_lo, t_hi),
-              "q": q_levels})
-    if figures is not None:
-        Path(figures).mkdir(parents=True, exist_ok=True)
-        report.figures(figures)
-    return report
+def _denoising(s, b, data, arr, esm, exact, win, process, n_mc, seed) -> dict:
+    """The denoising loss by seeded Monte Carlo at the window's levels and the identity
+    ``D(t) - e(t) = C(t)`` per time and integrated (module doc)."""
+    pts, w, d = arr["points"], arr["weights"], arr["points"].shape[1]
+    sel, ts, omega, lam, var = win["sel"], win["ts"], win["omega"], win["lam"], win["var"]
+    x0_sampler = _x0_sampler(data, b, pts, w, arr["density"][0])
+    rng = np.random.default_rng(seed)
+    L = ts.size
+    x0 = x0_sampler(L * n_mc, rng)
+    eps = rng.standard_normal((L * n_mc, d))
+    a_rep = np.repeat(win["a"], n_mc)[:, None]
+    sig_rep = np.sqrt(np.repeat(var, n_mc))[:, None]
+    center = float(getattr(process, "center", 0.0))
+    xt = a_rep * x0 + (1.0 - a_rep) * center + sig_rep * eps
+    st = s.at_pairs(xt, np.repeat(ts, n_mc))
+    cv = ((st + eps / sig_rep) ** 2).sum(axis=1) - (eps**2).sum(axis=1) / sig_rep[:, 0] ** 2
+    cv = cv.reshape(L, n_mc)
+    dsm_t = cv.mean(axis=1) + d / var
+    dsm_se = cv.std(axis=1, ddof=1) / math.sqrt(n_mc)
+    esm_t = esm["per_time"][sel]
+    C_t = d / var - esm["fisher"][sel]
+    J_dsm = float(omega @ (lam * dsm_t))
+    se_int = float(np.sqrt(np.sum((omega * lam * dsm_se) ** 2)))
+    C = float(omega @ (lam * C_t))
+    R = J_dsm - esm["integrated"] - C
+    z = R / se_int if se_int > 0 else float("inf") * np.sign(R)
+    if exact is not None:
+        C_ex_t = d / var - exact["fisher"][sel]
+        exact["J_esm"] = float(omega @ (lam * exact["esm"][sel]))
+        exact["C"] = float(omega @ (lam * C_ex_t))
+        exact["residual"] = dsm_t - exact["esm"][sel] - C_ex_t
+        exact["identity_residual"] = J_dsm - exact["J_esm"] - exact["C"]
+        exact["z"] = exact["identity_residual"] / se_int if se_int > 0 else float("inf")
+        exact["J_bundle_error"] = float(omega @ (lam * exact["bundle_error"][sel]))
+    z_used = exact["z"] if exact is not None else z
+    return {"times": ts, "per_time": dsm_t, "stderr": dsm_se, "esm": esm_t,
+            "dsm_minus_esm": dsm_t - esm_t, "C_per_time": C_t, "residual": dsm_t - esm_t - C_t,
+            "integrated": J_dsm, "stderr_integrated": se_int, "C": C,
+            "identity_residual": R, "z": float(z),
+            "consistent_bundle": bool(abs(z) <= 4.0),
+            "consistent": bool(abs(z_used) <= 4.0),
+            "verdict_against": "exact" if exact is not None else "bundle",
+            "n_mc": int(n_mc), "seed": seed}
+
+
+def _bound_and_kl(s, b, hs, problem, prior, arr, esm, exact, mixture, process, kl_tolerance,
+                  notes, bar):
+    """The bound of §2.7, ``KL(ρ0 ‖ q_h)`` through the generated densities, and the sampler's
+    own-law score error (h = 1: ``q_1`` at every level)."""
+    pts, w, times, p = arr["points"], arr["weights"], arr["times"], arr["density"]
+    d, T = pts.shape[1], float(times[-1])
+    esm_t = esm["per_time"]
+    prior = prior if prior is not None else default_prior(process, T, d)
+    pT, log_pT = _law(mixture, process, T, pts, p[-1])
+    kl_prior = float(w @ (pT * (log_pT - prior.log_pdf(pts))))
+    # ∫_0^T: from t = 0 when the score is finite there (an ε-network's -ε̂/σ is not).
+    first = int(np.argmax(np.isfinite(esm_t))) if np.any(np.isfinite(esm_t)) else times.size - 1
+    if not np.all(np.isfinite(esm_t[first:])):
+        raise BridgesolveInputError("the score is not finite at some time t > 0 of the bundle")
+    if first > 0:
+        notes.append(f"the score is not finite at t = {times[first - 1]:g}: the bound's "
+                     f"integral starts at t = {times[first]:g}")
+    tb = times[first:]
+    # The bound is a statement about the exact p_t: use it when it is known.
+    e_bound = exact["esm"] if exact is not None else esm_t
+    score_term = float(0.5 * trapezoid_weights(tb) @ (np.asarray(process.g(tb)) ** 2
+                                                      * e_bound[first:]))
+    bound = {"kl_prior": kl_prior, "score_term": score_term, "bound": kl_prior + score_term,
+             "t_start": float(tb[0]), "against": "exact" if exact is not None else "bundle",
+             "prior": prior.describe()}
+    kl, q_levels, own = _kl_part(s, b, hs, problem, prior, pts, w,
+                                 _law(mixture, process, 0.0, pts, p[0]), notes, bar)
+    if "kl" in kl and any(h == 1.0 for h in kl["h"]):
+        kl_h1 = kl["kl"][list(kl["h"]).index(1.0)]
+        bound["kl_h1"] = kl_h1
+        bound["holds"] = bool(kl_h1 <= bound["bound"] + kl_tolerance)
+        bound["tolerance"] = kl_tolerance
+    else:
+        bound["holds"] = None
+    return bound, kl, q_levels, own
+
+
+def _excess_action(err2, exact, win, process, arr, own) -> dict:
+    r"""The excess action of the control ``g² s`` over the optimal ``g² ∇log p``
+    (PAPERS.md §C, :mod:`bridgesolve.action`): ``½ ∫ g² E_p|s - ∇log p|² dt`` over the
+    window, i.e. the ESM with weight ``g²/2`` (bundle and exact law), and, when ``q_1`` was
+    solved, the same under the h = 1 sampler's own law (the exact excess of the action with
+    its end cost, Girsanov; it differs from the p-weighted one at third order in the error,
+    and by the start mismatch ``KL(π ‖ p_T)`` of the prior)."""
+    sel, omega, g2 = win["sel"], win["omega"], win["g2"]
+    p, w = arr["density"], arr["weights"]
+    rate = 0.5 * g2 * ((err2[sel] * p[sel]) @ w)
+    out = {"times": win["ts"], "per_time": rate, "excess": float(omega @ rate),
+           "weight": "g²/2"}
+    if exact is not None:
+        out["excess_exact"] = float(omega @ (0.5 * g2 * exact["esm"][sel]))
+    if own is not None:
+        q_all, _ = own
+        e2 = exact["_err2"] if exact is not None else err2
+        own_rate = 0.5 * g2 * ((e2[sel] * q_all[sel]) @ w)
+        out["own_law_per_time"] = own_rate
+        out["own_law"] = float(omega @ own_rate)
+    return out
 
 
 def _levels_blockwise(s: NumpyScore, pts, times, chunk) -> np.ndarray:
@@ -626,24 +777,27 @@ def _law(mixture, process, t, pts, density) -> tuple[np.ndarray, np.ndarray]:
     return dens, np.log(np.maximum(dens, max(np.finfo(float).eps * dens.max(), 1e-300)))
 
 
-def _kl_part(s, bundle, hs, problem, prior, pts, w, rho0_pair, notes):
-    """``KL(ρ0 ‖ q_h)`` and NLL for each h, or the reason they were skipped."""
+def _kl_part(s, bundle, hs, problem, prior, pts, w, rho0_pair, notes, bar=None):
+    """``KL(ρ0 ‖ q_h)`` and NLL for each h (or the reason they were skipped), ``q_h(·, 0)``
+    per h, and for h = 1 ``(q_1 at every bundle level, None)`` (else None)."""
     if not hs:
-        return {"skipped": "no h requested"}, {}
+        return {"skipped": "no h requested"}, {}, None
     try:
         from bridgesolve.likelihood import generated_density
     except ImportError as exc:
-        return {"skipped": f"needs DOLFINx and bridgesolve.likelihood ({exc})"}, {}
+        return {"skipped": f"needs DOLFINx and bridgesolve.likelihood ({exc})"}, {}, None
     if problem is None:
         try:
             problem = problem_from_bundle(bundle)
         except BridgesolveInputError as exc:
-            return {"skipped": f"no Problem to solve for q_h: {exc}"}, {}
+            return {"skipped": f"no Problem to solve for q_h: {exc}"}, {}, None
     rho0, log_rho0 = rho0_pair
     entropy = float(-(w @ (rho0 * log_rho0)))
     out = {"h": [], "kl": [], "nll": [], "entropy": entropy, "mass_q": []}
-    q_levels = {}
+    q_levels, own = {}, None
     for h in hs:
+        if bar is not None:
+            bar.set_postfix_str(f"generated density q_h, h = {h:g}")
         q = generated_density(problem, s, h, prior, progress=False,
                               levels="initial" if h == 0 else "all")
         q0 = np.asarray(q.evaluate(pts, float(q.times[0])), dtype=float)
@@ -659,4 +813,12 @@ def _kl_part(s, bundle, hs, problem, prior, pts, w, rho0_pair, notes):
         out["kl"].append(nll - entropy)
         out["mass_q"].append(float(w @ q0))
         q_levels[h] = q0
-    return out, q_levels
+        if h == 1.0:  # the sampler's own law at every level: the own-law excess action
+            times = np.asarray(bundle.times, dtype=float)
+            lo, hi = float(q.times[0]), float(q.times[-1])
+            q_all = np.stack([np.nan_to_num(np.asarray(q.evaluate(pts, float(np.clip(t, lo, hi))),
+                                                       dtype=float), nan=0.0) for t in times])
+            own = (q_all, None)
+        if bar is not None:
+            bar.update()
+    return out, q_levels, own
