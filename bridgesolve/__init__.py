@@ -44,9 +44,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'bridgesolve' has no attribute {name!r}")
 
 
+# Every name the package serves (eager and lazy), except subpackages (``learn``: a star
+# import must not pull in PyTorch). tests/test_architecture.py keeps the two lists in step.
 __all__ = [
     "OU", "VE", "VP", "Brownian", "BridgesolveInputError", "Custom", "Domain",
     "GaussianMixture", "Problem", "Process", "SpaceTimeField", "SubVP", "TimeGrid",
     "solve_fokker_planck", "solve_hjb", "solve_hjb_forward", "solve_kolmogorov",
     "Bridge", "BridgeError", "gaussian_bridge", "gaussian_bridge_cost", "solve_bridge",
+    "ReferenceBundle", "VectorField", "grad_log", "drift_field", "generated_density",
+    "sample", "convergence_study",
 ]
