@@ -12,7 +12,7 @@ import pytest
 
 import bridgesolve as bs
 from bridgesolve._dolfinx import MPI
-from bridgesolve.reference import SCHEMA, ReferenceBundle, save_reference
+from bridgesolve.reference import DTYPES, SCHEMA, ReferenceBundle, save_reference
 
 MIX1 = bs.GaussianMixture([0.4, 0.6], [[-1.5], [1.0]], [0.3, 0.5])
 MIX2 = bs.GaussianMixture(
@@ -68,9 +68,10 @@ def test_round_trip_and_metadata(tmp_path):
     prob, p = _fp(bs.Domain.box([-5, -5], [5, 5], (8, 8)), proc, MIX2, steps=5, T=0.5,
                   degree=1)
     b = ReferenceBundle.from_fokker_planck(p, problem=prob, data=MIX2, info={"note": "x"})
-    path = b.save(tmp_path / "ref.npz")
+    path = b.save(tmp_path / "ref.npz", dtype="float64")  # lossless: a bit-identical trip
     c = ReferenceBundle.load(path)
-    for key in ("points", "weights", "times", "density", "log_density", "score"):
+    for key in ("points", "weights", "times", "density", "log_density", "score",
+                "score_error_estimate"):
         assert np.array_equal(getattr(b, key), getattr(c, key)), key
     assert c.points.shape == (2 * 64 * 6, 2)  # P1: degree 4, 6 points per triangle
     assert c.score.shape == (6, c.points.shape[0], 2)
@@ -86,7 +87,7 @@ def test_round_trip_and_metadata(tmp_path):
     assert np.allclose(d.means, MIX2.means) and np.allclose(d.covs, MIX2.covs)
     with np.load(path) as raw:
         assert set(raw.files) == {"schema", "points", "weights", "times", "density",
-                                  "log_density", "score", "metadata"}
+                                  "log_density", "score", "score_error_estimate", "metadata"}
         assert json.loads(str(raw["metadata"]))["process"]["type"] == "OU"
 
 
@@ -138,13 +139,18 @@ def test_bundle_written_under_mpi_equals_serial(mpi_tmp_path):
     comm = MPI.COMM_WORLD
     path = mpi_tmp_path / "world.npz"
     prob, p = _fp(bs.Domain.box([-5, -5], [5, 5], (12, 12)), proc, MIX2, steps=10)
-    returned = save_reference(p, path, problem=prob, data=MIX2)
+    returned = save_reference(p, path, problem=prob, data=MIX2, dtype="float64")
     assert (returned is None) == (comm.rank != 0)
     if comm.rank == 0:
         prob1, p1 = _fp(bs.Domain.box([-5, -5], [5, 5], (12, 12), comm=MPI.COMM_SELF), proc,
                         MIX2, steps=10)
-        serial = _sorted(ReferenceBundle.from_fokker_planck(p1, problem=prob1, data=MIX2))
-        world = _sorted(ReferenceBundle.load(path))
+        serial_bundle = ReferenceBundle.from_fokker_planck(p1, problem=prob1, data=MIX2)
+        serial = _sorted(serial_bundle)
+        world_bundle = ReferenceBundle.load(path)
+        world = _sorted(world_bundle)
+        # the bundle's own error estimate is summed over ranks: the serial one again
+        np.testing.assert_allclose(world_bundle.score_error_estimate,
+                                   serial_bundle.score_error_estimate, rtol=1e-9)
         assert np.allclose(world["points"], serial["points"], rtol=0, atol=1e-13)
         assert np.allclose(world["weights"], serial["weights"], rtol=1e-12, atol=0)
         for key in ("density", "log_density", "score"):
@@ -178,3 +184,183 @@ def test_bad_bundles(tmp_path):
         process_from_description({"type": "Custom"})
     with pytest.raises(bs.BridgesolveInputError, match="process type 'XY'"):
         process_from_description({"type": "XY"})
+
+
+# -- storage, damaged files, the bundle's own score error -----------------------------------
+def _small_2d(*, steps=10, cells=16):
+    prob, p = _fp(bs.Domain.box([-5, -5], [5, 5], (cells, cells)), bs.VP(), MIX2, steps=steps,
+                  degree=1)
+    return prob, p, ReferenceBundle.from_fokker_planck(p, problem=prob, data=MIX2)
+
+
+def test_storage_options(tmp_path):
+    """float64/float32, plain/compressed: standard .npz files, float64 arrays on loading,
+    float64 bit-identical, float32 within half an ulp; compressed float32 is the smallest;
+    the default is float32 compressed."""
+    from bridgesolve.reference import DEFAULT_COMPRESS, DEFAULT_DTYPE
+
+    *_, b = _small_2d()
+    sizes = {}
+    for dtype in DTYPES:
+        for compress in (False, True):
+            path = b.save(tmp_path / f"{dtype}-{compress}.npz", dtype=dtype, compress=compress)
+            sizes[dtype, compress] = path.stat().st_size
+            with np.load(path) as raw:
+                assert raw["score"].dtype == dtype and raw["points"].dtype == np.float64
+            c = ReferenceBundle.load(path)
+            assert c.metadata["storage"] == {"dtype": dtype, "compressed": compress}
+            for key in ("density", "log_density", "score"):
+                got, ref = getattr(c, key), getattr(b, key)
+                assert got.dtype == np.float64, key
+                if dtype == "float64":
+                    assert np.array_equal(got, ref), key
+                else:
+                    assert np.all(np.abs(got - ref) <= 2.0**-24 * np.abs(ref) + 1e-45), key
+            for key in ("points", "weights", "times", "score_error_estimate"):
+                assert np.array_equal(getattr(c, key), getattr(b, key)), key
+    print({k: round(v / 2**20, 3) for k, v in sizes.items()})
+    assert sizes["float32", True] < sizes["float32", False] < sizes["float64", False]
+    assert sizes["float64", True] < sizes["float64", False]
+    assert (DEFAULT_DTYPE, DEFAULT_COMPRESS) == ("float32", True)
+    default = ReferenceBundle.load(b.save(tmp_path / "default.npz"))
+    assert default.metadata["storage"] == {"dtype": "float32", "compressed": True}
+    with pytest.raises(bs.BridgesolveInputError, match="dtype = 'float16'"):
+        b.save(tmp_path / "x.npz", dtype="float16")
+    with pytest.raises(bs.BridgesolveInputError, match="compress = 1"):
+        b.save(tmp_path / "x.npz", compress=1)
+
+
+def test_validator_agrees_on_float32_and_float64_files(tmp_path):
+    """The same score (0.9 × the exact one) validated against the float64 and the float32
+    file of one bundle: ESM per level, J_ESM, the denoising z and the bound agree to 1e-6
+    relative (measured on the default 2D bundle: 3.3e-8, 9e-10, 3e-8, equal)."""
+    from bridgesolve.learn.validation import validate
+
+    prob, _, b = _small_2d()
+    proc = prob.process
+
+    def scaled(x, t):
+        return 0.9 * (MIX2.evolve(proc, t) if t > 0 else MIX2).score(x)
+
+    a, c = (validate(scaled, b.save(tmp_path / f"{dt}.npz", dtype=dt), hs=(), n_mc=256)
+            for dt in ("float64", "float32"))
+    rel = np.max(np.abs(c["esm"]["per_time"] / a["esm"]["per_time"] - 1.0))
+    print(f"ESM per level: max relative difference {rel:.2e}")
+    assert rel < 1e-6
+    assert c["esm"]["integrated"] == pytest.approx(a["esm"]["integrated"], rel=1e-6)
+    assert c["dsm"]["z"] == pytest.approx(a["dsm"]["z"], rel=1e-6)
+    assert c["bound"]["bound"] == pytest.approx(a["bound"]["bound"], rel=1e-6)
+
+
+def test_damaged_bundle_files_are_refused_in_one_line(tmp_path):
+    """Garbage, empty, truncated and damaged files, a bare .npy, missing keys, inconsistent
+    shapes, NaN values, non-JSON metadata, strings for numbers: one BridgesolveInputError
+    line naming the file and what is wrong (never a BadZipFile/EOFError traceback)."""
+    from bridgesolve.learn.validation import load_bundle
+
+    *_, b = _small_2d(steps=2, cells=4)
+    cases = {}
+
+    def case(name, data, expected):
+        (tmp_path / name).write_bytes(data)
+        cases[tmp_path / name] = expected
+
+    case("garbage.npz", b"\x00\x01 not a zip at all\n" * 50, "not a readable .npz")
+    case("empty.npz", b"", "not a readable .npz")
+    for compress in (False, True):
+        data = b.save(tmp_path / "good.npz", compress=compress).read_bytes()
+        for frac in (0.3, 0.9, 0.999):
+            case(f"cut-{compress}-{frac}.npz", data[: int(len(data) * frac)],
+                 "not a readable .npz")
+        mid = len(data) // 2  # a damaged stretch inside a member: CRC or inflate error
+        case(f"damaged-{compress}.npz", data[:mid] + bytes(200) + data[mid + 200:],
+             "not a readable .npz")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    case("single.npz", (tmp_path / "single.npy").read_bytes(), "a single .npy array")
+    arrays = b.arrays(dtype="float64")
+
+    def variant(name, expected, **changes):
+        content = {k: v for k, v in {**arrays, **changes}.items() if v is not None}
+        np.savez(tmp_path / name, **content)
+        cases[tmp_path / name] = expected
+
+    variant("nokey.npz", "missing keys ['score']", score=None)
+    variant("shape.npz", "score has shape", score=arrays["score"][:, :-1])
+    variant("nan.npz", "density is not finite", density=np.where(
+        np.arange(arrays["density"].size).reshape(arrays["density"].shape) == 7, np.nan,
+        arrays["density"]))
+    variant("meta.npz", "metadata is not JSON", metadata=np.array("{kind: diffusion"))
+    variant("strings.npz", "weights has dtype", weights=np.array(["a"] * b.weights.size))
+    variant("times.npz", "increasing", times=arrays["times"][::-1].copy())
+    variant("estimate.npz", "score_error_estimate has shape",
+            score_error_estimate=np.ones(2))
+    variant("schema.npz", "schema 'bridgesolve.reference/0'",
+            schema=np.array("bridgesolve.reference/0"))
+    for path, expected in cases.items():
+        for loader in (ReferenceBundle.load, load_bundle):
+            with pytest.raises(bs.BridgesolveInputError) as err:
+                loader(path)
+            msg = str(err.value)
+            assert expected in msg and str(path) in msg and "\n" not in msg, (path.name, msg)
+    with pytest.raises(bs.BridgesolveInputError, match="is a folder"):
+        ReferenceBundle.load(tmp_path)
+    # files written before the estimate and the storage options load as they did
+    old = {k: v for k, v in arrays.items() if k != "score_error_estimate"}
+    np.savez(tmp_path / "old.npz", **old)
+    c = ReferenceBundle.load(tmp_path / "old.npz")
+    assert c.score_error_estimate is None and "storage" not in c.metadata
+    assert np.array_equal(c.score, b.score)
+
+
+def test_score_error_estimate_closed_form():
+    """Gaussian-mixture data under a linear process: the estimate is the closed-form
+    E_p|s_ref - ∇log p|² per level (computed here by hand), the validator's
+    ``exact.bundle_error`` in the same units."""
+    from bridgesolve.learn.validation import validate
+
+    prob, _, b = _small_2d()
+    assert b.metadata["score_error_estimate"] == {"method": "closed-form",
+                                                  "weighting": "exact density"}
+    est = b.score_error_estimate
+    assert est.shape == (11,) and np.all(est > 0)
+    for n in (0, 4, 10):
+        t = float(b.times[n])
+        law = MIX2.evolve(prob.process, t) if t > 0 else MIX2
+        by_hand = b.integrate(law.pdf(b.points) * np.sum((b.score[n] - law.score(b.points)) ** 2,
+                                                         axis=1))
+        assert est[n] == pytest.approx(by_hand, rel=1e-10), n
+    rep = validate(lambda x, t: np.zeros_like(x), b, hs=(), n_mc=64)
+    np.testing.assert_allclose(rep["exact"]["bundle_error"], est, rtol=1e-10)
+
+
+def test_score_error_estimate_higher_degree_and_none():
+    """Without a closed form (here: absorbing walls) "auto" compares with P_{k+1} on the same
+    mesh; where both exist the two estimates agree (1D P1, 60 cells, measured ratio
+    0.99-1.00 at every level); killing gives no estimate, with the reason in the metadata."""
+    proc = bs.VP()
+    prob, p = _fp(bs.Domain.interval(-6, 6, 60), proc, MIX1, steps=20, degree=1)
+    closed = ReferenceBundle.from_fokker_planck(p, problem=prob, data=MIX1).score_error_estimate
+    higher = ReferenceBundle.from_fokker_planck(p, problem=prob, data=MIX1,
+                                                error_estimate="higher-degree")
+    assert higher.metadata["score_error_estimate"]["method"] == "higher-degree"
+    ratio = higher.score_error_estimate / closed
+    print("higher-degree / closed-form:", np.round(ratio, 3))
+    assert np.all((ratio > 0.9) & (ratio < 1.1)), ratio
+    walls = bs.Problem(bs.Domain.interval(-6, 6, 60), proc, bs.TimeGrid.uniform(1.0, 20),
+                       degree=1, boundary="absorbing")
+    pw = bs.solve_fokker_planck(walls, MIX1, progress=False)
+    bw = ReferenceBundle.from_fokker_planck(pw, problem=walls, data=MIX1)
+    assert bw.metadata["score_error_estimate"]["method"] == "higher-degree"
+    assert bw.score_error_estimate.shape == (21,) and np.all(bw.score_error_estimate > 0)
+    with pytest.raises(bs.BridgesolveInputError, match="the walls are absorbing"):
+        ReferenceBundle.from_fokker_planck(pw, problem=walls, data=MIX1,
+                                           error_estimate="closed-form")
+    pk = bs.solve_fokker_planck(prob, MIX1, killing=lambda x, t: -0.2 + 0.0 * x[:, 0],
+                                progress=False)
+    bk = ReferenceBundle.from_fokker_planck(pk, problem=prob, data=MIX1)
+    assert bk.score_error_estimate is None
+    assert "killing" in bk.metadata["score_error_estimate"]["reason"]
+    none = ReferenceBundle.from_fokker_planck(p, problem=prob, data=MIX1, error_estimate="none")
+    assert none.score_error_estimate is None
+    with pytest.raises(bs.BridgesolveInputError, match="error_estimate = 'coarse'"):
+        ReferenceBundle.from_fokker_planck(p, problem=prob, error_estimate="coarse")
