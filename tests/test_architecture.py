@@ -1,0 +1,245 @@
+"""The shape of the house, checked from the source (``ast`` only: fast, no DOLFINx, no torch).
+
+Run alone with ``python -m pytest tests/test_architecture.py`` (about a second):
+
+- no import cycle among bridgesolve modules (module-level imports);
+- the library never imports ``bridgesolve.cli`` or ``examples`` (at any level);
+- torch only under ``bridgesolve/learn/``; DOLFINx, PETSc and MPI only in ``_dolfinx.py``;
+- every name of ``bridgesolve.__all__`` resolves;
+- every file a ``--help`` text names exists.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "bridgesolve"
+#: Imported only by bridgesolve/_dolfinx.py.
+DOLFINX_STACK = ("dolfinx", "dolfinx_solver", "petsc4py", "mpi4py")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+@functools.cache
+def _imports(path: Path, *, module_level: bool) -> list[tuple[str, int]]:
+    """``(imported name, line)``: absolute names; ``from a import b`` gives ``a.b`` when that
+    is a bridgesolve module, else ``a``. Relative imports are resolved against ``path``."""
+    tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+    me = _module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    out: list[tuple[str, int]] = []
+
+    def visit(nodes) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                out.extend((alias.name, node.lineno) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    out.append((full if full in MODULES else base, node.lineno))
+            elif module_level:
+                if isinstance(node, ast.If) and _is_type_checking(node):
+                    continue
+                if isinstance(node, ast.If | ast.Try | ast.With):
+                    for field in ("body", "orelse", "finalbody", "handlers"):
+                        for child in getattr(node, field, []):
+                            visit(child.body if isinstance(child, ast.ExceptHandler)
+                                  else [child])
+            if not module_level:
+                visit(ast.iter_child_nodes(node))
+
+    visit(tree.body)
+    return out
+
+
+@functools.cache
+def _graph() -> dict[str, set[str]]:
+    return {name: {imp for imp, _ in _imports(path, module_level=True) if imp in MODULES
+                   and imp != name}
+            for name, path in MODULES.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def _offenders(allowed, forbidden: tuple[str, ...]) -> list[str]:
+    """``module:line imports name`` for imports (any level) of ``forbidden`` packages
+    outside the modules for which ``allowed(name)`` is true."""
+    bad = []
+    for name, path in MODULES.items():
+        if allowed(name):
+            continue
+        for imp, line in _imports(path, module_level=False):
+            if imp.split(".")[0] in forbidden or any(imp == f or imp.startswith(f + ".")
+                                                     for f in forbidden):
+                bad.append(f"{name}:{line} imports {imp}")
+    return bad
+
+
+def test_no_import_cycle_among_modules():
+    cycles = _cycles(_graph())
+    assert not cycles, f"module-level import cycles: {cycles}"
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_library_never_imports_the_cli_or_examples():
+    bad = _offenders(lambda name: name.startswith("bridgesolve.cli"),
+                     ("bridgesolve.cli", "examples"))
+    assert not bad, bad
+
+
+def test_torch_only_under_learn():
+    bad = _offenders(lambda name: name.startswith("bridgesolve.learn"), ("torch",))
+    assert not bad, bad
+
+
+def test_dolfinx_stack_only_in_one_module():
+    bad = _offenders(lambda name: name == "bridgesolve._dolfinx", DOLFINX_STACK)
+    assert not bad, bad
+
+
+def _defined(path: Path) -> set[str]:
+    """The names a module binds at module level (defs, classes, assignments, imports)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text("utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _literal(path: Path, name: str):
+    for node in ast.parse(path.read_text("utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    return None
+
+
+def test_every_public_name_resolves():
+    """Statically: each name of ``__all__`` is bound in ``__init__`` or by its ``_LAZY``
+    module; every lazy name but subpackages (learn: PyTorch) is in ``__all__``."""
+    init = PACKAGE / "__init__.py"
+    public, lazy = _literal(init, "__all__"), _literal(init, "_LAZY") or {}
+    eager = _defined(init)
+    missing = [name for name in public if name not in eager and not (
+        name in lazy and name in _defined(MODULES[lazy[name]]))]
+    assert not missing, f"in __all__ but not served: {missing}"
+    unlisted = sorted(name for name, module in lazy.items()
+                      if module != f"bridgesolve.{name}" and name not in public)
+    assert not unlisted, f"served but not in __all__: {unlisted}"
+    assert all(module in MODULES for module in lazy.values()), lazy
+
+
+def _help_texts() -> dict[str, str]:
+    from bridgesolve.cli import _parser
+
+    parser = _parser()
+    texts = {"bridgesolve": parser.format_help()}
+    for action in parser._subparsers._group_actions:  # the sub-parsers
+        for name, sub in action.choices.items():
+            texts[name] = sub.format_help()
+    return texts
+
+
+#: A repository path in prose: examples/..., meshes/..., benchmarks/... with a suffix.
+PATH = re.compile(r"\b((?:examples|meshes|benchmarks|docs)/[\w./-]*\w\.(?:toml|py|msh|geo|md))")
+
+
+def test_help_texts_name_only_existing_files():
+    texts = _help_texts()
+    assert {"run", "bridge", "convergence", "reference", "likelihood", "train", "validate",
+            "figures"} <= set(texts)
+    named = {(cmd, path) for cmd, text in texts.items() for path in PATH.findall(text)}
+    assert named, "no file named in any help text: the pattern is broken"
+    missing = sorted(f"bridgesolve {cmd} --help names {path}" for cmd, path in named
+                     if not (ROOT / path).exists())
+    assert not missing, missing
+
+
+def test_import_scanner_sees_function_level_imports(tmp_path):
+    module = PACKAGE / "cli" / "learn.py"  # imports bridgesolve.learn only inside functions
+    everywhere = {imp for imp, _ in _imports(module, module_level=False)}
+    top = {imp for imp, _ in _imports(module, module_level=True)}
+    assert any(i.startswith("bridgesolve.learn") for i in everywhere - top), everywhere
+
+
+@pytest.mark.parametrize("name", ["bridgesolve.equations", "bridgesolve._folders",
+                                  "bridgesolve._vocab", "bridgesolve.config"])
+def test_front_door_modules_are_dolfinx_free(name):
+    """What the config reader and the torch-only host need never pulls in DOLFINx."""
+    graph = _graph()
+    seen, todo = set(), [name]
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        todo.extend(graph[mod])
+    heavy = sorted(m for m in seen if any(
+        imp.split(".")[0] in DOLFINX_STACK or imp == "bridgesolve._dolfinx"
+        for imp, _ in _imports(MODULES[m], module_level=True)))
+    assert not heavy, f"{name} imports DOLFINx at module level through {heavy}"
