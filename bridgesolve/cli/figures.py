@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from bridgesolve._validate import BridgesolveInputError
@@ -84,16 +85,24 @@ def _script(name: str) -> Path:
     return path
 
 
-def _load_main(path: Path):
+def _run_script(path: Path, argv: list[str]) -> int:
+    """Load ``path`` as ``python path`` would (its folder first on ``sys.path``, so that it
+    can import its neighbours) and return ``main(argv)``."""
     spec = importlib.util.spec_from_file_location(f"bridgesolve_paper_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise BridgesolveInputError(f"{str(path)!r}: not a Python script")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    main = getattr(module, "main", None)
-    if not callable(main):
-        raise BridgesolveInputError(f"{str(path)!r} defines no main(argv)")
-    return main
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+        main = getattr(module, "main", None)
+        if not callable(main):
+            raise BridgesolveInputError(f"{str(path)!r} defines no main(argv)")
+        return int(main(argv) or 0)
+    finally:
+        sys.path.remove(str(path.parent))
+        sys.modules.pop(spec.name, None)
 
 
 def command(args: argparse.Namespace) -> int:
@@ -111,8 +120,7 @@ def command(args: argparse.Namespace) -> int:
     path = _script(args.name)
     output = args.output or Path("results") / "figures" / path.stem
     argv = ["-o", str(output), *(["--quick"] if args.quick else [])]
-    code = _load_main(path)(argv)
-    return int(code or 0)
+    return _run_script(path, argv)
 
 
 __all__ = ["PAPERS", "PAPERS_ENV", "add_parser", "available", "command", "papers_dir"]

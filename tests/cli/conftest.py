@@ -25,8 +25,9 @@ def _few_threads():
 
 @pytest.fixture(scope="module")
 def vp_bundle_2d():
-    import bridgesolve as bs
     from learn_helpers import analytic_bundle
+
+    import bridgesolve as bs
 
     mix = bs.GaussianMixture([0.5, 0.5], [[-1.5, -1.0], [1.5, 1.0]],
                              [[[0.25, 0.1], [0.1, 0.25]], [[0.3, -0.1], [-0.1, 0.2]]])
