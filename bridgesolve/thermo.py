@@ -332,6 +332,12 @@ def _log_nodal(field, rows: np.ndarray, floor: float) -> np.ndarray:
     return np.log(np.maximum(vals, np.maximum(1e-300, floor * peak)[:, None]))
 
 
+def _mpi_max():
+    from bridgesolve._dolfinx import MPI
+
+    return MPI.MAX
+
+
 def _coef(value, name: str) -> Callable[[float], float]:
     if value is None:
         return None
@@ -466,7 +472,11 @@ def entropy_production(
         rows = np.arange(start, min(nlev, start + chunk))
         logs = _log_nodal(p, rows, floor)
         if p.representation == "log":
-            dens = np.exp(quad.values(logs))
+            # P2 interpolants of logs overshoot next to steep tails: cap at the level's peak
+            peak = np.max(logs, axis=1, initial=-np.inf) if logs.shape[1] else \
+                np.full(rows.size, -np.inf)
+            peak = p.comm.allreduce(peak, _mpi_max())
+            dens = np.exp(np.minimum(quad.values(logs), peak[:, None]))
         else:
             dens = np.maximum(quad.values(p.values[rows]), 0.0)
         s = quad.gradients(logs)  # d × (L, Nq)
@@ -609,8 +619,8 @@ def log_density_curvature(p, *, x=None, direction=None, nodes: int | None = None
     r"""``e·∇² \log p_t(x)\,e`` at every level (rank-independent).
 
     A total-degree-4 polynomial is fitted by least squares to the (floored) nodal
-    logarithms of the ``nodes`` owned dofs nearest ``x`` (default three times the number
-    of monomials, all ties included), and its Hessian at ``x`` is read off: accurate to
+    logarithms of the ``nodes`` owned dofs nearest ``x`` (default twice the number
+    of monomials plus one, all ties included), and its Hessian at ``x`` is read off: accurate to
     the nodal error of ``p_h`` over the fit radius squared plus ``O(r⁴)``, with no
     second derivatives of the piecewise polynomial (which jump across facets).
 
@@ -625,7 +635,7 @@ def log_density_curvature(p, *, x=None, direction=None, nodes: int | None = None
     e = np.eye(dim)[0] if direction is None else np.asarray(direction, float).reshape(dim)
     e = e / np.linalg.norm(e)
     mons = _monomials(dim, 4)
-    m = positive_int("nodes", nodes) if nodes is not None else 3 * len(mons)
+    m = positive_int("nodes", nodes) if nodes is not None else 2 * len(mons) + 1
     n_owned = p.space.dofmap.index_map.size_local
     coords = p.space.tabulate_dof_coordinates()[:n_owned, :dim]
     dist = np.linalg.norm(coords - x0, axis=1)
@@ -938,7 +948,9 @@ _GL_CACHE: dict = {}
 
 def _laguerre(n: int):
     if n not in _GL_CACHE:
-        _GL_CACHE[n] = np.polynomial.laguerre.laggauss(n)
+        from scipy.special import roots_laguerre  # stable beyond NumPy's ~180 nodes
+
+        _GL_CACHE[n] = roots_laguerre(n)
     return _GL_CACHE[n]
 
 
@@ -972,7 +984,8 @@ def _softplus_moments(c0: np.ndarray, c1: np.ndarray, n: int):
         dens_p = np.exp(-0.5 * ((u - a) / b) ** 2) / (b * math.sqrt(2 * math.pi))
         dens_m = np.exp(-0.5 * ((-u - a) / b) ** 2) / (b * math.sqrt(2 * math.pi))
         eu = np.exp(-u)
-        psi_sp = np.log1p(eu) / eu
+        with np.errstate(invalid="ignore", divide="ignore"):
+            psi_sp = np.where(eu > 1e-12, np.log1p(eu) / np.where(eu > 0, eu, 1.0), 1.0 - eu / 2)
         psi_s = 1.0 / (1.0 + eu)
         psi_d = psi_s * psi_s
         a0, b0, r0 = a[..., 0], b[..., 0], r[..., 0]
@@ -1024,7 +1037,7 @@ def _fp_setup(rho0, process, t):
 
 
 def franz_parisi(rho0: GaussianMixture, process: Process, t: float, q, *,
-                 order: int = 64) -> FranzParisi:
+                 order: int = 200) -> FranzParisi:
     r"""The Franz–Parisi potential ``V(q) = -E_{x_0', x_t} \log Z(q)`` and ``V'``, ``V''``.
 
     Planted ``x_0' ~ ρ_0``, disorder ``x_t | x_0' ~ N(a x_0' + b, Δ)`` (the process's
@@ -1045,8 +1058,8 @@ def franz_parisi(rho0: GaussianMixture, process: Process, t: float, q, *,
         process: a linear process (the paper's OU).
         t: the diffusion time (> 0).
         q: the values of ``q > 0``.
-        order: Gauss–Hermite / Gauss–Laguerre nodes (converged at 64 for the paper's cases:
-            compare two orders).
+        order: Gauss–Hermite / Gauss–Laguerre nodes. For the paper's cases (σ² = 0.1) orders
+            200 and 300 agree to 1e-7 in V, 2e-6 in V' and 1.3e-4 in V'' (of up to 31).
     """
     t, a, var, b = _fp_setup(rho0, process, t)
     q = np.atleast_1d(np.asarray(q, dtype=float))
@@ -1116,7 +1129,7 @@ def solve_two_gaussian_ou(mu: float, sigma2: float, *, T: float = 3.0, steps: in
                           half_width: float | None = None, progress: bool = False, comm=None):
     """The Fokker–Planck solution of ``½N(μ, σ²) + ½N(-μ, σ²)`` under the paper's OU
     (``dx = -x dt + √2 dW``) on ``[-L, L]``, ``L = μ + 6 max(σ, 1)`` by default, with
-    about six nodes per standard deviation ``σ`` (at least 64 cells)."""
+    about twelve nodes per standard deviation ``σ`` (at least 128 cells)."""
     from bridgesolve.domain import Domain
     from bridgesolve.pde.fokker_planck import solve_fokker_planck
     from bridgesolve.problem import Problem
@@ -1126,7 +1139,7 @@ def solve_two_gaussian_ou(mu: float, sigma2: float, *, T: float = 3.0, steps: in
     sigma = math.sqrt(sigma2)
     L = half_width if half_width is not None else mu + 6.0 * max(sigma, 1.0)
     if cells is None:
-        cells = max(64, int(math.ceil(2 * L * 6.0 / (degree * sigma))))
+        cells = max(128, int(math.ceil(2 * L * 12.0 / (degree * sigma))))
     dom = Domain.interval(-L, L, cells, comm=comm)
     prob = Problem(dom, OU(), TimeGrid.uniform(T, steps), degree=degree)
     p = solve_fokker_planck(prob, case.data, progress=progress, check_mass=False)
