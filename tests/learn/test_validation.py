@@ -118,6 +118,7 @@ def test_report_table_json_and_figures(vp_bundle_2d, tmp_path):
         expected.append("q_h.png")
     assert names == sorted(expected)
     assert all((tmp_path / "fig" / n).stat().st_size > 10_000 for n in names)
+    assert rep["action"]["excess"] == pytest.approx(0.5 * rep["esm"]["integrated"], rel=1e-12)
 
 
 def test_bundle_file_and_fallback_data(vp_bundle_2d, tmp_path):
@@ -244,3 +245,115 @@ def test_bridge_bundles_get_the_explicit_error_only(vp_bundle_2d, tmp_path):
         assert "Schrödinger bridge" in rep[part]["skipped"]
     assert "skipped" in rep.table()
     assert (tmp_path / "error_vs_t.png").is_file()
+
+
+def test_excess_action_and_dsm_minus_esm_per_time(vp_bundle_2d):
+    """The excess action is the ESM with weight g²/2 (closed form ½|c|² ∫ g² for a shifted
+    score); DSM - ESM per time is C(t) = d/σ² - E|∇log p|² for two different scores: C(t) is
+    the same array and DSM - ESM agrees within Monte Carlo error."""
+    b = vp_bundle_2d
+    proc, mix = b.process(), b.data()
+    c = np.array([0.3, -0.2])
+    reps = [validate(exact_score(mix, proc, shift=c), b, hs=(), n_mc=4096,
+                     weighting="sigma2", t_range=(0.1, 1.0), progress=False),
+            validate(exact_score(mix, proc, factor=1.2), b, hs=(), n_mc=4096,
+                     weighting="sigma2", t_range=(0.1, 1.0), progress=False)]
+    ts = reps[0]["action"]["times"]
+    g2 = proc.g(ts) ** 2
+    assert reps[0]["action"]["excess"] == pytest.approx(
+        0.5 * float(c @ c) * trapezoid_weights(ts) @ g2, rel=1e-6)
+    np.testing.assert_array_equal(reps[0]["dsm"]["C_per_time"], reps[1]["dsm"]["C_per_time"])
+    for rep in reps:
+        dsm = rep["dsm"]
+        z = (dsm["dsm_minus_esm"] - dsm["C_per_time"]) / dsm["stderr"]
+        assert np.max(np.abs(z)) < 4.5, np.round(z, 2)
+    assert "DSM-ESM" in reps[0].table() and "excess action" in reps[0].table()
+
+
+def test_verdict_names_the_z_it_uses(vp_bundle_2d):
+    """A bundle z of 6.52 is never printed next to 'consistent (|z| <= 4)'."""
+    from bridgesolve.learn import _figures
+
+    b = vp_bundle_2d
+    rep = validate(exact_score(b.data(), b.process()), b, hs=(), n_mc=256, progress=False)
+    data = dict(rep.data)
+    data["dsm"] = dict(rep["dsm"], z=6.52, consistent_bundle=False, consistent=True)
+    data["exact"] = dict(rep["exact"], z=0.5)
+    text = _figures.table(data)
+    assert "|z| = 6.52 > 4: beyond Monte Carlo error" in text
+    assert "identity: consistent against the exact law (|z| = 0.50 <= 4)" in text
+    assert "against the bundle it is not" in text
+
+
+def test_score_of_another_dimension_process_or_data(vp_bundle_2d):
+    """Dimension: refused, naming both; process or data: a warning naming both."""
+    from bridgesolve.learn.validation import NumpyScore
+
+    b = vp_bundle_2d
+    proc, mix = b.process(), b.data()
+    s = exact_score(mix, proc)
+    with pytest.raises(bs.BridgesolveInputError, match="is a 1D model but the bundle .* is 2D"):
+        validate(NumpyScore(s, dim=1, label="net1d"), b, hs=(), progress=False)
+    with pytest.warns(RuntimeWarning, match="trained for OU.* but the bundle is for VP"):
+        rep = validate(NumpyScore(s, process=bs.OU(), label="ou-net"), b, hs=(), n_mc=64,
+                       progress=False)
+    assert any("trained for OU" in n for n in rep["notes"])
+    other = dict(mix.describe(), type="gaussian_mixture", means=[[0.0, 0.0], [1.0, 1.0]])
+    with pytest.warns(RuntimeWarning, match="trained on a 2-component Gaussian mixture"):
+        validate(NumpyScore(s, data=other, label="other-data"), b, hs=(), n_mc=64,
+                 progress=False)
+    same = dict(mix.describe(), type="gaussian_mixture")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate(NumpyScore(s, data=same, process=proc, dim=2), b, hs=(), n_mc=64,
+                 progress=False)
+    torch = pytest.importorskip("torch")
+    from bridgesolve.learn.model import ScoreMLP, ScoreModel
+
+    model = ScoreModel(ScoreMLP(1, width=8, depth=1), proc).double()
+    with torch.no_grad(), pytest.raises(bs.BridgesolveInputError, match="1D model"):
+        validate(model, b, hs=(), progress=False)
+
+
+def test_bundle_accuracy_beside_the_esm(vp_bundle_2d, capsys):
+    """The bundle's own score error (its score_error_estimate) is reported per time beside
+    the ESM; a warning when sqrt(ε/e) > 0.1; a progress bar on stderr."""
+    b = vp_bundle_2d
+    proc, mix = b.process(), b.data()
+    c = np.array([0.1, 0.0])  # e(t) = 0.01 ∫p
+    kw = {k: getattr(b, k) for k in ("points", "weights", "times", "density", "log_density",
+                                      "score")}
+    meta = dict(b.metadata, data=None)  # no closed form: the bundle's own estimate is used
+    for eps, warns in ((1e-6, False), (1e-3, True)):
+        est = np.full(b.times.size, eps)
+        nb = bs.ReferenceBundle(metadata=meta, score_error_estimate=est, **kw)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rep = validate(exact_score(mix, proc, shift=c), nb, hs=(), n_mc=64)
+        hit = [w for w in caught if "not small" in str(w.message)]
+        assert bool(hit) == warns, [str(w.message) for w in caught]
+        acc = rep["accuracy"]
+        np.testing.assert_allclose(acc["per_time"], eps)
+        np.testing.assert_allclose(acc["worst_ratio"], np.sqrt(eps / 0.01), rtol=1e-5)
+        assert ("NOT small" in rep.table()) == warns
+    assert "validate" in capsys.readouterr().err
+
+
+def test_own_law_excess_action_with_a_problem(vp_bundle_2d):
+    """With q_1 solved on a Problem, the excess action under the h = 1 sampler's own law is
+    reported beside the p-weighted one (they differ at third order in the score error)."""
+    pytest.importorskip("bridgesolve._dolfinx")
+    b = vp_bundle_2d
+    proc, mix = b.process(), b.data()
+    problem = bs.Problem(bs.Domain.box([-6.0, -6.0], [6.0, 6.0], [16, 16]), proc,
+                         bs.TimeGrid.uniform(1.0, 20), degree=2)
+    rep = validate(exact_score(mix, proc, 1.1), b, hs=(1.0,), n_mc=64, problem=problem,
+                   progress=False)
+    act = rep["action"]
+    print({k: v for k, v in act.items() if np.ndim(v) == 0})
+    assert 0.6 < act["own_law"] / act["excess_exact"] < 1.5, act
+    assert "own law q_1" in rep.table()
