@@ -411,8 +411,12 @@ def train(config, *, net: nn.Module | None = None, data=None,
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    """``Type: first line`` of an exception (two lines joined when the first ends in ':')."""
+    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not text:
+        return type(exc).__name__
+    head = " ".join(text[:2]) if text[0].endswith(":") else text[0]
+    return f"{type(exc).__name__}: {head}"
 
 
 _CHECKPOINT_KEYS = ("config", "step", "net_info", "net", "ema", "optimizer", "losses")
@@ -422,9 +426,15 @@ def _read_checkpoint(path: Path, dev: torch.device) -> dict:
     """The state dict of a bridgesolve checkpoint, or a one-line BridgesolveInputError
     naming the file and what is wrong (not a zip/pickle, truncated, another format,
     missing entries)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise BridgesolveInputError(
+            f"checkpoint {str(path)!r} is not a torch checkpoint (it does not start like a "
+            f"zip archive: {'empty' if not magic else f'first bytes {magic!r}'})")
     try:
         state = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as exc:  # pickle errors, truncated or garbage files, ...
+    except Exception as exc:  # pickle errors, truncated or damaged files, ...
         raise BridgesolveInputError(f"checkpoint {str(path)!r} cannot be read (truncated or "
                                     f"not a torch file): {_first_line(exc)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -340,3 +340,48 @@ def test_importance_sampled_times_are_unbiased_and_reduce_variance():
     assert variances[1] < 0.2 * variances[0], variances
     res = train(small_config(steps=50, weighting="g2", t_sampling="importance"), progress=False)
     assert np.all(np.isfinite(res.losses))
+
+
+def test_damaged_checkpoints_are_refused_in_one_line(tmp_path):
+    """Garbage, empty, truncated and foreign checkpoints, through load_checkpoint and through
+    train(resume=True): one BridgesolveInputError line naming the file and what is wrong
+    (never an EOFError/pickle/zip traceback)."""
+    cfg = small_config(steps=3)
+    train(cfg, output=tmp_path / "good", progress=False)
+    data = (tmp_path / "good" / "checkpoint.pt").read_bytes()
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    incomplete = tmp_path / "incomplete.pt"
+    state = torch.load(tmp_path / "good" / "checkpoint.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "ema"}, incomplete)
+    cases = {foreign: "not a bridgesolve checkpoint", incomplete: "missing ema"}
+    for name, content, expected in (
+            ("garbage", b"not a checkpoint\n" * 40, "not a torch checkpoint"),
+            ("empty", b"", "not a torch checkpoint"),
+            ("cut", data[: len(data) // 2], "cannot be read"),
+            ("tail", data[:-100], "cannot be read")):
+        (tmp_path / f"{name}.pt").write_bytes(content)
+        cases[tmp_path / f"{name}.pt"] = expected
+    for path, expected in cases.items():
+        with pytest.raises(bs.BridgesolveInputError) as err:
+            load_checkpoint(path, device="cpu")
+        msg = str(err.value)
+        assert expected in msg and str(path) in msg and "\n" not in msg, (path.name, msg)
+        if path.stem not in ("garbage", "cut", "incomplete"):
+            continue
+        run = tmp_path / f"run-{path.stem}"
+        run.mkdir()
+        (run / "checkpoint.pt").write_bytes(path.read_bytes())
+        with pytest.raises(bs.BridgesolveInputError) as err:
+            train(cfg, output=run, resume=True, progress=False)
+        msg = str(err.value)
+        assert expected in msg and "checkpoint.pt" in msg and "\n" not in msg, (path.name, msg)
+    # weights of another network: named, not a torch shape traceback
+    other = small_config(steps=3)
+    other["model"]["width"] = 16
+    train(other, output=tmp_path / "narrow", progress=False)
+    state = torch.load(tmp_path / "narrow" / "checkpoint.pt", weights_only=True)
+    state["net_info"]["hparams"]["width"] = 32
+    torch.save(state, tmp_path / "mixed.pt")
+    with pytest.raises(bs.BridgesolveInputError, match="weights do not fit"):
+        load_checkpoint(tmp_path / "mixed.pt", device="cpu")
