@@ -182,3 +182,8 @@ def _toml(raw: dict) -> str:
 
     return "\n".join(f"[{name}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in table.items())
                      for name, table in raw.items()) + "\n"
+
+
+def test_a_folder_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder: expected a TOML file"):
+        load_config(tmp_path)

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except BridgesolveInputError as exc:
         if rank() == 0:
             # One line: a message with a newline (a loader quoting a file) stays one line.
-            line = " ".join(str(exc).strip().splitlines())
+            line = " ".join(part.strip() for part in str(exc).strip().splitlines())
             print(f"bridgesolve: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

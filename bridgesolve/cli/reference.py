@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.cli._common import RAW, sayer, world
+from bridgesolve.cli._common import RAW, captured_warnings, sayer, warn_line, world
 
 REFERENCE_HELP = """\
 The config is a `bridgesolve run` config with equation = "fokker-planck" (the default) or
@@ -74,16 +74,20 @@ def command(args: argparse.Namespace) -> int:
     say(f"bridgesolve: reference ({cfg.equation}, {cfg.source}): {problem.ndofs} dofs, "
         f"{problem.grid.steps} steps, P{problem.degree}")
     info = {"config_source": cfg.source, "config": cfg.as_dict()}
-    if cfg.equation == "bridge":
-        from bridgesolve.bridge import solve_bridge
+    with captured_warnings() as messages:  # shown as one line each, after the progress bar
+        if cfg.equation == "bridge":
+            from bridgesolve.bridge import solve_bridge
 
-        source = solve_bridge(problem, data, cfg.final, killing=killing,
-                              progress=not args.quiet, **cfg.bridge_options)
-    else:
-        import bridgesolve as bs
+            source = solve_bridge(problem, data, cfg.final, killing=killing,
+                                  progress=not args.quiet, **cfg.bridge_options)
+        else:
+            import bridgesolve as bs
 
-        source = bs.solve_fokker_planck(problem, data, killing=killing,
-                                        progress=not args.quiet)
+            source = bs.solve_fokker_planck(problem, data, killing=killing,
+                                            progress=not args.quiet)
+    for message in messages:
+        warn_line(message, comm.rank)
+    info["warnings"] = messages
     bundle = save_reference(source, out, problem=problem, data=data, degree=args.degree,
                             info=info)
     if bundle is not None:
