@@ -56,6 +56,15 @@ def test_exact_score_generates_rho0():
     assert rep["exact"]["J_esm"] == 0.0  # the score is exact; the bundle's error is separate
     assert 0 < rep["exact"]["J_bundle_error"] < 1e-4
     assert rep["bound"]["holds"]
+    # The bundle knows its own error: its closed-form estimate is the validator's
+    # p-weighted bundle error, and what the validator measures for the exact score against
+    # the bundle (weighted by the bundle's density instead of p) is that error again.
+    est = b.score_error_estimate
+    assert b.metadata["score_error_estimate"]["method"] == "closed-form"
+    np.testing.assert_allclose(rep["exact"]["bundle_error"], est, rtol=1e-10)
+    ratio = np.asarray(rep["esm"]["per_time"]) / est
+    print("validator ESM of the exact score / bundle's estimate:", np.round(ratio, 4))
+    assert np.all(np.abs(ratio - 1.0) < 1e-2), ratio  # measured: within 2e-4
 
 
 def test_trained_network_kl_below_bound_1d():
