@@ -727,6 +727,7 @@ class PathEntropies:
         medium: ``ΔS_E = ∫ (F/D)∘dx`` (Stratonovich, midpoint rule).
         total: ``ΔS_tot = ΔS_sys + ΔS_E``.
         reverse: whether the paths ran the reverse process (from ``T`` down to ``t_0``).
+        x_start, x_end: the paths' first and last points ``(N, d)``.
         info: scheme, steps, timings.
     """
 
@@ -734,6 +735,8 @@ class PathEntropies:
     medium: np.ndarray
     total: np.ndarray
     reverse: bool = False
+    x_start: np.ndarray | None = None
+    x_end: np.ndarray | None = None
     info: dict = field(default_factory=dict)
 
     @property
@@ -922,7 +925,8 @@ def path_entropies(
     info = {"method": method, "steps": times.size - 1, "T": float(times[-1]),
             "t0": float(times[0]), "paths": int(x.shape[0]),
             "timings": {"total_s": time.perf_counter() - t0}}
-    return PathEntropies(system, medium, system + medium, reverse=bool(reverse), info=info)
+    return PathEntropies(system, medium, system + medium, reverse=bool(reverse),
+                         x_start=x_start, x_end=x, info=info)
 
 
 # =========================================================================================
