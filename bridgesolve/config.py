@@ -176,7 +176,7 @@ class Config:
     equation: str
     data: GaussianMixture | ScaledMixture
     mesh_path: Path | None = None
-    final: GaussianMixture | None = None
+    final: GaussianMixture | ScaledMixture | None = None
 
     @property
     def record(self) -> Equation:

@@ -114,7 +114,8 @@ def exact_bridge_marginals(process: Process, rho0, rho1, *, T: float,
 def exact_bridge_cost(process: Process, rho0, rho1, *, T: float,
                       killing=None) -> float | None:
     """``KL(P* ‖ R_ρ0)`` of the exact bridge when :func:`exact_bridge_marginals` has one."""
-    if exact_bridge_marginals(process, rho0, rho1, T=T, killing=killing) is None:
+    marginals = exact_bridge_marginals(process, rho0, rho1, T=T, killing=killing)
+    if marginals is None or not isinstance(process, Brownian):
         return None
     return gaussian_bridge_cost(rho0.means[0], rho0.covs[0], rho1.means[0], rho1.covs[0],
                                 process.sigma, T)

@@ -97,7 +97,7 @@ def command(args) -> int:
     studies = sweep(cfgs, groups=args.groups or 1, comm=comm, output=base,
                     resume=args.resume, overwrite=args.overwrite,
                     progress=False, **options)
-    if comm.rank == 0:
+    if studies is not None:  # rank 0
         for name, study in zip(study_names(cfgs), studies, strict=True):
             say(f"== {name}")
             say(study.table())

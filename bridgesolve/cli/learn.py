@@ -118,7 +118,7 @@ def train_command(args) -> int:
         result = train(cfg, output=output, resume=args.resume, overwrite=args.overwrite,
                        device=args.device, progress=not args.quiet)
     except KeyboardInterrupt:
-        ckpt = Path(output) / "checkpoint.pt"
+        ckpt = Path(output or ".") / "checkpoint.pt"
         where = (f"the checkpoint {ckpt} holds the last step; continue with --resume"
                  if ckpt.is_file() else "no checkpoint was written")
         print(f"bridgesolve: interrupted; {where}", file=sys.stderr)

@@ -62,7 +62,7 @@ class Checkpoints:
         mine = (coords, sol.u.x.array[:n].copy(), sol.s.x.array[:n].copy())
         parts = self.comm.gather(mine, root=0)
         if self.comm.rank == 0:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}.npz"
             np.savez(tmp, coords=np.concatenate([p[0] for p in parts]),
                      values=np.concatenate([p[1] for p in parts]),
@@ -78,7 +78,9 @@ class Checkpoints:
         from bridgesolve._dolfinx import fem
 
         V = problem.V
-        saved = np.load(self.npz(level))
+        path = self.npz(level)
+        assert path is not None, "load_solution needs a study folder"
+        saved = np.load(path)
         d = V.mesh.geometry.dim
         dist, idx = cKDTree(saved["coords"]).query(V.tabulate_dof_coordinates()[:, :d])
         scale = float(np.max(np.abs(saved["coords"]))) or 1.0

@@ -33,6 +33,7 @@ def level_raw(raw: dict, refine: str, level: int) -> dict:
 
 
 def level_config(cfg, refine: str, level: int):
+    """The validated :class:`~bridgesolve.config.Config` of ``level`` (see :func:`level_raw`)."""
     from bridgesolve.config import validate
 
     return validate(level_raw(cfg.raw, refine, level), source=cfg.source, text=cfg.text,

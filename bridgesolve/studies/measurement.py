@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -92,23 +93,23 @@ class Solution:
     """A level's solution at the report time: ``u`` (norms), ``s`` (its log-gradient is
     the score), and scalar outputs (a bridge's costs)."""
 
-    problem: object
-    u: object
+    problem: Any
+    u: Any  # a dolfinx.fem.Function
     representation: str
-    s: object
+    s: Any
     s_representation: str
     scalars: dict
 
 
 def measure_all(quantities, sol: Solution, target, *, mesh, degree: int, score=None,
-                 density=None, scalars: dict | None = None) -> dict[str, float]:
+                density=None, scalars: dict | None = None) -> dict[str, float | None]:
     """Every quantity of ``sol`` against ``target`` (collective): a callable (exact
     solution, with its ``score``, ``density`` and ``scalars``) or a :class:`Solution`
     (the finest level)."""
     finest = isinstance(target, Solution)
     m = _Measure(mesh, degree)
     m.load(sol.u, target.u if finest else target)
-    out = {}
+    out: dict[str, float | None] = {}
     for q in quantities:
         if q.norm == "score":
             out[q.name] = _score_error(sol.s, sol.s_representation,

@@ -7,13 +7,15 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def observed_orders(h: Sequence[float], errors: Sequence[float]) -> np.ndarray:
+def observed_orders(h: Sequence[float] | np.ndarray,
+                    errors: Sequence[float] | np.ndarray) -> np.ndarray:
     """Pairwise orders ``log(e_i / e_{i+1}) / log(h_i / h_{i+1})`` along a ladder."""
-    h, e = np.asarray(h, dtype=float), np.asarray(errors, dtype=float)
-    return np.log(e[:-1] / e[1:]) / np.log(h[:-1] / h[1:])
+    x, e = np.asarray(h, dtype=float), np.asarray(errors, dtype=float)
+    return np.log(e[:-1] / e[1:]) / np.log(x[:-1] / x[1:])
 
 
-def fitted_order(h: Sequence[float], errors: Sequence[float]) -> float:
+def fitted_order(h: Sequence[float] | np.ndarray,
+                 errors: Sequence[float] | np.ndarray) -> float:
     """Least-squares slope of ``log e`` against ``log h`` over the whole ladder."""
     slope, _ = np.polyfit(np.log(np.asarray(h, dtype=float)),
                           np.log(np.asarray(errors, dtype=float)), 1)

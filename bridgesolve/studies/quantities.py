@@ -83,6 +83,7 @@ def quantities_of(cfg) -> list[Quantity]:
 
 
 def kl_name(h: float) -> str:
+    """The quantity name of ``KL(ρ0 ‖ q_h)`` (``kl_generated_h0.5``)."""
     return f"kl_generated_h{float(h):g}"
 
 

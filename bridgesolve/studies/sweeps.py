@@ -79,7 +79,9 @@ def sweep(configs: Sequence, *, groups: int | None = None, comm=None,
 
 
 def study_names(cfgs) -> list[str]:
-    names, seen = [], {}
+    """One sub-folder name per config: its file stem, numbered when stems repeat."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
     for cfg in cfgs:
         stem = "default" if cfg.source.startswith("<") else Path(cfg.source).stem
         seen[stem] = seen.get(stem, 0) + 1

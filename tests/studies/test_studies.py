@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from bridgesolve import studies
-from bridgesolve.studies import study as study_loop  # the loop that calls _solve
 from bridgesolve._dolfinx import MPI
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.config import validate
@@ -22,6 +21,7 @@ from bridgesolve.studies import (
     order_table,
     sweep,
 )
+from bridgesolve.studies import study as study_loop  # the loop that calls _solve
 
 # A 1D two-component mixture under OU to T = 0.5: P1, 40 Crank–Nicolson steps.
 FP1D = {
