@@ -69,8 +69,8 @@ Score = Callable[[np.ndarray, float], np.ndarray]
 
 def generated_density(problem: Problem, score: Score, h: float, prior, *,
                       progress: bool = True, name: str = "q", levels: str = "all",
-                      divergence: Callable | None = None, fd_step: float = 1e-4
-                      ) -> SpaceTimeField:
+                      divergence: Callable | None = None, fd_step: float = 1e-4,
+                      method: str = "auto") -> SpaceTimeField:
     """The density ``q_h`` of the interpolating sampler at every level of the time grid.
 
     Args:
@@ -83,11 +83,18 @@ def generated_density(problem: Problem, score: Score, h: float, prior, *,
             with ``pdf``/``log_pdf``), or a callable of points (a density).
         progress: progress bar (rank 0).
         name: the field's name.
-        levels: ``h = 0`` only: ``"all"`` (every level; cost grows like ``nt²``) or
-            ``"initial"`` (the field then has the two levels ``t_0`` and ``T``; the
-            characteristics still use every step of the problem's grid).
-        divergence: ``h = 0`` only: ``∇·s(x, t)`` as a callable; default central differences
-            of ``score`` with step ``fd_step``.
+        levels: ``h = 0`` only: ``"all"`` (every level) or ``"initial"`` (the field then
+            has the two levels ``t_0`` and ``T``; the characteristics still use every step
+            of the problem's grid).
+        divergence: ``h = 0`` characteristics only: ``∇·s(x, t)`` as a callable; default
+            central differences of ``score`` with step ``fd_step``.
+        method: ``h = 0`` only: ``"transport"`` (the default with ``levels="all"``: the
+            linear transport equation of ``log q_0`` on the mesh,
+            :func:`generated_log_density` with 𝔥 = 0, O(nt): one assembly and solve per
+            step like h > 0), or ``"characteristics"`` (the default with
+            ``levels="initial"``: trajectories from the nodes, O(nt) for one level but
+            O(nt²) for all of them). A mesh score is first made continuous
+            (:meth:`~bridgesolve.score.VectorField.continuous`) either way.
 
     Returns:
         A linear :class:`~bridgesolve.SpaceTimeField`; ``info`` holds ``h``, ``mass`` per
@@ -101,15 +108,30 @@ def generated_density(problem: Problem, score: Score, h: float, prior, *,
     if levels not in ("all", "initial"):
         raise BridgesolveInputError(f"levels = {levels!r}: expected 'all' or 'initial'")
     t_start = time.perf_counter()
+    choice("method", method, ("auto", "transport", "characteristics"))
     if h > 0:
         field = _fokker_planck_of_sampler(problem, score, h, prior, progress, name)
     else:
         from bridgesolve.score import VectorField
 
         if isinstance(score, VectorField) and divergence is None:
-            score = score.continuous()  # bounded finite-difference divergence
-        field = _characteristics(problem, score, prior, progress, name, levels, divergence,
-                                 positive("fd_step", fd_step))
+            score = score.continuous()  # bounded derivatives, partition-independent nodes
+        if method == "auto":
+            method = "transport" if levels == "all" else "characteristics"
+        if method == "transport":
+            if levels != "all":
+                raise BridgesolveInputError(
+                    f"levels = {levels!r} with method = 'transport': the transport solve "
+                    "gives every level (levels='all')")
+            log_field = generated_log_density(problem, score, prior, hbar=0.0,
+                                              progress=progress, name=name)
+            field = SpaceTimeField(problem.V, problem.grid, np.exp(log_field.values),
+                                   name=name, info={**log_field.info,
+                                                    "log_values": log_field.values,
+                                                    "equation": "log-density transport"})
+        else:
+            field = _characteristics(problem, score, prior, progress, name, levels,
+                                     divergence, positive("fd_step", fd_step))
     field.info["h"] = h
     field.info["mass"] = field.integral()
     field.info.setdefault("timings", {})["total_s"] = time.perf_counter() - t_start

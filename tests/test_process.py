@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 import bridgesolve as bs
-from bridgesolve.process import Process
-
-from bridgesolve.process import Cosine
+from bridgesolve.process import Cosine, Process
 
 PROCS = [bs.Brownian(0.7), bs.OU(1.3, 0.9, 0.2), bs.VP(), bs.SubVP(), bs.VE(),
          bs.VP(0.0, 20.0), Cosine()]
