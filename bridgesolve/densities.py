@@ -30,7 +30,8 @@ class GaussianMixture:
     """A finite mixture of multivariate normal densities.
 
     Args:
-        weights: ``(K,)`` non-negative, normalized to sum 1.
+        weights: ``(K,)`` non-negative, normalized to sum 1; weights whose sum differs from 1
+            by more than 1e-6 are normalized with a ``UserWarning`` that names the sum.
         means: ``(K, d)`` (or ``(K,)`` in 1D).
         covs: ``(K, d, d)`` symmetric positive definite, ``(K, d)`` diagonals, or ``(K,)``
             isotropic variances.
@@ -56,6 +57,12 @@ class GaussianMixture:
         if not np.all(np.isfinite(m)):
             raise BridgesolveInputError(f"means = {means!r}: expected finite numbers")
         c = _array("covs", covs)
+        if not np.all(np.isfinite(c)):
+            bad = "NaN" if np.isnan(c).any() else "infinite entries"
+            raise BridgesolveInputError(
+                f"covs = {c.tolist()} contains {bad}: expected finite numbers (symmetric "
+                "positive definite covariances)"
+            )
         if c.shape == (K,):
             c = c[:, None, None] * np.eye(d)
         elif c.shape == (K, d) and d > 1:
@@ -75,7 +82,15 @@ class GaussianMixture:
                     f"covs[{k}] = {c[k].tolist()}: expected positive definite "
                     f"(smallest eigenvalue {eig.min():.3g})"
                 )
-        self.weights = w / w.sum()
+        total = float(w.sum())
+        if abs(total - 1.0) > 1e-6:
+            import warnings
+
+            warnings.warn(
+                f"weights = {w.tolist()} sum to {total:.6g}, not 1: normalized to "
+                f"{(w / total).tolist()}", UserWarning, stacklevel=2,
+            )
+        self.weights = w / total
         self.means = m
         self.covs = c
         self._chol = np.linalg.cholesky(c)

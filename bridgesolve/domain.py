@@ -8,9 +8,25 @@ from pathlib import Path
 import numpy as np
 
 from bridgesolve._dolfinx import MPI, dolfinx
-from bridgesolve._validate import BridgesolveInputError, int_sequence, positive
+from bridgesolve._validate import (
+    BridgesolveInputError,
+    check_memory,
+    collective_raise,
+    int_sequence,
+    positive,
+)
 
 _MESH_DIR = Path(__file__).resolve().parent.parent / "meshes"
+
+#: Peak bytes per cell while DOLFINx builds and distributes a mesh (a lower estimate:
+#: measured 820-880 B per triangle or tetrahedron, 2D and 3D, DOLFINx 0.10).
+BYTES_PER_CELL = {1: 200, 2: 500, 3: 500}
+
+
+def _check_mesh_memory(cells: float, dim: int, comm, what: str) -> None:
+    """Refuse a mesh of ``cells`` cells that cannot fit in memory, before building it."""
+    check_memory(f"{what} ({cells:.3g} cells)", cells * BYTES_PER_CELL[dim], comm=comm,
+                 fix="use fewer cells (or more nodes)")
 
 
 class Domain:
@@ -33,7 +49,9 @@ class Domain:
         if not b > a:
             raise BridgesolveInputError(f"interval [{a}, {b}]: expected a < b")
         (n,) = int_sequence("cells", cells, 1)
-        mesh = dolfinx.mesh.create_interval(comm or MPI.COMM_WORLD, n, [a, b])
+        comm = comm or MPI.COMM_WORLD
+        _check_mesh_memory(n, 1, comm, f"the interval mesh of [{a:g}, {b:g}]")
+        mesh = dolfinx.mesh.create_interval(comm, n, [a, b])
         return cls(mesh, description={"type": "interval", "lower": [a], "upper": [b],
                                       "cells": [n]})
 
@@ -56,6 +74,8 @@ class Domain:
         comm = comm or MPI.COMM_WORLD
         if d == 1:
             return cls.interval(lo[0], hi[0], n[0], comm=comm)
+        _check_mesh_memory(float(np.prod(n, dtype=float)) * (2 if d == 2 else 6), d, comm,
+                           f"the {'×'.join(map(str, n))} box mesh")
         if d == 2:
             mesh = dolfinx.mesh.create_rectangle(
                 comm, [lo, hi], list(n), cell_type=dolfinx.mesh.CellType.triangle
@@ -74,6 +94,9 @@ class Domain:
         h = positive("h", h)
         comm = comm or MPI.COMM_WORLD
         c = [float(v) for v in center]
+        # equilateral triangles of side h: area √3/4 h²
+        _check_mesh_memory(np.pi * radius**2 / (0.433 * h * h), 2, comm,
+                           f"the disk mesh of radius {radius:g} and h = {h:g}")
 
         def build(gmsh):
             gmsh.model.occ.addDisk(c[0], c[1], 0.0, radius, radius)
@@ -103,12 +126,32 @@ class Domain:
                 f"mesh file {str(path)!r}: expected a gmsh .msh or .geo file"
             )
         comm = comm or MPI.COMM_WORLD
+        problem = _file_problem(path) if comm.rank == 0 else None
+        collective_raise(comm, problem)
 
         def build(gmsh):
-            gmsh.open(str(path))
-            dim = gmsh.model.getDimension()
-            if path.suffix == ".geo":
-                gmsh.model.mesh.generate(dim)
+            try:
+                gmsh.open(str(path))
+                dim = gmsh.model.getDimension()
+                if dim > 0 and path.suffix == ".geo":
+                    gmsh.model.mesh.generate(dim)
+            except Exception as exc:  # gmsh raises bare Exceptions with its log's last line
+                raise BridgesolveInputError(
+                    f"mesh file {str(path)!r} cannot be read by gmsh: {_one_line(exc)}"
+                ) from None
+            if dim < 1:
+                raise BridgesolveInputError(
+                    f"mesh file {str(path)!r} holds no geometry or mesh (dimension {dim}): "
+                    f"expected a gmsh {'mesh' if path.suffix == '.msh' else 'geometry'} "
+                    "of dimension 1, 2 or 3"
+                )
+            cells = sum(len(tags) for et in gmsh.model.mesh.getElementTypes(dim)
+                        for tags in [gmsh.model.mesh.getElementsByType(et)[0]])
+            if cells == 0:
+                raise BridgesolveInputError(
+                    f"mesh file {str(path)!r} has no {dim}D cells: expected a mesh of its "
+                    f"{dim}D entities (a truncated file, or a .geo without surfaces/volumes?)"
+                )
             if not gmsh.model.getPhysicalGroups(dim):
                 # model_to_mesh reads cells from physical groups: tag all of them.
                 gmsh.model.addPhysicalGroup(dim, [e[1] for e in gmsh.model.getEntities(dim)], 1)
@@ -161,20 +204,62 @@ class Domain:
         return f"Domain({self.description.get('type')}, dim={self.dim}, cells={self.num_cells})"
 
 
+def _file_problem(path: Path) -> str | None:
+    """What makes ``path`` certainly not a gmsh file, or None. Checked before gmsh reads it:
+    gmsh parses a ``.msh`` without a ``$MeshFormat`` header as a ``.geo`` script, and binary
+    junk leaves its ``.geo`` parser broken for every later file of the process."""
+    where = f"mesh file {str(path)!r}"
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        return f"{where} cannot be opened: {_one_line(exc)}"
+    if not head.strip():
+        return f"{where} is empty: expected a gmsh {path.suffix} file"
+    if path.suffix == ".msh":
+        if not head.lstrip().startswith((b"$MeshFormat", b"$NOD", b"$PTS")):
+            return (f"{where} is not a gmsh mesh: expected a $MeshFormat header, found "
+                    f"{head.lstrip()[:20]!r}")
+        return None
+    if b"\x00" in head:
+        return f"{where} is not a text file (it holds NUL bytes): expected a gmsh .geo script"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the 4096-byte boundary
+            return f"{where} is not a UTF-8 text file: expected a gmsh .geo script"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
+
+
 def _mesh_from_gmsh(build, comm):
-    """Run ``build(gmsh) -> dim`` on rank 0 and distribute the mesh over ``comm``."""
+    """Run ``build(gmsh) -> dim`` on rank 0 and distribute the mesh over ``comm``.
+
+    An error on rank 0 (a :class:`BridgesolveInputError` from ``build``) is raised on every
+    rank, so that no rank waits for a mesh that never comes.
+    """
     import gmsh
 
-    dim = None
+    dim, error = None, None
     if comm.rank == 0:
         gmsh.initialize(interruptible=False)
         gmsh.option.setNumber("General.Terminal", 0)
         try:
             dim = build(gmsh)
+        except BridgesolveInputError as exc:
+            error = str(exc)
         except Exception:
             gmsh.finalize()
+            comm.bcast((None, "mesh generation failed on rank 0"), root=0)
             raise
-    dim = comm.bcast(dim, root=0)
+        if error is not None:
+            gmsh.finalize()
+    dim, error = comm.bcast((dim, error), root=0)
+    collective_raise(None, error)
     try:
         data = dolfinx.io.gmsh.model_to_mesh(gmsh.model if comm.rank == 0 else None, comm, 0,
                                              gdim=dim)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bridgesolve._dolfinx import dolfinx, fem
-from bridgesolve._validate import BridgesolveInputError, choice, positive_int
+from bridgesolve._validate import BridgesolveInputError, check_memory, choice, positive_int
 from bridgesolve.domain import Domain
 from bridgesolve.process import Process
 from bridgesolve.timegrid import TimeGrid
@@ -69,6 +69,7 @@ class Problem:
                 raise BridgesolveInputError(f"scheme = {scheme!r}: expected θ in [0.5, 1]")
             self.scheme, self.theta = f"theta={theta:g}", theta
         self.V = fem.functionspace(domain.mesh, ("Lagrange", self.degree))
+        self.check_memory(fields=1)
         serial = domain.comm.size == 1 and self.ndofs < SERIAL_LU_MAX_DOFS
         lu = SERIAL_LU if serial else PARALLEL_LU
         self.petsc_options = {**DEFAULT_PETSC_OPTIONS, "pc_factor_mat_solver_type": lu,
@@ -86,6 +87,27 @@ class Problem:
             self._forms[key] = fem.form(build())
         return self._forms[key]
 
+    def memory_estimate(self, fields: int = 1) -> int:
+        """A lower estimate of the bytes a solve needs over all ranks: ``fields`` solutions
+        stored at every time level (``(steps + 1) × ndofs × 8``) and four sparse matrices of
+        at least ``(degree + 1)^d`` entries per row (12 bytes each; LU fill comes on top)."""
+        levels = self.grid.steps + 1
+        row = (self.degree + 1) ** self.domain.dim
+        return int(fields * levels * self.ndofs * 8 + 4 * self.ndofs * row * 12)
+
+    def check_memory(self, fields: int = 1) -> None:
+        """Refuse (:class:`BridgesolveInputError`, before allocating) a problem whose
+        :meth:`memory_estimate` for ``fields`` stored solutions exceeds the available memory.
+        Solvers that store several fields (a bridge: φ, φ̂ and their logarithms) call it with
+        their count. Collective."""
+        check_memory(
+            f"storing {fields} field(s) of {self.ndofs} dofs at {self.grid.steps + 1} time "
+            f"levels (P{self.degree})",
+            self.memory_estimate(fields), comm=self.comm,
+            fix="use fewer steps, fewer cells or a lower degree "
+                "(every field keeps (steps + 1) × dofs × 8 bytes)",
+        )
+
     def mass_inside(self, density) -> float:
         """``∫_Ω density dx`` by quadrature on the mesh (rank-independent).
 
@@ -99,6 +121,7 @@ class Problem:
         once in 3D); with degree-8 rules (degree 4 in 3D) the estimate is then good to about
         1e-9. For a bare callable the mesh itself is used.
         """
+        from bridgesolve._validate import CheckedCallable
         from bridgesolve.quadrature import integrate
 
         fn = density.pdf if hasattr(density, "pdf") else density
@@ -106,6 +129,7 @@ class Problem:
             raise BridgesolveInputError(
                 f"density = {density!r}: expected a GaussianMixture or a callable of points"
             )
+        fn = CheckedCallable("density", fn, deferred=True)
         mesh = self.mesh
         covs = getattr(density, "covs", None)
         if covs is None and hasattr(density, "mixture"):
@@ -120,7 +144,9 @@ class Problem:
                 mesh = dolfinx.mesh.refine(mesh)[0]
                 hmax *= 0.5
         degree = 8 if self.domain.dim < 3 else 4
-        return float(integrate(mesh, fn, degree=degree))
+        value = float(integrate(mesh, fn, degree=degree))
+        fn.raise_pending(self.comm)
+        return value
 
     @property
     def mesh(self):

@@ -45,7 +45,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridgesolve._dolfinx import MPI, basix, dolfinx, fem, ufl
-from bridgesolve._validate import BridgesolveInputError, choice, points
+from bridgesolve._validate import (
+    BridgesolveInputError,
+    CheckedCallable,
+    check_values,
+    choice,
+    collective_raise,
+    points,
+)
 from bridgesolve.process import Process
 from bridgesolve.spacetime import PointLocator, SpaceTimeField
 
@@ -154,6 +161,10 @@ class _NumpyPiece:
 
     fn: Callable[[np.ndarray, float], np.ndarray]
     label: str
+
+
+def _piece_name(p: _NumpyPiece) -> str:
+    return "the drift f(x, t) (drift_numpy)" if p.label == "f" else f"the field {p.label}(x, t)"
 
 
 _GEOMETRY: dict = {}
@@ -332,11 +343,18 @@ class VectorField:
         dim = self.dim if self.mesh is not None else np.asarray(pts).shape[-1]
         x = points("points", pts, dim)
         out = np.zeros_like(x)
+        problem = None
         for c, p in self.terms:
             if isinstance(p, _NumpyPiece):
-                out += c(t) * np.asarray(p.fn(x, t), dtype=float).reshape(x.shape)
+                vals = p.fn(x, t)
+                problem = problem or check_values(_piece_name(p), vals, x.shape[0], dim=dim,
+                                                  x=x)
+                if problem is None:
+                    out += c(t) * np.asarray(vals, dtype=float).reshape(x.shape)
         if not self._grads:
+            collective_raise(None, problem)
             return out
+        collective_raise(self.comm, problem)
         loc = self._locator(x)
         contrib = np.zeros((loc.n_total, dim))
         have = loc.p3.shape[0] > 0
@@ -406,7 +424,11 @@ class VectorField:
                     if vals is not None:
                         values[row] += c(tn) * np.asarray(vals).reshape(-1, d)
                 elif pts.shape[0]:
-                    values[row] += c(tn) * np.asarray(p.fn(pts, tn), dtype=float).reshape(-1, d)
+                    vals = p.fn(pts, tn)
+                    problem = check_values(_piece_name(p), vals, pts.shape[0], dim=d, x=pts)
+                    if problem is not None:
+                        raise BridgesolveInputError(problem)
+                    values[row] += c(tn) * np.asarray(vals, dtype=float).reshape(-1, d)
         return pts, wts, values
 
     def weighted_error(self, exact: Callable[[np.ndarray], np.ndarray], t: float, *,
@@ -418,11 +440,19 @@ class VectorField:
         quantity that score matching minimizes.
         """
         pts, wts, vals = self.at_quadrature(degree, times=[t])
-        local = 0.0
+        local, problem = 0.0, None
         if pts.shape[0]:
-            e2 = np.sum((vals[0] - np.asarray(exact(pts), dtype=float)) ** 2, axis=1)
-            w = wts if weight is None else wts * np.asarray(weight(pts), dtype=float)
-            local = float(w @ e2)
+            ex = exact(pts)
+            problem = check_values("exact", ex, pts.shape[0], dim=self.dim, x=pts)
+            w = wts
+            if problem is None and weight is not None:
+                wv = weight(pts)
+                problem = check_values("weight", wv, pts.shape[0], x=pts, nonnegative=True)
+                w = wts * np.asarray(wv, dtype=float).reshape(-1) if problem is None else wts
+            if problem is None:
+                ex = np.asarray(ex, dtype=float).reshape(vals[0].shape)
+                local = float(w @ np.sum((vals[0] - ex) ** 2, axis=1))
+        collective_raise(self.comm, problem)
         return float(np.sqrt(self.comm.allreduce(local, MPI.SUM)))
 
     def __repr__(self) -> str:
@@ -492,6 +522,31 @@ def drift_field(process: Process, terms: Sequence[tuple[Coefficient, VectorField
     return VectorField(out, name="drift")
 
 
+def checked_score(score: Callable[[np.ndarray, float], np.ndarray], dim: int, *,
+                  name: str = "score") -> Callable[[np.ndarray, float], np.ndarray]:
+    """``score(x, t)`` whose every call is checked: for points ``(N, d)`` it must return
+    ``(N, d)`` finite values (``(N,)`` in 1D), else :class:`BridgesolveInputError` names
+    ``name``, the shape or value found and the one expected. A 1D problem fed a score of
+    shape ``(N, 2)`` is refused instead of being reshaped into nonsense.
+
+    Samplers, likelihoods and validators wrap user scores with it; the check costs one
+    pass over the values. Not collective (raise on the rank that sees the problem only
+    where every rank evaluates the same points, or check with
+    :class:`~bridgesolve._validate.CheckedCallable` ``deferred=True``).
+    """
+    if not callable(score):
+        raise BridgesolveInputError(f"{name} = {score!r}: expected a callable s(x, t)")
+    if isinstance(score, CheckedCallable):
+        return score
+    return CheckedCallable(name, score, dim=positive_dim(dim))
+
+
+def positive_dim(dim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= dim <= 3:
+        raise BridgesolveInputError(f"dim = {dim!r}: expected 1, 2 or 3")
+    return int(dim)
+
+
 def mixture_score(data, process: Process) -> Callable[[np.ndarray, float], np.ndarray]:
     """The exact score ``∇ log p_t`` of a Gaussian mixture pushed through a linear process,
     as a callable ``s(x (N, d), t) -> (N, d)``.
@@ -537,5 +592,5 @@ def mixture_score(data, process: Process) -> Callable[[np.ndarray, float], np.nd
     return score
 
 
-__all__ = ["LOG_FLOOR", "VectorField", "drift_field", "grad_log", "mixture_score",
-           "reference_drift"]
+__all__ = ["LOG_FLOOR", "VectorField", "checked_score", "drift_field", "grad_log",
+           "mixture_score", "reference_drift"]

@@ -7,20 +7,37 @@ from collections.abc import Callable
 import numpy as np
 
 from bridgesolve._dolfinx import MPI, dolfinx, fem, ufl
-from bridgesolve._validate import BridgesolveInputError, points
+from bridgesolve._validate import BridgesolveInputError, CheckedCallable, points
 from bridgesolve.timegrid import TimeGrid
 
 
-def as_numpy_callable(fn, dim: int) -> Callable[[np.ndarray], np.ndarray]:
+def as_numpy_callable(fn, dim: int, *, name: str | None = None, nonnegative: bool = False,
+                      deferred: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """Adapt a density-like object to DOLFINx interpolation (``x`` of shape ``(3, N)``).
 
     Accepts an object with ``.pdf`` (e.g. a :class:`GaussianMixture`) or a callable of points
-    ``(N, d) -> (N,)``.
+    ``(N, d) -> (N,)``. Every call checks the values (:class:`~bridgesolve._validate.
+    CheckedCallable`): one number per point (``(N,)`` or ``(N, 1)``) and, when ``name`` is
+    given, finite (and non-negative when ``nonnegative``); otherwise
+    :class:`BridgesolveInputError` names ``name``, the shape or value found and the expected
+    one. (Without ``name`` only the shape is checked: the caller checks the values, with
+    its own words.) With ``deferred`` the error waits for
+    ``result.checked.raise_pending(comm)`` (collective), so that all ranks of a mesh stop
+    together.
     """
     f = fn.pdf if hasattr(fn, "pdf") else fn
     if not callable(f):
-        raise BridgesolveInputError(f"{fn!r}: expected a GaussianMixture or a callable of points")
-    return lambda x: np.asarray(f(np.ascontiguousarray(x[:dim].T)), dtype=float)
+        raise BridgesolveInputError(
+            f"{name or 'function'} = {fn!r}: expected a GaussianMixture or a callable of points")
+    checked = CheckedCallable(name or getattr(f, "__name__", "function"), f,
+                              nonnegative=nonnegative, deferred=deferred,
+                              finite=name is not None)
+
+    def call(x: np.ndarray) -> np.ndarray:
+        return checked(np.ascontiguousarray(x[:dim].T))
+
+    call.checked = checked
+    return call
 
 
 class PointLocator:
@@ -198,12 +215,13 @@ class SpaceTimeField:
         if weight is None:
             w.x.array[:] = 1.0
         else:
-            w.interpolate(as_numpy_callable(weight, self.mesh.geometry.dim))
+            w.interpolate(as_numpy_callable(weight, self.mesh.geometry.dim, name="weight",
+                                            nonnegative=True))
         uh.interpolate(self.at(t))
         if isinstance(exact, fem.Function):
             ue.interpolate(exact)
         else:
-            ue.interpolate(as_numpy_callable(exact, self.mesh.geometry.dim))
+            ue.interpolate(as_numpy_callable(exact, self.mesh.geometry.dim, name="exact"))
         if norm == "Linf":
             local = np.max(w.x.array * np.abs(uh.x.array - ue.x.array), initial=0.0)
             return float(self.comm.allreduce(local, MPI.MAX))

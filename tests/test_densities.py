@@ -8,8 +8,9 @@ from scipy import stats
 
 import bridgesolve as bs
 
-MIX = bs.GaussianMixture([1.0, 3.0], [[-1.0, 0.0], [2.0, 1.0]],
-                         [[[0.3, 0.1], [0.1, 0.2]], [[0.5, 0.0], [0.0, 0.4]]])
+with pytest.warns(UserWarning, match=r"sum to 4, not 1: normalized to \[0.25, 0.75\]"):
+    MIX = bs.GaussianMixture([1.0, 3.0], [[-1.0, 0.0], [2.0, 1.0]],
+                             [[[0.3, 0.1], [0.1, 0.2]], [[0.5, 0.0], [0.0, 0.4]]])
 
 
 def test_pdf_matches_scipy_and_normalizes_weights():
@@ -79,6 +80,8 @@ def test_evolve_composes():
      r"covs\[0\].*positive definite"),
     ({"covs": [[[1.0, 0.2], [0.1, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]}, r"covs\[0\].*symmetric"),
     ({"covs": [[1.0], [1.0, 2.0]]}, "rectangular"),
+    ({"covs": [[[np.nan, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]},
+     r"contains NaN: expected finite numbers"),
 ])
 def test_invalid_mixtures_name_the_value(kwargs, match):
     args = {"weights": [0.5, 0.5], "means": [[0.0, 0.0], [1.0, 1.0]], "covs": [1.0, 1.0]}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,14 +153,30 @@ def from_array(samples, *, name: str = "samples", params: dict | None = None) ->
 
 def from_file(path: str | os.PathLike) -> Dataset:
     """Samples from a ``.npy`` array ``(n, d)`` or a ``.csv`` file (one point per row; a
-    header line is skipped when it is not numeric)."""
+    header line is skipped when it is not numeric).
+
+    Every problem with the file (missing, not a .npy file, truncated, pickled objects, text
+    that is not numbers, ragged rows, no data, a shape other than ``(n, d)`` with n >= 2 and
+    d in 1..3, NaN or infinite values) is a :class:`BridgesolveInputError` whose one line
+    names the file and what is wrong.
+    """
     path = Path(path)
+    where = f"samples file {str(path)!r}"
     if path.suffix.lower() not in (".npy", ".csv"):
-        raise BridgesolveInputError(f"samples file {str(path)!r}: expected a .npy or .csv file")
+        raise BridgesolveInputError(f"{where}: expected a .npy or .csv file")
     if not path.is_file():
-        raise BridgesolveInputError(f"samples file {str(path)!r} does not exist")
+        raise BridgesolveInputError(f"{where} does not exist")
+
+    def fail(what: str):
+        return BridgesolveInputError(f"{where}: {' '.join(str(what).split())}")
+
     try:
         if path.suffix.lower() == ".npy":
+            with path.open("rb") as fh:
+                magic = fh.read(6)
+            if magic != b"\x93NUMPY":
+                raise fail("not a NumPy .npy file (expected a file written by numpy.save; "
+                           f"it starts with {magic!r})")
             arr = np.load(path, allow_pickle=False)
         else:
             with path.open(encoding="utf-8") as fh:
@@ -169,10 +186,27 @@ def from_file(path: str | os.PathLike) -> Dataset:
                 skip = 0
             except ValueError:
                 skip = 1
-            arr = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+                arr = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+    except BridgesolveInputError:
+        raise
+    except UnicodeDecodeError:
+        raise fail("not a UTF-8 text file (expected comma-separated numbers, one point "
+                   "per row)") from None
+    except EOFError:
+        raise fail("truncated: it ends before the array header") from None
     except (OSError, ValueError) as exc:
-        raise BridgesolveInputError(f"samples file {str(path)!r} cannot be read: {exc}") from None
-    return from_array(arr, name="file", params={"path": str(path)})
+        text = str(exc).split("; use `usecols`")[0]  # numpy's advice does not apply here
+        raise fail(f"cannot be read: {text}") from None
+    if arr.dtype.kind not in "biuf":
+        raise fail(f"holds an array of {arr.dtype} values: expected numbers")
+    if arr.size == 0:
+        raise fail("contains no samples: expected (n, d) numbers, one point per row")
+    try:
+        return from_array(arr, name="file", params={"path": str(path)})
+    except BridgesolveInputError as exc:
+        raise fail(str(exc)) from None
 
 
 #: ``[data] type`` -> (factory, its keyword parameters)

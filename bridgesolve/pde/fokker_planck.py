@@ -17,24 +17,37 @@ conserved exactly (to solver round-off). Absorbing boundaries set ``p = 0`` on �
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 
-from bridgesolve._dolfinx import dolfinx, fem, ufl
-from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.pde.killing import killing_term
+from bridgesolve._dolfinx import MPI, dolfinx, fem, ufl
+from bridgesolve._validate import BridgesolveInputError, warn
+from bridgesolve.densities import GaussianMixture
+from bridgesolve.pde.killing import check_rate, killing_term
 from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
 from bridgesolve.problem import Problem
-from bridgesolve.quadrature import integrate
 from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
 
 #: Initial mass outside Ω above which a warning is issued.
 MASS_OUTSIDE_WARN = 1e-6
+#: Mass inside Ω below which the data are refused: most of the density is not in the domain.
+MASS_INSIDE_REFUSE = 0.5
+#: Most negative value, relative to the peak of its level, above which a warning is issued.
+NEGATIVE_WARN = 1e-3
+#: Estimated share of the mass that reached reflecting walls above which a warning is issued.
+WALL_WARN = 1e-3
+#: Relative gap between ∫ I_h ρ0 and ∫_Ω ρ0 above which ρ0 counts as unresolved.
+RESOLUTION_WARN = 1e-2
 
 
-def initial_function(problem: Problem, rho0, name: str) -> fem.Function:
-    """``rho0`` (mixture, callable of points, or FE function) as a function of ``problem.V``."""
+def initial_function(problem: Problem, rho0, name: str, *, label: str | None = None,
+                     nonnegative: bool = False) -> fem.Function:
+    """``rho0`` (mixture, callable of points, or FE function) as a function of ``problem.V``.
+
+    A callable is checked on its call (collectively): it must return one finite number per
+    point (and no negative values when ``nonnegative``); ``label`` names it in messages.
+    """
+    label = label or f"initial value {name}"
     u = fem.Function(problem.V, name=name)
     if isinstance(rho0, fem.Function):
         u.interpolate(rho0)
@@ -42,12 +55,102 @@ def initial_function(problem: Problem, rho0, name: str) -> fem.Function:
         dim = problem.domain.dim
         if getattr(rho0, "dim", dim) != dim:
             raise BridgesolveInputError(
-                f"initial density is {rho0.dim}D but the domain is {dim}D"
+                f"{label} is {rho0.dim}D but the domain is {dim}D"
             )
-        u.interpolate(as_numpy_callable(rho0, dim))
+        fn = as_numpy_callable(rho0, dim, name=label, nonnegative=nonnegative, deferred=True)
+        u.interpolate(fn)
+        fn.checked.raise_pending(problem.comm)
     if not np.all(np.isfinite(u.x.array)):
-        raise BridgesolveInputError(f"initial {name} has non-finite values on the mesh")
+        raise BridgesolveInputError(f"{label} has non-finite values on the mesh")
     return u
+
+
+def _bounds_text(problem: Problem) -> str:
+    lo, hi = problem.domain.bounds
+    box = " × ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True))
+    kind = problem.domain.description.get("type")
+    return box if kind in ("interval", "box") else f"(bounding box {box})"
+
+
+def check_mass_inside(problem: Problem, density, what: str, sink: list | None) -> float | None:
+    """``1 - ∫_Ω density`` for a :class:`GaussianMixture` (None for other data), refused when
+    less than :data:`MASS_INSIDE_REFUSE` of the mass lies in Ω and warned about (into
+    ``sink`` too) above :data:`MASS_OUTSIDE_WARN`."""
+    if not isinstance(density, GaussianMixture):
+        return None
+    inside = problem.mass_inside(density)
+    outside = 1.0 - inside
+    if inside < MASS_INSIDE_REFUSE:
+        raise BridgesolveInputError(
+            f"{what} has mass {inside:.3g} inside the domain {_bounds_text(problem)} "
+            f"(a probability density: expected about 1; {outside:.3g} lies outside): "
+            "enlarge the domain to contain it, or move the density into the domain"
+        )
+    if abs(outside) > MASS_OUTSIDE_WARN:
+        warn(f"{what} has mass {outside:.3g} outside the domain {_bounds_text(problem)} "
+             f"(> {MASS_OUTSIDE_WARN:g}; mass inside {inside:.6g}); enlarge the domain for a "
+             "faithful solution", sink, stacklevel=4)
+    return outside
+
+
+def _level_extremes(field: SpaceTimeField) -> tuple[np.ndarray, np.ndarray]:
+    n = field._n_owned
+    vals = field.values[:, :n]
+    lo = vals.min(axis=1) if n else np.full(len(field), np.inf)
+    hi = vals.max(axis=1) if n else np.full(len(field), -np.inf)
+    glo, ghi = np.empty_like(lo), np.empty_like(hi)
+    field.comm.Allreduce(lo, glo, op=MPI.MIN)
+    field.comm.Allreduce(hi, ghi, op=MPI.MAX)
+    return glo, ghi
+
+
+def check_positivity(problem: Problem, field: SpaceTimeField, what: str,
+                     sink: list | None) -> None:
+    """Warn (into ``sink`` too) when a field that should stay non-negative went negative by
+    more than :data:`NEGATIVE_WARN` of its level's peak: the θ-scheme oscillates."""
+    lo, hi = _level_extremes(field)
+    peak = np.maximum(np.abs(hi), np.abs(lo))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(peak > 0, -lo / peak, 0.0)
+    n = int(np.argmax(rel))
+    if rel[n] > NEGATIVE_WARN:
+        dt = float(problem.grid.dt.max())
+        warn(f"{what} went negative: min {lo[n]:.3g} at t = {field.times[n]:.4g} "
+             f"({rel[n]:.2%} of that level's peak {peak[n]:.3g}); the θ-scheme "
+             f"(θ = {problem.theta:g}, Δt up to {dt:.3g}) oscillates where the solution is "
+             f"steep on this mesh (h = {problem.domain.hmax:.3g}); use "
+             'scheme = "backward-euler", more steps or a finer mesh', sink, stacklevel=4)
+
+
+def check_walls(problem: Problem, field: SpaceTimeField, sink: list | None) -> None:
+    """Warn (into ``sink`` too) when mass reaches reflecting walls.
+
+    The share of mass a wall turned back by ``t_n`` is estimated as
+    ``ℓ_n ∫_∂Ω p ds / ∫_Ω p dx`` with the diffusion length ``ℓ_n = (2∫_0^{t_n} D)^½``
+    (a Gaussian tail at distance a from its mean has ``∫_a^∞ p ≈ p(a) s²/a``); above
+    :data:`WALL_WARN` a truncation of R^d no longer stands for R^d.
+    """
+    if problem.boundary != "reflecting":
+        return
+    v = ufl.TestFunction(problem.V)
+    vec = fem.assemble_vector(fem.form(v * ufl.ds))
+    vec.scatter_reverse(dolfinx.la.InsertMode.add)
+    n = field._n_owned
+    wall = field.comm.allreduce(field.values[:, :n] @ vec.array[:n], MPI.SUM)
+    mass = np.asarray(field.info["mass"], dtype=float)
+    proc = problem.process
+    t = field.times
+    ell = np.sqrt(2.0 * np.array([max(proc.diffusion_integral(t[0], tk), 0.0) for tk in t]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(np.abs(mass) > 0, ell * np.abs(wall) / np.abs(mass), 0.0)
+    k = int(np.argmax(share))
+    field.info["wall_share"] = float(share[k])
+    if share[k] > WALL_WARN:
+        warn(f"about {min(share[k], 1.0):.2g} of the mass reached the reflecting walls by "
+             f"t = {t[k]:.4g} (∫_∂Ω p ds × diffusion length {ell[k]:.3g}); the walls of "
+             f"{_bounds_text(problem)} change the solution if Ω stands for all of space: "
+             "enlarge the domain or shorten T (ignore this if the walls are physical)", sink,
+             stacklevel=4)
 
 
 def dirichlet_dofs(problem: Problem) -> np.ndarray | None:
@@ -123,22 +226,28 @@ def solve_fokker_planck(
 
     Returns:
         The density at every time level. ``info`` holds ``mass`` (∫p per level),
-        ``mass_outside_initial`` (``1 - ∫_Ω ρ0``), ``factorizations``, ``assemblies`` and
-        ``timings``.
+        ``mass_outside_initial`` (``1 - ∫_Ω ρ0``), ``factorizations``, ``assemblies``,
+        ``timings``, ``wall_share`` and ``warnings`` (the messages of the checks below).
+
+    Checks (refused with :class:`BridgesolveInputError`, or warned about with a
+    ``RuntimeWarning`` whose text is also kept in ``info["warnings"]``):
+
+    - ``rho0`` as a callable must return one finite, non-negative number per point;
+    - a mixture ``rho0`` with less than half its mass in Ω is refused; above 1e-6 outside,
+      a warning; a mesh whose interpolant of ρ0 misses its mass by 1 % is warned about;
+    - a creation rate with ``θ Δt V >= 1`` is refused (the step's matrix is singular); a
+      killing rate that makes the amplification factor negative is warned about;
+    - after the run: negative densities beyond 0.1 % of the peak (θ-scheme oscillations) and
+      mass reaching reflecting walls (above 0.1 %, estimated) are warned about.
     """
     timings = {}
     t_start = time.perf_counter()
     V = problem.V
-    p_old = initial_function(problem, rho0, name)
-    inside = exact_mass_in_domain(problem, rho0) if check_mass else None
-    mass_outside = None if inside is None else 1.0 - inside
-    if mass_outside is not None and abs(mass_outside) > MASS_OUTSIDE_WARN:
-        warnings.warn(
-            f"the initial density has mass {mass_outside:.3g} outside the domain "
-            f"(> {MASS_OUTSIDE_WARN:g}); enlarge the domain for a faithful solution",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    found: list[str] = []
+    p_old = initial_function(problem, rho0, name, label="initial density rho0",
+                             nonnegative=True)
+    mass_outside = (check_mass_inside(problem, rho0, "the initial density rho0", found)
+                    if check_mass else None)
 
     terms = transport_terms(problem, adjoint=False)
     kt = killing_term(V, killing, sign=-1.0)
@@ -146,6 +255,7 @@ def solve_fokker_planck(
     if kt is not None:
         terms.append(kt[0])
         killing_info = kt[1]
+        check_rate(killing_info, problem.theta, float(problem.grid.dt.max()), sink=found)
     bc = dirichlet_dofs(problem)
     stepper = ThetaStepper(mass_form(problem), terms, problem.theta,
                            dirichlet_dofs=bc, petsc_options=problem.petsc_options)
@@ -172,6 +282,20 @@ def solve_fokker_planck(
     field.info["timings"] = timings
     if not np.all(np.isfinite(values)):
         raise FloatingPointError("Fokker-Planck solution became non-finite")
+    if mass_outside is not None and field.info["mass"][0] > 0:
+        inside = 1.0 - mass_outside
+        gap = abs(field.info["mass"][0] - inside) / inside
+        if gap > RESOLUTION_WARN:
+            warn(f"the mesh does not resolve the initial density: its interpolant has mass "
+                 f"{field.info['mass'][0]:.4g} where rho0 has {inside:.4g} in the domain "
+                 f"({gap:.1%} apart; h = {problem.domain.hmax:.3g}); refine the mesh where "
+                 "rho0 is narrow", found)
+    check_positivity(problem, field, "the density", found)
+    check_walls(problem, field, found)
+    if killing_info.get("killing") == "callable(x, t)":
+        check_rate(killing_info, problem.theta, float(problem.grid.dt.max()), sink=found,
+                   refuse=False)  # V(x, t): the rates met during the run
+    field.info["warnings"] = list(dict.fromkeys(found))
     return field
 
 

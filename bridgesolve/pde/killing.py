@@ -16,8 +16,8 @@ import inspect
 
 import numpy as np
 
-from bridgesolve._dolfinx import fem, ufl
-from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._dolfinx import MPI, fem, ufl
+from bridgesolve._validate import BridgesolveInputError, CheckedCallable, warn
 from bridgesolve.pde.stepping import Term
 
 
@@ -30,32 +30,98 @@ def _arity(fn) -> int:
                p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
+def _range(Vf) -> tuple[float, float]:
+    """``(min, max)`` of the nodal values of ``Vf`` over all ranks."""
+    arr = Vf.x.array
+    lo = float(arr.min()) if arr.size else np.inf
+    hi = float(arr.max()) if arr.size else -np.inf
+    comm = Vf.function_space.mesh.comm
+    return float(comm.allreduce(lo, MPI.MIN)), float(comm.allreduce(hi, MPI.MAX))
+
+
 def killing_coefficient(V, killing):
     """``killing`` as a UFL coefficient, with an ``update(t)`` for time-dependent rates.
 
     Returns ``(expr, update, description)``; ``update`` is None for time-independent rates.
+    Callables are checked on every interpolation (collectively over the mesh's ranks): they
+    must return one finite number per point, else :class:`BridgesolveInputError` names the
+    value found. The description holds ``killing_range``: the smallest and largest nodal
+    rate met so far (updated by ``update``), which :func:`check_rate` compares with the
+    time step; None for UFL rates.
     """
     dim = V.mesh.geometry.dim
+    comm = V.mesh.comm
     if isinstance(killing, int | float | np.floating) and not isinstance(killing, bool):
         value = float(killing)
         if not np.isfinite(value):
             raise BridgesolveInputError(f"killing = {killing!r}: expected a finite number")
-        return fem.Constant(V.mesh, value), None, {"killing": value}
+        return fem.Constant(V.mesh, value), None, {"killing": value,
+                                                   "killing_range": [value, value]}
     if isinstance(killing, ufl.core.expr.Expr):
-        return killing, None, {"killing": "ufl"}
+        return killing, None, {"killing": "ufl", "killing_range": None}
     if callable(killing):
         Vf = fem.Function(V, name="V")
         if _arity(killing) >= 2:
+            info = {"killing": "callable(x, t)"}
+
             def update(t: float) -> None:
-                Vf.interpolate(lambda x: np.asarray(killing(x[:dim].T, t), dtype=float))
+                check = CheckedCallable(f"killing V(x, t) at t = {t:g}", killing, deferred=True)
+                Vf.interpolate(lambda x: check(np.ascontiguousarray(x[:dim].T), t))
+                check.raise_pending(comm)
+                lo, hi = _range(Vf)
+                old = info.get("killing_range") or [lo, hi]
+                info["killing_range"] = [min(old[0], lo), max(old[1], hi)]
 
             update(0.0)
-            return Vf, update, {"killing": "callable(x, t)"}
-        Vf.interpolate(lambda x: np.asarray(killing(x[:dim].T), dtype=float))
-        return Vf, None, {"killing": "callable(x)"}
+            return Vf, update, info
+        check = CheckedCallable("killing V(x)", killing, deferred=True)
+        Vf.interpolate(lambda x: check(np.ascontiguousarray(x[:dim].T)))
+        check.raise_pending(comm)
+        return Vf, None, {"killing": "callable(x)", "killing_range": list(_range(Vf))}
     raise BridgesolveInputError(
         f"killing = {killing!r}: expected a number, a callable V(x) or V(x, t), or a UFL expression"
     )
+
+
+def check_rate(info: dict, theta: float, dt: float, *, sink: list | None = None,
+               refuse: bool = True) -> None:
+    r"""Compare a killing/creation rate with the θ-scheme's step.
+
+    On ``u' = V u`` one step multiplies by ``(1 + (1-θ) Δt V) / (1 - θ Δt V)``:
+
+    - creation (``V > 0``) with ``θ Δt V >= 1``: the denominator vanishes or turns
+      negative, the step's matrix is singular or indefinite and the result is meaningless:
+      :class:`BridgesolveInputError` (when ``refuse``; else a warning);
+    - killing (``V < 0``) with ``(1-θ) Δt |V| > 1``: the factor is negative, the solution
+      flips sign every step where the rate is that large: a ``RuntimeWarning`` (the rate may
+      be large only where there is no mass), appended to ``sink`` too.
+
+    Args:
+        info: the description of :func:`killing_coefficient` (its ``killing_range``).
+        theta: the scheme's θ.
+        dt: the largest time step.
+    """
+    rng = info.get("killing_range")
+    if not rng:
+        return
+    lo, hi = rng
+    fix_be = 'scheme = "backward-euler"'
+    if hi > 0 and theta * dt * hi >= 1.0:
+        need = 1.0 / (theta * hi)
+        msg = (f"creation rate V = {hi:.3g} with time step Δt = {dt:.3g} and θ = {theta:g}: "
+               f"θ·Δt·V = {theta * dt * hi:.3g} >= 1 makes the step's matrix singular or "
+               f"indefinite (the solution blows up or flips sign); use Δt < {need:.3g} "
+               "(more steps)")
+        if refuse:
+            raise BridgesolveInputError(msg)
+        warn(msg, sink)
+    if lo < 0 and (1.0 - theta) * dt * (-lo) > 1.0:
+        factor = (1.0 + (1.0 - theta) * dt * lo) / (1.0 - theta * dt * lo)
+        warn(f"killing rate |V| = {-lo:.3g} with time step Δt = {dt:.3g} and θ = {theta:g} "
+             f"makes the step's amplification factor negative ({factor:.2f}): the solution "
+             "flips sign every step where the rate is that large; use "
+             f"{fix_be} or Δt < {1.0 / ((1.0 - theta) * -lo):.3g} (more steps)", sink,
+             stacklevel=4)
 
 
 def killing_term(V, killing, sign: float) -> tuple[Term, dict] | None:

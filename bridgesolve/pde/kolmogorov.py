@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import time
 
+from bridgesolve._dolfinx import MPI
 from bridgesolve.pde.fokker_planck import (
+    check_mass_inside,
+    check_positivity,
     dirichlet_dofs,
     initial_function,
     mass_form,
     transport_terms,
 )
-from bridgesolve.pde.killing import killing_term
+from bridgesolve.pde.killing import check_rate, killing_term
 from bridgesolve.pde.stepping import ThetaStepper, evolve
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField
@@ -46,17 +49,30 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
         progress: progress bar over time steps (rank 0).
 
     Returns:
-        φ at every time level; ``info`` has ``factorizations``, ``assemblies``, ``timings``.
+        φ at every time level; ``info`` has ``factorizations``, ``assemblies``, ``timings``,
+        ``mass_outside_terminal`` (for a mixture ``phi_T``) and ``warnings``.
+
+    Checks, as :func:`~bridgesolve.pde.fokker_planck.solve_fokker_planck`: a callable
+    ``phi_T`` must return one finite number per point; a mixture ``phi_T`` with less than
+    half its mass in Ω is refused, above 1e-6 outside warned about; creation rates with
+    ``θ Δt V >= 1`` are refused, killing rates that make the amplification factor negative
+    warned about; a non-negative ``phi_T`` whose φ goes negative (beyond 0.1 % of the peak)
+    is warned about. Warnings are ``RuntimeWarning``s and are kept in ``info["warnings"]``.
     """
     t_start = time.perf_counter()
     V = problem.V
-    phi = initial_function(problem, phi_T, name)
+    found: list[str] = []
+    phi = initial_function(problem, phi_T, name, label="terminal value phi_T")
+    outside = check_mass_inside(problem, phi_T, "the terminal value phi_T", found)
     terms = transport_terms(problem, adjoint=True)
     info = {"equation": "kolmogorov"}
+    if outside is not None:
+        info["mass_outside_terminal"] = outside
     kt = killing_term(V, killing, sign=-1.0)
     if kt is not None:
         terms.append(kt[0])
         info.update(kt[1])
+        check_rate(kt[1], problem.theta, float(problem.grid.dt.max()), sink=found)
     bc = dirichlet_dofs(problem)
     if bc is not None:
         phi.x.array[bc] = 0.0
@@ -71,4 +87,12 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
     stepper.destroy()
     info["timings"] = {"setup_s": setup, "stepping_s": time.perf_counter() - t_loop,
                        "total_s": time.perf_counter() - t_start}
-    return SpaceTimeField(V, problem.grid, values, name=name, info=info)
+    field = SpaceTimeField(V, problem.grid, values, name=name, info=info)
+    local_T = float(values[-1].min()) if values.shape[1] else 0.0
+    lo_T = float(problem.comm.allreduce(local_T, op=MPI.MIN))
+    if lo_T >= 0.0:  # a non-negative terminal value keeps φ >= 0 (maximum principle)
+        check_positivity(problem, field, "phi", found)
+    if info.get("killing") == "callable(x, t)":
+        check_rate(info, problem.theta, float(problem.grid.dt.max()), sink=found, refuse=False)
+    info["warnings"] = list(dict.fromkeys(found))
+    return field
