@@ -159,6 +159,47 @@ def _higher_degree_estimate(p_field, problem, data, degree, pts, wts, dens, sval
                  "note": "spatial error only (the same time grid)"}
 
 
+def bridge_score_error_estimate(method, bridge, rho0, rho1, pts, wts, svals):
+    """``(estimate or None, metadata record)`` of a bridge bundle: the closed form of the
+    Schrödinger bridge between single Gaussians under a Brownian reference (collective)."""
+    from bridgesolve.densities import gaussian_bridge
+    from bridgesolve.process import Brownian
+
+    if method not in METHODS:
+        raise BridgesolveInputError(f"error_estimate = {method!r}: expected one of "
+                                    f"{', '.join(map(repr, METHODS))}")
+    if method == "none":
+        return None, {"method": None, "reason": "not requested (error_estimate='none')"}
+    if method == "higher-degree":
+        raise BridgesolveInputError("error_estimate = 'higher-degree' for a bridge: a second "
+                                    "bridge solve is not cheap (use 'auto' or 'closed-form')")
+    problem = bridge.problem
+    times = np.asarray(bridge.log_phi.times, dtype=float)
+    why = None
+    if not all(isinstance(m, GaussianMixture) and m.n_components == 1 for m in (rho0, rho1)):
+        why = "ρ0 and ρ1 (data=, final=) are not both single Gaussians"
+    elif not isinstance(problem.process, Brownian):
+        why = f"the reference {problem.process!r} is not Brownian"
+    elif getattr(bridge, "killing", None) is not None:
+        why = "the bridge has killing/creation"
+    elif problem.boundary != "reflecting" or times[0] != 0.0:
+        why = "absorbing walls or a time grid that does not start at 0"
+    if why is not None:
+        if method != "auto":
+            raise BridgesolveInputError(f"error_estimate = {method!r} for a bridge: {why}")
+        return None, {"method": None, "reason": f"no closed form for this bridge ({why}); "
+                      "a second bridge solve is not cheap"}
+    marginal = gaussian_bridge(rho0.means[0], rho0.covs[0], rho1.means[0], rho1.covs[0],
+                               problem.process.sigma, float(times[-1]))
+    local = np.zeros(times.size)
+    if pts.shape[0]:
+        for n, t in enumerate(times):
+            log_p, score = _mixture_fields(marginal(float(t)), pts)
+            local[n] = (np.exp(log_p) * _sqnorm(svals[n] - score)) @ wts
+    return _allsum(bridge.log_phi.comm, local), {"method": "closed-form",
+                                                 "weighting": "exact density"}
+
+
 def _allsum(comm, local: np.ndarray) -> np.ndarray:
     if comm.size == 1:
         return local
@@ -169,4 +210,5 @@ def _allsum(comm, local: np.ndarray) -> np.ndarray:
     return total
 
 
-__all__ = ["AUTO_HIGHER_DEGREE_MAX_DOFS", "METHODS", "score_error_estimate"]
+__all__ = ["AUTO_HIGHER_DEGREE_MAX_DOFS", "METHODS", "bridge_score_error_estimate",
+           "score_error_estimate"]

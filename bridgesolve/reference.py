@@ -84,8 +84,11 @@ triangle inequality the error of a score against the true ``∇log p`` lies with
   (P2 on 16²) it overestimates, 4-26x. (A comparison with the coarser mesh, ``|s_h -
   s_{2h}|^2``, was tried and dropped: on the default 2D problem the 32² solution is far
   from the asymptotic regime and the estimate came out 45-330x too large.)
-* ``None`` (not stored) otherwise: bridges (no closed form here, and a second bridge solve
-  is not cheap), solves with killing, files written before this key existed.
+* ``"closed-form"`` for a bridge between single Gaussians ρ0 and ρ1 (``final=`` given)
+  under a Brownian reference without killing: ``p`` is the closed-form bridge marginal
+  (:func:`bridgesolve.densities.gaussian_bridge`);
+* ``None`` (not stored) otherwise: other bridges (a second bridge solve is not cheap),
+  solves with killing, files written before this key existed.
 
 How the values are obtained from a Fokker–Planck solution ``p_h`` of degree k:
 ``density`` is ``p_h`` at the points (``Σ w · density`` is the discrete mass);
@@ -113,7 +116,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridgesolve._reference_error import score_error_estimate
+from bridgesolve._reference_error import bridge_score_error_estimate, score_error_estimate
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process, process_from_description
@@ -454,12 +457,16 @@ class ReferenceBundle:
                          estimate=est)
 
     @classmethod
-    def from_bridge(cls, bridge, *, data=None, degree: int | None = None,
-                    root: int | None = 0, info: dict | None = None) -> ReferenceBundle | None:
+    def from_bridge(cls, bridge, *, data=None, final=None, degree: int | None = None,
+                    root: int | None = 0, info: dict | None = None,
+                    error_estimate: str = "auto") -> ReferenceBundle | None:
         """The bundle of a Schrödinger bridge (collective); see :meth:`from_fokker_planck`.
 
         ``bridge`` needs ``problem``, ``log_phi`` and ``log_phi_hat`` (log-representation
-        space-time fields).
+        space-time fields). ``data`` and ``final`` are its end marginals ρ0 and ρ1: when both
+        are single Gaussians under a Brownian reference, ``score_error_estimate`` comes from
+        the closed-form bridge marginals (:func:`bridgesolve.densities.gaussian_bridge`);
+        ``error_estimate`` is ``"auto"``/``"closed-form"``/``"none"``.
         """
         from bridgesolve._dolfinx import MPI
         from bridgesolve.score import grad_log
@@ -484,15 +491,15 @@ class ReferenceBundle:
                  "converged": getattr(bridge, "converged", None),
                  "mode": getattr(bridge, "mode", None), **(info or {})}
         meta = _metadata("bridge", lp, bridge.problem, None, data, degree, extra)
-        meta["score_error_estimate"] = {
-            "method": None, "reason": "bridges: no closed form here, and a second bridge "
-            "solve is not cheap"}
+        est, meta["score_error_estimate"] = bridge_score_error_estimate(
+            error_estimate, bridge, data, final, pts, wts, g + gh)
         return _gathered(cls, lp.comm, root, meta, points=pts, weights=wts,
                          density=np.exp(logs), log_density=logs, score=g + gh, times=lp.times,
-                         log_phi=a, log_phi_hat=b, grad_log_phi=g, grad_log_phi_hat=gh)
+                         log_phi=a, log_phi_hat=b, grad_log_phi=g, grad_log_phi_hat=gh,
+                         estimate=est)
 
 
-def save_reference(source, path: str | os.PathLike, *, problem=None, data=None,
+def save_reference(source, path: str | os.PathLike, *, problem=None, data=None, final=None,
                    degree: int | None = None, info: dict | None = None,
                    dtype: str = DEFAULT_DTYPE, compress: bool = DEFAULT_COMPRESS,
                    error_estimate: str = "auto") -> ReferenceBundle | None:
@@ -505,6 +512,8 @@ def save_reference(source, path: str | os.PathLike, *, problem=None, data=None,
         path: the ``.npz`` file.
         problem, data, degree, info, error_estimate: see
             :meth:`ReferenceBundle.from_fokker_planck`.
+        final: a bridge's ρ1 (for the closed-form error estimate of Gaussian bridges; see
+            :meth:`ReferenceBundle.from_bridge`).
         dtype, compress: storage of the file (:meth:`ReferenceBundle.save`): by default
             float32, compressed (the default 2D bundle: 39.5 MiB, against 152.6 MiB for
             float64 plain); ``dtype="float64"`` for a lossless file.
@@ -514,7 +523,8 @@ def save_reference(source, path: str | os.PathLike, *, problem=None, data=None,
         raise BridgesolveInputError(f"compress = {compress!r}: expected True or False")
     comm = source.log_phi.comm if hasattr(source, "log_phi") else source.comm
     if hasattr(source, "log_phi"):
-        bundle = ReferenceBundle.from_bridge(source, data=data, degree=degree, info=info)
+        bundle = ReferenceBundle.from_bridge(source, data=data, final=final, degree=degree,
+                                             info=info, error_estimate=error_estimate)
     else:
         bundle = ReferenceBundle.from_fokker_planck(source, problem=problem, data=data,
                                                     degree=degree, info=info,

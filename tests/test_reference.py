@@ -364,3 +364,30 @@ def test_score_error_estimate_higher_degree_and_none():
     assert none.score_error_estimate is None
     with pytest.raises(bs.BridgesolveInputError, match="error_estimate = 'coarse'"):
         ReferenceBundle.from_fokker_planck(p, problem=prob, error_estimate="coarse")
+
+
+def test_score_error_estimate_of_a_gaussian_bridge():
+    """A bridge between single Gaussians under a Brownian reference: the estimate is the
+    closed-form E_p|s_ref - ∇log p|² of the Gaussian bridge marginals (by hand here); without
+    ρ1 there is none, with the reason in the metadata."""
+    rho0 = bs.GaussianMixture([1.0], [[-1.0]], [0.3])
+    rho1 = bs.GaussianMixture([1.0], [[1.0]], [0.4])
+    prob = bs.Problem(bs.Domain.interval(-6, 6, 80), bs.Brownian(1.0),
+                      bs.TimeGrid.uniform(1.0, 20), degree=2)
+    br = bs.solve_bridge(prob, rho0, rho1, progress=False)
+    b = ReferenceBundle.from_bridge(br, data=rho0, final=rho1)
+    assert b.metadata["score_error_estimate"]["method"] == "closed-form"
+    est = b.score_error_estimate
+    marginal = bs.gaussian_bridge([-1.0], 0.3, [1.0], 0.4, 1.0, 1.0)
+    for n in (0, 10, 20):
+        law = marginal(float(b.times[n]))
+        by_hand = b.integrate(law.pdf(b.points) * np.sum((b.score[n] - law.score(b.points)) ** 2,
+                                                         axis=1))
+        assert est[n] == pytest.approx(by_hand, rel=1e-10), n
+    print("Gaussian bridge, P2 on 80 cells: estimate", np.round(est[::5], 8))
+    assert np.all(est > 0) and np.all(est < 1e-3), est
+    none = ReferenceBundle.from_bridge(br, data=rho0)
+    assert none.score_error_estimate is None
+    assert "not both single Gaussians" in none.metadata["score_error_estimate"]["reason"]
+    with pytest.raises(bs.BridgesolveInputError, match="second bridge solve"):
+        ReferenceBundle.from_bridge(br, data=rho0, final=rho1, error_estimate="higher-degree")
