@@ -33,19 +33,21 @@ the level arrays (``density`` ... ``grad_log_phi_hat``) are float32 (the default
 (``compress=``): every variant is a standard ``.npz`` that ``np.load`` reads, and
 :meth:`ReferenceBundle.load` returns float64 arrays whatever was stored (files written
 before these options load as they did). The default 2D bundle (``examples/default.toml``:
-P1 on 64², 49,152 points, 101 levels), size / save / load on a busy 2-core machine:
+P1 on 64², 49,152 points, 101 levels), size and save/load times (ranges over runs on a
+shared 2-core machine at load averages up to 8; deflate dominates the compressed saves):
 
 =====================  ==========  ========  ========
 storage                size (MiB)  save (s)  load (s)
 =====================  ==========  ========  ========
-float64, plain         152.6       0.5       0.8
-float64, compressed    80.5        9.2       2.2
-float32, plain         76.9        0.3       0.6
-float32, compressed    39.5        5.1       1.5
+float64, plain         152.6       0.4-1.4   0.5-1.1
+float64, compressed    80.5        2.9-11    0.6-2.2
+float32, plain         76.9        0.1-0.3   0.1-1.0
+float32, compressed    39.5        1.8-7     0.3-2.4
 =====================  ==========  ========  ========
 
-float32 changes stored values by at most 6e-8 relative, orders of magnitude below any
-mesh's discretization error: validating the same score (0.9 × the exact one) against the
+float32 changes stored values by at most 6e-8 relative (values below 1e-38, which weigh
+nothing in any integral, lose more and may flush to 0), orders of magnitude below any mesh's
+discretization error: validating the same score (0.9 × the exact one) against the
 float64 and the float32 files of that bundle gives ESM per level equal to 3.3e-8 relative,
 ``J_ESM`` to 9e-10, the same denoising ``z`` to 3e-8 and the same bound.
 
