@@ -215,13 +215,17 @@ class SpaceTimeField:
         if weight is None:
             w.x.array[:] = 1.0
         else:
-            w.interpolate(as_numpy_callable(weight, self.mesh.geometry.dim, name="weight",
-                                            nonnegative=True))
+            wfn = as_numpy_callable(weight, self.mesh.geometry.dim, name="weight",
+                                    nonnegative=True, deferred=True)
+            w.interpolate(wfn)
+            wfn.checked.raise_pending(self.comm)
         uh.interpolate(self.at(t))
         if isinstance(exact, fem.Function):
             ue.interpolate(exact)
         else:
-            ue.interpolate(as_numpy_callable(exact, self.mesh.geometry.dim, name="exact"))
+            efn = as_numpy_callable(exact, self.mesh.geometry.dim, name="exact", deferred=True)
+            ue.interpolate(efn)
+            efn.checked.raise_pending(self.comm)
         if norm == "Linf":
             local = np.max(w.x.array * np.abs(uh.x.array - ue.x.array), initial=0.0)
             return float(self.comm.allreduce(local, MPI.MAX))
