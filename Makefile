@@ -14,7 +14,7 @@ PYTHON ?= $(shell for c in python3.12 python3.13 python3 \
 	  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
 	    echo $$c; break; fi; done)
 
-.PHONY: demo test test-serial test-mpi bench lint clean venv
+.PHONY: demo test test-serial test-mpi bench lint figures clean venv
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -47,8 +47,18 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/fp_vs_pypde.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bridge_vs_pot.py
 
+# ruff (pycodestyle, pyflakes, isort, bugbear, pyupgrade, NumPy, Google docstrings) and a
+# lenient mypy over bridgesolve/ (settings in pyproject.toml).
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
+
+# The three papers' figure sets (examples/papers/<name>.py) into results/figures/<name>/.
+PAPERS := yu-huang-2025 hirono-2024 premkumar-2023
+figures: $(VENV)/.installed
+	for name in $(PAPERS); do \
+	  MPLBACKEND=agg $(VENV)/bin/bridgesolve figures $$name -o results/figures/$$(echo $$name | tr - _) || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
