@@ -152,8 +152,15 @@ def test_torch_only_under_learn():
     assert not bad, bad
 
 
+#: Known exceptions, each with its reason: ``_validate.check_memory`` must stay DOLFINx-free
+#: and imports mpi4py only when handed a communicator, i.e. once _dolfinx.py has loaded it.
+DOLFINX_STACK_EXCEPTIONS = {("bridgesolve._validate", "mpi4py")}
+
+
 def test_dolfinx_stack_only_in_one_module():
-    bad = _offenders(lambda name: name == "bridgesolve._dolfinx", DOLFINX_STACK)
+    bad = [entry for entry in _offenders(lambda name: name == "bridgesolve._dolfinx",
+                                         DOLFINX_STACK)
+           if (entry.split(":")[0], entry.rsplit(" ", 1)[1]) not in DOLFINX_STACK_EXCEPTIONS]
     assert not bad, bad
 
 
