@@ -372,7 +372,7 @@ def test_score_error_estimate_of_a_gaussian_bridge():
     ρ1 there is none, with the reason in the metadata."""
     rho0 = bs.GaussianMixture([1.0], [[-1.0]], [0.3])
     rho1 = bs.GaussianMixture([1.0], [[1.0]], [0.4])
-    prob = bs.Problem(bs.Domain.interval(-6, 6, 80), bs.Brownian(1.0),
+    prob = bs.Problem(bs.Domain.interval(-6, 6, 120), bs.Brownian(1.0),
                       bs.TimeGrid.uniform(1.0, 20), degree=2)
     br = bs.solve_bridge(prob, rho0, rho1, progress=False)
     b = ReferenceBundle.from_bridge(br, data=rho0, final=rho1)
@@ -384,7 +384,7 @@ def test_score_error_estimate_of_a_gaussian_bridge():
         by_hand = b.integrate(law.pdf(b.points) * np.sum((b.score[n] - law.score(b.points)) ** 2,
                                                          axis=1))
         assert est[n] == pytest.approx(by_hand, rel=1e-10), n
-    print("Gaussian bridge, P2 on 80 cells: estimate", np.round(est[::5], 8))
+    print("Gaussian bridge, P2 on 120 cells: estimate", np.round(est[::5], 9))
     assert np.all(est > 0) and np.all(est < 1e-3), est
     none = ReferenceBundle.from_bridge(br, data=rho0)
     assert none.score_error_estimate is None
