@@ -391,3 +391,22 @@ def test_score_error_estimate_of_a_gaussian_bridge():
     assert "not both single Gaussians" in none.metadata["score_error_estimate"]["reason"]
     with pytest.raises(bs.BridgesolveInputError, match="second bridge solve"):
         ReferenceBundle.from_bridge(br, data=rho0, final=rho1, error_estimate="higher-degree")
+
+
+@pytest.mark.mpi
+def test_higher_degree_estimate_is_rank_independent():
+    """The P_{k+1} comparison under ``mpiexec -n 2`` (each rank its own cells, sums reduced)
+    equals the serial one (absorbing walls: no closed form, so "auto" takes this path)."""
+    comm = MPI.COMM_WORLD
+
+    def estimate(c):
+        prob = bs.Problem(bs.Domain.box([-5, -5], [5, 5], (8, 8), comm=c), bs.VP(),
+                          bs.TimeGrid.uniform(1.0, 4), degree=1, boundary="absorbing")
+        p = bs.solve_fokker_planck(prob, MIX2, progress=False)
+        b = ReferenceBundle.from_fokker_planck(p, problem=prob, data=MIX2, root=None)
+        assert b.metadata["score_error_estimate"]["method"] == "higher-degree"
+        return b.score_error_estimate
+
+    world = estimate(comm)
+    assert all(np.array_equal(world, other) for other in comm.allgather(world))
+    np.testing.assert_allclose(world, estimate(MPI.COMM_SELF), rtol=1e-9)
