@@ -51,7 +51,9 @@ def plot_field_panels(field, times: Sequence[float], path: str | os.PathLike, *,
                       exact: Callable[[float], Callable[[np.ndarray], np.ndarray]] | None = None,
                       n: int = 161) -> None:
     """The field at ``times``: curves in 1D (the exact solution dashed), one image per
-    time in 2D (points outside the mesh blank), the z mid-plane in 3D.
+    time in 2D (points outside the mesh blank), the z mid-plane in 3D. The 2D/3D panels
+    share one colour scale and one colorbar labelled ``label``: logarithmic (4 decades) for
+    a non-negative field whose panel peaks differ by more than 10x, linear otherwise.
 
     Collective: all ranks call it; rank 0 samples the grid and writes ``path``.
 
@@ -81,19 +83,50 @@ def plot_field_panels(field, times: Sequence[float], path: str | os.PathLike, *,
         ax.set_ylabel(label)
         ax.legend(title="dashed: exact" if exact is not None else None)
     else:
-        fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.6),
+        fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times) + 0.8, 3.6),
                                  constrained_layout=True, squeeze=False)
+        # One colour scale for all panels (they compare levels of one field). A diffusing
+        # density loses its peak by orders of magnitude, so a non-negative field whose panel
+        # peaks differ by more than 10x gets a shared logarithmic scale over 4 decades below
+        # the overall peak (values below, and undershoots, in the bottom colour); otherwise
+        # a shared linear scale.
+        norm, scale_note = _shared_norm(values, plt)
+        # white outside the mesh, black below the logarithmic scale
+        cmap = plt.get_cmap("magma").with_extremes(bad="white", under="black")
+        im = None
         for ax, t, v in zip(axes[0], times, values, strict=True):
-            # Each panel gets its own colour scale: a diffusing density loses its peak
-            # height by orders of magnitude, and one scale would show later panels black.
-            im = ax.imshow(v.reshape(n, n), origin="lower", cmap="magma",
+            if scale_note:  # values <= 0 (round-off, oscillations) show as "under", not "bad"
+                v = np.where(np.isnan(v), np.nan, np.maximum(v, 0.5 * norm.vmin))
+            im = ax.imshow(v.reshape(n, n), origin="lower", cmap=cmap, norm=norm,
                            extent=(lo[0], hi[0], lo[1], hi[1]))
             ax.set_title(f"{label}, t = {t:.3g}" + (" (z mid-plane)" if d == 3 else ""))
             ax.set_xlabel("x")
             ax.set_ylabel("y")
-            fig.colorbar(im, ax=ax, shrink=0.85)
+        fig.colorbar(im, ax=list(axes[0]), shrink=0.85, label=label + scale_note,
+                     extend="min" if scale_note else "neither")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _shared_norm(values, plt):
+    """``(norm, note)``: one colour normalization for every panel's ``values``."""
+    finite = [v[np.isfinite(v)] for v in values]
+    finite = [v for v in finite if v.size]
+    if not finite:
+        return plt.Normalize(0.0, 1.0), ""
+    lo = min(float(v.min()) for v in finite)
+    hi = max(float(v.max()) for v in finite)
+    peaks = [float(v.max()) for v in finite]
+    # "non-negative": undershoots of a few per cent of the peak (coarse meshes) still count;
+    # they show below the scale's bottom colour
+    nonnegative = hi > 0 and lo >= -0.05 * hi
+    if nonnegative and max(peaks) > 10.0 * max(min(peaks), 1e-300):
+        from matplotlib.colors import LogNorm
+
+        return LogNorm(vmin=hi * 1e-4, vmax=hi), " (log scale, shared)"
+    if hi <= lo:
+        hi = lo + 1.0
+    return plt.Normalize(lo, hi), ""
 
 
 def plot_series(x: np.ndarray, ys: Mapping[str, np.ndarray], path: str | os.PathLike, *,
@@ -202,11 +235,12 @@ def plot_convergence_history(history: Sequence[Mapping], path: str | os.PathLike
     Draws ``err0_L1``, ``errT_L1``, ``err0_Linf`` and ``errT_Linf`` of each record of a
     :class:`~bridgesolve.bridge.Bridge`'s ``history``; a record with an ``event`` (mode
     switch, over-relaxation change) gets a vertical line, dashed red for a mode switch,
-    dotted grey otherwise, and the event text at the top; ``tol`` is a horizontal line.
+    dotted grey otherwise, numbered ``[k]`` above the axes, its text in the legend (outside
+    the axes, right); ``tol`` is a horizontal line.
     Not collective: call it on one rank.
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9.0, 4.2), constrained_layout=True)
     its = np.array([h["iteration"] for h in history])
     styles = {"err0_L1": ("C0", "-"), "errT_L1": ("C1", "-"), "err0_Linf": ("C0", ":"),
               "errT_Linf": ("C1", ":")}
@@ -220,21 +254,23 @@ def plot_convergence_history(history: Sequence[Mapping], path: str | os.PathLike
                         label=names[key])
     if tol is not None:
         ax.axhline(tol, color="k", lw=0.8, ls="--", label=f"tol = {tol:g}")
-    for h in history:
-        event = h.get("event")
-        if not event:
-            continue
+    # Events: a vertical line each, numbered above the axes (outside the data area, so no
+    # label covers a curve or is cut off); the numbered texts go into the legend, which
+    # sits outside the axes on the right.
+    events = [(h["iteration"], h["event"]) for h in history if h.get("event")]
+    for k, (it, event) in enumerate(events, start=1):
         switch = "switch" in event
-        ax.axvline(h["iteration"] - 0.5, color="C3" if switch else "0.6",
-                   ls="--" if switch else ":", lw=1.0)
-        ax.annotate(event if len(event) <= 48 else event[:45] + "...",
-                    (h["iteration"] - 0.5, 1.0), xycoords=("data", "axes fraction"),
-                    rotation=90, va="top", ha="right", fontsize=7,
-                    color="C3" if switch else "0.35")
+        color = "C3" if switch else "0.45"
+        text = event if len(event) <= 60 else event[:57] + "..."
+        ax.axvline(it - 0.5, color=color, ls="--" if switch else ":", lw=1.0,
+                   label=f"[{k}] iteration {it}: {text}")
+        ax.annotate(f"[{k}]", (it - 0.5, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                    fontsize=7, color=color, annotation_clip=False)
     modes = list(dict.fromkeys(h.get("mode", "") for h in history))
     ax.set_xlabel("iteration")
     ax.set_ylabel("marginal error")
-    ax.set_title(title or f"Sinkhorn–Fortet iterations ({' → '.join(modes)} mode)")
-    ax.legend(fontsize=8)
+    ax.set_title(title or f"Sinkhorn–Fortet iterations ({' → '.join(modes)} mode)", pad=12)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.savefig(path, dpi=110)
     plt.close(fig)

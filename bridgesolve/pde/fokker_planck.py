@@ -115,11 +115,17 @@ def check_positivity(problem: Problem, field: SpaceTimeField, what: str,
     n = int(np.argmax(rel))
     if rel[n] > NEGATIVE_WARN:
         dt = float(problem.grid.dt.max())
+        if problem.theta < 1.0:
+            cause = (f"the θ-scheme (θ = {problem.theta:g}, Δt up to {dt:.3g}) oscillates "
+                     f"where the solution is steep on this mesh (h = {problem.domain.hmax:.3g})")
+            fix = 'use scheme = "backward-euler", more steps or a finer mesh'
+        else:
+            cause = (f"the mesh (h = {problem.domain.hmax:.3g}) does not resolve the solution "
+                     f"at this step (Δt up to {dt:.3g}): finite elements undershoot there")
+            fix = "refine the mesh where the solution is steep, or take more steps"
         warn(f"{what} went negative: min {lo[n]:.3g} at t = {field.times[n]:.4g} "
-             f"({rel[n]:.2%} of that level's peak {peak[n]:.3g}); the θ-scheme "
-             f"(θ = {problem.theta:g}, Δt up to {dt:.3g}) oscillates where the solution is "
-             f"steep on this mesh (h = {problem.domain.hmax:.3g}); use "
-             'scheme = "backward-euler", more steps or a finer mesh', sink, stacklevel=4)
+             f"({rel[n]:.2%} of that level's peak {peak[n]:.3g}); {cause}; {fix}", sink,
+             stacklevel=4)
 
 
 def check_walls(problem: Problem, field: SpaceTimeField, sink: list | None) -> None:
