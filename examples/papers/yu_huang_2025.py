@@ -235,8 +235,6 @@ def path_entropy_figure(plt, out: Path, cfg: dict) -> dict:
             lo, hi = (0.0, np.quantile(qm, 0.98)) if col == 3 else np.quantile(qm, [1e-3, 0.999])
             bins = np.linspace(lo, hi, 61)
             beyond = float(np.mean((qm < lo) | (qm > hi)))
-            ax.text(0.02, 0.97, f"{100 * beyond:.1f}% of paths\noutside the range",
-                    transform=ax.transAxes, va="top", fontsize=6.5, color="0.3")
             ax.hist(qm, bins=bins, density=True, color="C0", alpha=0.55,
                     label="mesh density $p_h$")
             ax.hist(qc, bins=bins, density=True, histtype="step", color="k", lw=1.0,
@@ -247,7 +245,9 @@ def path_entropy_figure(plt, out: Path, cfg: dict) -> dict:
             if col == 3:
                 ax.axvline(1.0, color="C3", lw=1.5, label="IFT: 1")
                 ax.axvline(qm.mean(), color="C0", ls="--", lw=1.2, label="path mean")
-            ax.set_xlabel(f"{label} (nats)" if col < 3 else label)
+            unit = " (nats)" if col < 3 else ""
+            ax.set_xlabel(f"{label}{unit}; {100 * beyond:.1f}% of paths off the axis",
+                          fontsize=8)
             ax.set_ylabel("probability density")
             ax.set_title(f"{direction}: {label}")
             if col >= 2 or (row == 0 and col == 0):
@@ -358,9 +358,10 @@ def franz_parisi_figure(plt, out: Path, cfg: dict) -> dict:
         fp = franz_parisi(data, bs.OU(), t, q, order=cfg["order"])
         ref = franz_parisi(data, bs.OU(), t, q, order=int(1.5 * cfg["order"]))
         mc, err = franz_parisi_monte_carlo(data, bs.OU(), t, qmc, n=cfg["mc"], rng=11)
-        for col, (y, yr, label) in enumerate(((fp.V, ref.V, "V(q)"),
-                                              (fp.dV, ref.dV, "V'(q)"),
-                                              (fp.d2V, ref.d2V, "V''(q)"))):
+        elastic = fp.info["a"] ** 2 / (2.0 * fp.info["var"])  # V ≈ a²q/(2Δ) + ... at small t
+        for col, (y, yr, label, unit) in enumerate((
+                (fp.V, ref.V, "V(q)", "$k_BT$"), (fp.dV, ref.dV, "V'(q)", "$k_BT$ per unit q"),
+                (fp.d2V, ref.d2V, "V''(q)", "$k_BT$ per unit $q^2$"))):
             ax = axes[row, col]
             ax.plot(q, y, "C0-", lw=1.5, label=f"quadrature ({cfg['order']} nodes)")
             ax.plot(q[::4], yr[::4], "k.", ms=3,
@@ -368,9 +369,12 @@ def franz_parisi_figure(plt, out: Path, cfg: dict) -> dict:
             if col == 0:
                 ax.errorbar(qmc, mc, yerr=3 * err, fmt="o", ms=4, mfc="none", color="C3",
                             label=f"Monte Carlo ({cfg['mc']:.0e} samples, ±3 s.e.)")
+                if row == 1:
+                    ax.plot(q, elastic * q, "C2:", lw=1.2,
+                            label=rf"elastic term $e^{{-2t}}q/(2\Delta)$ = {elastic:.2f} q")
             ax.set_xscale("log")
-            ax.set_xlabel("overlap parameter q")
-            ax.set_ylabel(f"{label} (units of $k_BT$)")
+            ax.set_xlabel(r"overlap $q = |x_0 - x_0'|^2$")
+            ax.set_ylabel(f"{label} ({unit})")
             ax.set_title(f"t = {t:g}: {label}")
             ax.legend(fontsize=6.5)
         ext = fp.extrema()
