@@ -21,13 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridgesolve._dolfinx import MPI, fem
-from bridgesolve._sweeps import _LOG_CAP, _LinearSweeps, _LogSweeps
+from bridgesolve._sweeps import _LOG_CAP, TiltFailure, _finite, _LinearSweeps, _LogSweeps
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.pde.fokker_planck import mass_form
 from bridgesolve.pde.stepping import _lump
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
 
+#: Modes whose log phase uses tilted (linearized) sweeps once close to the fixed point.
+TILTED_MODES: tuple[str, ...] = ("auto",)
 #: Iterations over which the error must fall by 1 % or the iteration counts as stagnant.
 STAGNATION_WINDOW = 15
 #: ``mode="auto"`` moves to the log mode (and ``mode="linear"`` warns) when log φ or log φ̂
@@ -314,25 +316,32 @@ class SinkhornLoop:
         self.log_phi_hat_0: np.ndarray | None = None
         self.progress = progress
         self.bar = None
+        #: (error, log φ_T, log φ̂_0, sweep levels) after the best tilted-phase iteration.
+        self.best_state: tuple = (np.inf, None, None, None)
 
     # -- plumbing ---------------------------------------------------------------------
     def _new_sweeps(self):
         if self.current == "log":
-            return _LogSweeps(self.problem, self.killing, self.newton_options)
+            return _LogSweeps(self.problem, self.killing, self.newton_options,
+                              tilted=self.mode in TILTED_MODES)
         return _LinearSweeps(self.problem, self.killing)
 
     def fail(self, message: str):
         raise BridgeError(f"Schrödinger bridge: {message}", self.history)
 
-    def switch_to_log(self, reason: str) -> None:
+    def switch_to_log(self, reason: str, *, seed: bool = False) -> None:
         """Continue in the log representation from the current potentials (``auto``), or
-        fail naming the reason and the remedies."""
+        fail naming the reason and the remedies. ``seed``: the last sweeps are sound (all
+        levels finite) and give the log sweeps their starting levels."""
         if self.mode != "auto":
             self.fail(f"iteration {len(self.history) + 1} ({self.current} mode): {reason}. "
                       "Use mode='log' (or 'auto'), or scheme='backward-euler' for positivity")
         self.sweeps.close()
         self.current = "log"
         self.sweeps = self._new_sweeps()
+        if seed and self.L_phi is not None and self.L_hat is not None:
+            self.sweeps.seed(*(np.array([_finite(row, self.comm) for row in L])
+                               for L in (self.L_phi, self.L_hat)))
         self.relaxation.reset()
         self.events.append(f"switched to log mode: {reason}")
         if self.bar is not None:
@@ -352,15 +361,43 @@ class SinkhornLoop:
                         leave=False, disable=not self.progress or self.comm.rank != 0)
         try:
             while len(self.history) < self.max_iter:
-                if self._iteration():
-                    self.converged = True
-                    break
+                self._checkpoint()
+                try:
+                    if self._iteration():
+                        self.converged = True
+                        break
+                except TiltFailure as exc:
+                    self._roll_back(str(exc))
         finally:
             self.bar.close()
             self.sweeps.close()
         if self.L_phi is None or self.L_hat is None:  # pragma: no cover - max_iter >= 1
             self.fail("no iteration completed")
         return self.L_phi, self.L_hat
+
+    def _checkpoint(self) -> None:
+        """In the tilted phase, keep the state after the best iteration so far."""
+        sweeps = self.sweeps
+        if not (isinstance(sweeps, _LogSweeps) and sweeps.tilted and self.history):
+            return
+        last = self.history[-1]
+        err = max(last["errT_L1"], last["err0_L1"] if np.isfinite(last["err0_L1"]) else 0.0)
+        if last["mode"] == "log" and err < self.best_state[0]:
+            self.best_state = (err, self.log_phi_T.copy(), None if self.log_phi_hat_0 is None
+                               else self.log_phi_hat_0.copy(),
+                               {k: v.copy() for k, v in sweeps.previous.items()})
+
+    def _roll_back(self, reason: str) -> None:
+        """The tilted phase failed: back to the best iterate, Newton at full tolerance."""
+        err, log_phi_T, log_phi_hat_0, previous = self.best_state
+        if log_phi_T is None:
+            self.fail(f"iteration {len(self.history) + 1}: {reason}")
+        self.log_phi_T, self.log_phi_hat_0 = log_phi_T, log_phi_hat_0
+        self.sweeps.abandon_tilt(previous)
+        self.relaxation.reset()
+        self.stall_from = len(self.history)
+        self.events.append(f"tilted solves abandoned ({reason}): Newton from the best "
+                           f"iterate (error {err:.3g})")
 
     def _iteration(self) -> bool:
         """One backward and one forward sweep with their checks; True when converged.
@@ -396,6 +433,8 @@ class SinkhornLoop:
         if self._too_steep(it, due=done):
             self.log_phi_T = _relax(self.log_phi_T, m1.log - self.L_hat[-1], 1.0)
             return False
+        if isinstance(self.sweeps, _LogSweeps):
+            done = self.sweeps.observe(err, done)
         if done:
             return True
         self._check_divergence(it, err)
@@ -434,7 +473,7 @@ class SinkhornLoop:
             return False
         self.switch_to_log(f"log φ, log φ̂ change by {steep:.3g} per cell (ρ-weighted RMS) "
                            "where the bridge has mass: too steep for the linear "
-                           "representation, smooth in the log one")
+                           "representation, smooth in the log one", seed=True)
         return True
 
     def _same_mode_errors(self, since: int = 0) -> list[float]:
@@ -473,7 +512,7 @@ class SinkhornLoop:
             self.events.append(f"{reason} with over-relaxation: switched off for good")
             return False
         if self.current == "linear" and self.mode == "auto":
-            self.switch_to_log(reason)
+            self.switch_to_log(reason, seed=True)
             return True
         self.fail(f"iteration {it}: {reason} ({self.current} mode); the discrete problem "
                   "may be too coarse for the marginals (refine mesh or time grid)")

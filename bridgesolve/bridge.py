@@ -346,6 +346,8 @@ def solve_bridge(
     })
     if isinstance(loop.sweeps, _LogSweeps):
         info["newton_iterations"] = loop.sweeps.newton_iterations
+        if loop.sweeps.counts["relinearizations"]:
+            info["tilted"] = loop.sweeps.counters()
     return Bridge(problem=problem, log_phi=log_phi, log_phi_hat=log_phi_hat,
                   history=loop.history, converged=loop.converged, mode=loop.current,
                   info=info, killing=killing)
