@@ -357,8 +357,12 @@ class SinkhornLoop:
         from tqdm.auto import tqdm
 
         self.log_phi_T, self.log_phi_hat_0 = log_phi_T, None
-        self.bar = tqdm(total=self.max_iter, desc=f"Sinkhorn ({self.current})", unit="it",
-                        leave=False, disable=not self.progress or self.comm.rank != 0)
+        # Progress in decades of the marginal error, from 2 (its largest value) down to
+        # tol: an iteration count to max_iter would promise an ETA of minutes for seconds.
+        self.decades = max(1, math.ceil(math.log10(2.0 / self.tol)))
+        self.bar = tqdm(total=self.decades, desc=f"Sinkhorn ({self.current})", unit="decade",
+                        leave=False, disable=not self.progress or self.comm.rank != 0,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}]")
         try:
             while len(self.history) < self.max_iter:
                 self._checkpoint()
@@ -399,6 +403,23 @@ class SinkhornLoop:
         self.events.append(f"tilted solves abandoned ({reason}): Newton from the best "
                            f"iterate (error {err:.3g})")
 
+    def _sweep(self, start_log: np.ndarray, *, backward: bool, it: int):
+        """One sweep; a failed log-domain solve becomes a :class:`BridgeError` that names the
+        cause and the remedies."""
+        try:
+            return self.sweeps.sweep(start_log, backward=backward)
+        except TiltFailure:
+            raise
+        except RuntimeError as exc:
+            what = "log φ (backward)" if backward else "log φ̂ (forward)"
+            self.fail(
+                f"iteration {it} ({self.current} mode): the solve for {what} failed: {exc}. "
+                "In a bridge this means the Sinkhorn update (log φ_T = log ρ1 - log φ̂_T, "
+                "log φ̂_0 = log ρ0 - log φ_0) is steeper than the mesh and time step resolve "
+                "near that time: refine the time grid there (TimeGrid.graded) or the mesh, "
+                "raise σ, or check that ρ0 and ρ1 have no near-zero values or mass at the "
+                "walls")
+
     def _iteration(self) -> bool:
         """One backward and one forward sweep with their checks; True when converged.
 
@@ -407,7 +428,7 @@ class SinkhornLoop:
         """
         it = len(self.history) + 1
         m0, m1 = self.m0, self.m1
-        self.L_phi, trouble = self.sweeps.sweep(self.log_phi_T, backward=True)
+        self.L_phi, trouble = self._sweep(self.log_phi_T, backward=True, it=it)
         if trouble is not None:
             self.switch_to_log(f"φ: {trouble}")
             return False
@@ -418,7 +439,7 @@ class SinkhornLoop:
                 if self.log_phi_hat_0 is not None else _Errors(np.nan, np.nan))
         self.log_phi_hat_0 = _relax(self.log_phi_hat_0, m0.log - log_phi_0,
                                     self.relaxation.omega)
-        self.L_hat, trouble = self.sweeps.sweep(self.log_phi_hat_0, backward=False)
+        self.L_hat, trouble = self._sweep(self.log_phi_hat_0, backward=False, it=it)
         if trouble is not None:
             self.switch_to_log(f"φ̂: {trouble}")
             return False
@@ -457,8 +478,11 @@ class SinkhornLoop:
             self.events.clear()
         self.history.append(record)
         err = max(errT.L1, err0.L1 if np.isfinite(err0.L1) else errT.L1)
-        self.bar.set_postfix(err=f"{err:.2e}", omega=f"{omega:.2f}")
-        self.bar.update()
+        done = min(self.decades, max(0, math.floor(math.log10(2.0 / err)))) \
+            if err > 0 and np.isfinite(err) else self.bar.n
+        self.bar.set_postfix_str(f"it {it}, error {err:.2e} → tol {self.tol:.0e}, "
+                                 f"ω = {omega:.2f}")
+        self.bar.update(max(done, self.bar.n) - self.bar.n)
         return err
 
     def _too_steep(self, it: int, *, due: bool) -> bool:

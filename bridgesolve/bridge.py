@@ -311,6 +311,8 @@ def solve_bridge(
             "boundaries (potentials vanish on absorbing walls)"
         )
     t_start = time.perf_counter()
+    for name, rho in (("rho0", rho0), ("rho1", rho1)):
+        _check_mass_inside(problem, rho, name)
     weights = _lumped_weights(problem)
     m0 = _marginal(problem, rho0, "rho0", weights)
     m1 = _marginal(problem, rho1, "rho1", weights)
@@ -326,9 +328,11 @@ def solve_bridge(
     L_phi, L_hat = loop.run(log_phi_T)
     if not loop.converged:
         last = loop.history[-1]
+        ends = ", ".join(f"t={end} {last[key]:.3g}" for end, key in
+                         (("0", "err0_L1"), ("T", "errT_L1")) if np.isfinite(last[key]))
         warnings.warn(f"Schrödinger bridge: not converged after {max_iter} iterations "
-                      f"(last L1 errors: t=0 {last['err0_L1']:.3g}, "
-                      f"t=T {last['errT_L1']:.3g})", RuntimeWarning, stacklevel=2)
+                      f"(last L1 marginal errors: {ends}; tol {tol:g})", RuntimeWarning,
+                      stacklevel=2)
     steep = _steepness(problem, L_phi, L_hat)
     if loop.current == "linear" and steep > RESOLUTION:
         warnings.warn(
@@ -351,6 +355,30 @@ def solve_bridge(
     return Bridge(problem=problem, log_phi=log_phi, log_phi_hat=log_phi_hat,
                   history=loop.history, converged=loop.converged, mode=loop.current,
                   info=info, killing=killing)
+
+
+#: Largest mass of ρ0 or ρ1 outside the domain that :func:`solve_bridge` accepts: the
+#: marginals are renormalized on the mesh, so mass outside would be moved inside silently.
+MASS_OUTSIDE_REFUSE = 1e-6
+
+
+def _check_mass_inside(problem: Problem, rho, name: str) -> None:
+    """Refuse a probability density (an object with ``pdf``, e.g. a Gaussian mixture) with
+    more than :data:`MASS_OUTSIDE_REFUSE` of its mass outside the domain."""
+    if not hasattr(rho, "pdf") or isinstance(rho, fem.Function | SpaceTimeField):
+        return
+    if getattr(rho, "dim", problem.domain.dim) != problem.domain.dim:
+        return  # named by _marginal
+    inside = problem.mass_inside(rho)
+    if 1.0 - inside > MASS_OUTSIDE_REFUSE:
+        lo, hi = problem.domain.bounds
+        box = " × ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True))
+        raise BridgesolveInputError(
+            f"{name} has mass {1.0 - inside:.3g} outside the domain {box} (mass inside "
+            f"{inside:.6g}; at most {MASS_OUTSIDE_REFUSE:g} accepted): the bridge would "
+            "renormalize it onto the mesh and transport a different density; enlarge the "
+            "domain or move the density inside"
+        )
 
 
 def _initial_log_phi_T(problem: Problem, initial, m1: _Marginal) -> np.ndarray:
