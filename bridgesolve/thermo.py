@@ -238,7 +238,7 @@ class _CellQuadrature:
     Otherwise compiled ``fem.Expression`` objects evaluate a work function.
     """
 
-    def __init__(self, space, degree: int):
+    def __init__(self, space, degree: int, *, tabulate: bool = True):
         from bridgesolve._dolfinx import basix, dolfinx
         from bridgesolve.quadrature import mesh_quadrature
 
@@ -255,7 +255,7 @@ class _CellQuadrature:
         self.X = X
         self.nq = X.shape[0]
         affine = mesh.geometry.cmaps[0].degree == 1 and tdim == gdim
-        self.fast = affine and not space.element.needs_dof_transformations \
+        self.fast = tabulate and affine and not space.element.needs_dof_transformations \
             and space.dofmap.index_map_bs == 1
         if self.fast:
             import scipy.sparse as sp
@@ -429,7 +429,7 @@ def entropy_production(
         degree: quadrature degree (default ``k + 2 max(1, k - 1)``, exact for linear fields
             with a linear drift; +2 for log fields).
         floor: relative floor of nodal densities before the logarithm.
-        chunk: time levels processed per block (default: ~2e6 quadrature values a block).
+        chunk: time levels processed per block (default: ~4e6 quadrature values a block).
 
     Returns:
         :class:`EntropyProduction` (rank-independent).
@@ -461,9 +461,9 @@ def entropy_production(
         logs = _log_nodal(p, rows, floor)
         if p.representation == "log":
             # P2 interpolants of logs overshoot next to steep tails: cap at the level's peak
-            peak = np.max(logs, axis=1, initial=-np.inf) if logs.shape[1] else \
-                np.full(rows.size, -np.inf)
-            peak = p.comm.allreduce(peak, MPI.MAX)
+            local_peak = np.max(logs, axis=1, initial=-np.inf)
+            peak = np.empty_like(local_peak)
+            p.comm.Allreduce(local_peak, peak, op=MPI.MAX)
             dens = np.exp(np.minimum(quad.values(logs), peak[None, :]))
         else:
             dens = np.maximum(quad.values(p.values[rows]), 0.0)
@@ -490,15 +490,12 @@ def entropy_production(
                              info=info)
 
 
-_F0_CACHE: dict = {}
-
-
 def _f0_at(process: Process, quad: _CellQuadrature) -> np.ndarray:
-    """``f_0`` at the quadrature points (NumPy, or the UFL drift shape by an Expression)."""
-    key = (id(process), id(quad))
-    hit = _F0_CACHE.get(key)
-    if hit is not None and hit[0] is process and hit[1] is quad:
-        return hit[2]
+    """``f_0`` at the quadrature points (NumPy, or the UFL drift shape by an Expression),
+    kept on ``quad`` for the next block of levels."""
+    hit = getattr(quad, "_f0", None)
+    if hit is not None and hit[0] is process:
+        return hit[1]
     try:
         f0 = np.asarray(process.drift_shape(quad.points), dtype=float).reshape(-1, quad.gdim)
     except BridgesolveInputError:
@@ -508,9 +505,7 @@ def _f0_at(process: Process, quad: _CellQuadrature) -> np.ndarray:
         expr = process.drift_shape_ufl(ufl.SpatialCoordinate(mesh))
         cells = np.arange(quad.ncells, dtype=np.int32)
         f0 = np.asarray(fem.Expression(expr, quad.X).eval(mesh, cells)).reshape(-1, quad.gdim)
-    if len(_F0_CACHE) > 16:
-        _F0_CACHE.clear()
-    _F0_CACHE[key] = (process, quad, f0)
+    quad._f0 = (process, f0)
     return f0
 
 

@@ -17,6 +17,7 @@ from bridgesolve.thermo import (
     entropy_production,
     franz_parisi,
     franz_parisi_monte_carlo,
+    log_density_curvature,
     path_entropies,
     phase_diagram,
     potential_curvature,
@@ -234,6 +235,27 @@ def test_tabulated_quadrature_equals_compiled_expressions():
     assert np.allclose(quad.values(U)[:, 0], ref_v, atol=1e-13)
     g = quad.gradients(U)
     assert np.allclose(np.stack([g[0][:, 0], g[1][:, 0]], axis=1), ref_g, atol=1e-12)
+    # the Expression path (non-affine meshes) gives the same numbers
+    slow = _CellQuadrature(V, 4, tabulate=False)
+    assert not slow.fast
+    U2 = np.stack([u.x.array, 2.0 * u.x.array])
+    assert np.allclose(slow.values(U2), quad.values(U2), atol=1e-12)
+    for a, b in zip(slow.gradients(U2), quad.gradients(U2), strict=True):
+        assert np.allclose(a, b, atol=1e-11)
+
+
+def test_custom_process_drift_from_ufl():
+    # A double-well drift f = x - x³/4 given only in UFL: f0 at the quadrature points comes from
+    # a compiled Expression; the same rates follow from the NumPy drift passed explicitly.
+    proc = bs.Custom(lambda x: [x[0] - x[0] ** 3 / 4], 1.0)
+    prob = bs.Problem(bs.Domain.interval(-5, 5, 120), proc, bs.TimeGrid.uniform(0.5, 50),
+                      degree=2)
+    p = bs.solve_fokker_planck(prob, CASE.data, progress=False)
+    ep = entropy_production(p, process=proc)
+    by_np = entropy_production(p, drift=lambda x, t: x - x**3 / 4, diffusion=0.5)
+    assert np.allclose(ep.total, by_np.total, rtol=1e-11)
+    assert np.allclose(ep.flow, by_np.flow, rtol=1e-11, atol=1e-12)
+    assert np.all(ep.total > 0)
 
 
 def _kl_to_normal_2d(mix, n=360, L=9.0):
@@ -403,7 +425,12 @@ def test_entropy_production_is_partition_independent(comm):
             [0.5, 0.5], [[1.0, 0.5], [-1.0, -0.5]], [0.3, 0.5]), progress=False)
         ep = entropy_production(p, process=prob.process)
         rev = entropy_production(p, process=prob.process, reverse=True)
-        return np.concatenate([ep.total, ep.flow, ep.system, rev.flow])
+        floor = 2.2e-16 * c.allreduce(float(p.values.max()), MPI.MAX)
+        logp = bs.SpaceTimeField(p.space, p.grid, np.log(np.maximum(p.values, floor)),
+                                 representation="log")
+        from_log = entropy_production(logp, process=prob.process)
+        curv = log_density_curvature(p, x=[0.1, -0.2], direction=[1.0, 1.0])
+        return np.concatenate([ep.total, ep.flow, ep.system, rev.flow, from_log.total, curv])
 
     distributed = rates(comm)
     serial = rates(MPI.COMM_SELF)
