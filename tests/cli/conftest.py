@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -9,14 +10,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "learn"))
 
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+# train/validate need PyTorch (the `learn` extra): without it their tests are not collected.
+collect_ignore = [] if HAS_TORCH else ["test_cli_learn.py"]
+
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    """The machine is shared: torch (when installed) on 1 thread, restored afterwards."""
-    if "torch" not in sys.modules:
+def _few_threads(request):
+    """The machine is shared: torch on 1 thread in the learn tests (restored afterwards)."""
+    if not (HAS_TORCH and request.module.__name__.endswith("test_cli_learn")):
         yield
         return
-    torch = sys.modules["torch"]
+    import torch
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
