@@ -95,7 +95,7 @@ class SpaceTimeField:
         values: ``(nt + 1, n_local)`` dof values of this rank (owned then ghost dofs).
         name: a label for output.
         representation: ``"linear"`` or ``"log"`` (values hold ``log u``).
-        info: solver diagnostics (masses, timings, factorizations, ...).
+        info: solver diagnostics (masses, timings, factorizations, ``warnings``, ...).
     """
 
     def __init__(self, space, grid: TimeGrid, values: np.ndarray, *, name: str = "u",
@@ -112,6 +112,12 @@ class SpaceTimeField:
     @property
     def times(self) -> np.ndarray:
         return self.grid.times
+
+    @property
+    def warnings(self) -> list[str]:
+        """The solver's warnings about this result (``info["warnings"]``: mass outside the
+        domain, negative values, mass at reflecting walls, ...); empty when none."""
+        return list(self.info.get("warnings", []))
 
     @property
     def mesh(self):

@@ -472,7 +472,7 @@ def _kol(phi_T, **kw):
 def _fp_warnings(rho0, **kw):
     def run():
         p = bs.solve_fokker_planck(_problem1d(T=1.0, steps=4), rho0, progress=False, **kw)
-        assert p.info["warnings"], "the warning is not kept in info['warnings']"
+        assert p.warnings and p.warnings == p.info["warnings"], "warning not kept"
         return p
     return run
 
