@@ -130,7 +130,7 @@ def _fields(law, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """``(log p, ∇log p)`` at points: einsum-vectorized for mixtures (no BLAS calls, which
     oversubscribe shared machines), else ``(law.log_pdf(x), None)``."""
     if isinstance(law, GaussianMixture):
-        from bridgesolve.learn.validation import mixture_fields  # NumPy only
+        from bridgesolve.learn._validation_bundles import mixture_fields  # NumPy only
 
         return mixture_fields(law, x)
     return np.asarray(law.log_pdf(x), dtype=float), None
@@ -191,7 +191,7 @@ def _as_callable(control, dim: int, name: str = "control"):
         return control, "vectorfield"
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(control, torch.nn.Module):
-        from bridgesolve.learn.validation import as_numpy_score
+        from bridgesolve.learn._validation_scores import as_numpy_score
 
         return as_numpy_score(control, device="cpu"), "torch"
     if not callable(control):

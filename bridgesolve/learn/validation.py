@@ -46,7 +46,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,240 +54,22 @@ import numpy as np
 
 from bridgesolve._json import jsonable as _jsonable
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve._vocab import SCHEMES
 from bridgesolve.densities import GaussianMixture
-from bridgesolve.process import Process, process_from_description
+from bridgesolve.learn._validation_bundles import (
+    _bundle_data,
+    _bundle_process,
+    _law,
+    _x0_sampler,
+    load_bundle,
+    mixture_fields,
+    problem_from_bundle,
+    trapezoid_weights,
+)
+from bridgesolve.learn._validation_scores import NumpyScore, as_numpy_score
+from bridgesolve.process import Process
 from bridgesolve.sampling import default_prior
 
 WEIGHTINGS = ("g2", "sigma2", "none")
-
-
-# -- scores ------------------------------------------------------------------------------
-class NumpyScore:
-    """A score ``s(x, t)`` on NumPy arrays, with batched evaluation over many times.
-
-    Built by :func:`as_numpy_score`; calling it gives ``(N, d)`` float64 scores at one time.
-    A trained model is evaluated at ``max(t, t_min)`` with its training ``t_min``: it never
-    saw smaller times, and the ε-parameterization's ``-ε̂/σ(t)`` diverges at ``t = 0``
-    (samplers stop at ``t_min`` for the same reason).
-    """
-
-    def __init__(self, fn: Callable, *, torch_model=None, device=None, chunk: int = 1 << 16,
-                 process: Process | None = None, t_min: float | None = None,
-                 label: str = "callable", data: dict | None = None, dim: int | None = None):
-        self._fn = fn
-        self.data = data  # the training data's describe() (checkpoints), else None
-        self.dim = dim  # the network's input dimension when known, else None
-        self.model = torch_model
-        self.device = device
-        self.chunk = int(chunk)
-        self.process = process
-        self.t_min = t_min
-        self.label = label
-
-    def _floor(self, t):
-        return t if self.t_min is None else np.maximum(t, self.t_min)
-
-    def __call__(self, x, t: float) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        t = float(self._floor(t))
-        if self.model is not None:
-            return self.at_pairs(x, np.full(x.shape[0], float(t)))
-        out = np.asarray(self._fn(x, float(t)), dtype=float)
-        if out.shape != x.shape:
-            raise BridgesolveInputError(f"score(x, t) returned shape {out.shape}: expected "
-                                        f"{x.shape}, the shape of x")
-        return out
-
-    def at_pairs(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Scores at points ``x (M, d)`` with their own times ``t (M,)``."""
-        x = np.asarray(x, dtype=float)
-        t = self._floor(np.asarray(t, dtype=float))
-        if self.model is None:
-            out = np.empty_like(x)
-            for tv in np.unique(t):  # a loop over the few distinct times, not over points
-                sel = t == tv
-                out[sel] = self(x[sel], float(tv))
-            return out
-        import torch
-
-        dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
-        out = np.empty_like(x)
-        with torch.no_grad():
-            for i in range(0, x.shape[0], self.chunk):
-                xs = torch.as_tensor(x[i:i + self.chunk], dtype=dtype, device=self.device)
-                ts = torch.as_tensor(t[i:i + self.chunk], dtype=dtype, device=self.device)
-                out[i:i + self.chunk] = self.model(xs, ts).double().cpu().numpy()
-        return out
-
-    def at_levels(self, pts: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Scores at the same points at every time: ``(len(times), N, d)``."""
-        pts = np.asarray(pts, dtype=float)
-        L, N = len(times), pts.shape[0]
-        if self.model is None:
-            return np.stack([self(pts, float(t)) for t in times])
-        # Flattened (time, point) pairs, built chunk by chunk on the device.
-        import torch
-
-        dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
-        P = torch.as_tensor(pts, dtype=dtype, device=self.device)
-        tt = torch.as_tensor(self._floor(np.asarray(times, dtype=float)), dtype=dtype,
-                             device=self.device)
-        out = np.empty((L * N, pts.shape[1]))
-        with torch.no_grad():
-            for i in range(0, L * N, self.chunk):
-                idx = torch.arange(i, min(i + self.chunk, L * N), device=self.device)
-                out[i:i + idx.numel()] = self.model(P[idx % N], tt[idx // N]).double().cpu().numpy()
-        return out.reshape(L, N, -1)
-
-
-def as_numpy_score(score, *, device: str | None = "auto", chunk: int = 1 << 16,
-                   net=None) -> NumpyScore:
-    """Wrap a checkpoint path, a ``torch.nn.Module`` or a NumPy callable as a NumpyScore.
-
-    Args:
-        score: ``checkpoint.pt`` (or its folder), a module ``model(x (B, d), t (B,)) ->
-            (B, d)`` returning the score, or a callable ``score(x (N, d), t: float)``.
-        device: where torch models run (``"auto"``: cuda when available).
-        chunk: points per device batch.
-        net: your own module class instance, for checkpoints of custom networks.
-    """
-    if isinstance(score, NumpyScore):
-        return score
-    if isinstance(score, str | os.PathLike):
-        from bridgesolve.learn.trainer import load_checkpoint, resolve_device
-
-        model = load_checkpoint(score, net=net, device=device)
-        t_min = model.checkpoint_info["config"]["train"]["t_min"]
-        return NumpyScore(None, torch_model=model, device=resolve_device(device), chunk=chunk,
-                          process=model.process, t_min=t_min, label=str(score),
-                          data=model.checkpoint_info.get("data"), dim=_module_dim(model))
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(score, torch.nn.Module):
-        from bridgesolve.learn.trainer import resolve_device
-
-        params = list(score.parameters())
-        dev = params[0].device if params else resolve_device(device)
-        return NumpyScore(None, torch_model=_EvalModule(score), device=dev, chunk=chunk,
-                          process=getattr(score, "process", None),
-                          t_min=getattr(score, "t_min", None), label=type(score).__name__,
-                          data=(getattr(score, "checkpoint_info", None) or {}).get("data"),
-                          dim=_module_dim(score))
-    if callable(score):
-        return NumpyScore(score, label=getattr(score, "__name__", type(score).__name__))
-    raise BridgesolveInputError(f"score = {score!r}: expected a checkpoint path, a "
-                                "torch.nn.Module or a callable score(x, t)")
-
-
-def _module_dim(module) -> int | None:
-    """The input dimension of a score model (``ScoreModel.net.dim`` of bridgesolve's MLP)."""
-    for obj in (module, getattr(module, "net", None)):
-        dim = getattr(obj, "dim", None)
-        if isinstance(dim, int):
-            return dim
-    return None
-
-
-class _EvalModule:
-    """Calls a module in eval mode (dropout/batch-norm off) and restores its mode."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def parameters(self):
-        return self.module.parameters()
-
-    def __call__(self, x, t):
-        mode = self.module.training
-        self.module.eval()
-        try:
-            return self.module(x, t)
-        finally:
-            self.module.train(mode)
-
-
-# -- bundles -----------------------------------------------------------------------------
-_KEYS = ("points", "weights", "times", "density", "score")
-
-
-def load_bundle(bundle):
-    """A bundle object from a ReferenceBundle, a path to its ``.npz``, or any object with
-    ``points, weights, times, density, score`` (and ``metadata``)."""
-    if isinstance(bundle, str | os.PathLike):
-        path = Path(bundle)
-        if not path.is_file():
-            raise BridgesolveInputError(f"reference bundle {str(path)!r} does not exist")
-        from bridgesolve.reference import ReferenceBundle  # NumPy only
-
-        return ReferenceBundle.load(path)
-    missing = [k for k in _KEYS if not hasattr(bundle, k)]
-    if missing:
-        raise BridgesolveInputError(f"bundle = {bundle!r}: expected a ReferenceBundle (or a "
-                                    f".npz path); missing {', '.join(missing)}")
-    return bundle
-
-
-def _bundle_process(bundle) -> Process | None:
-    if callable(getattr(bundle, "process", None)):
-        return bundle.process()
-    desc = (getattr(bundle, "metadata", None) or {}).get("process")
-    return process_from_description(desc) if desc else None
-
-
-def _bundle_data(bundle):
-    if callable(getattr(bundle, "data", None)):
-        return bundle.data()
-    desc = (getattr(bundle, "metadata", None) or {}).get("data")
-    if desc and desc.get("type") == "GaussianMixture":
-        return GaussianMixture(desc["weights"], desc["means"], desc["covs"])
-    return None
-
-
-def problem_from_bundle(bundle, comm=None):
-    """The :class:`~bridgesolve.Problem` a finite-element bundle was computed on, rebuilt
-    from its metadata (box, disk or gmsh domain; element degree, scheme and boundary; the
-    bundle's time levels). Needs DOLFINx; collective over ``comm``.
-
-    Raises:
-        BridgesolveInputError: when the metadata do not describe a rebuildable problem.
-    """
-    from bridgesolve.domain import Domain
-    from bridgesolve.problem import Problem
-    from bridgesolve.timegrid import TimeGrid
-
-    meta = getattr(bundle, "metadata", None) or {}
-    dom, disc = meta.get("domain") or {}, meta.get("discretization") or {}
-    kind = dom.get("type")
-    if kind in ("box", "interval") and "cells" in dom:
-        domain = Domain.box(dom["lower"], dom["upper"], dom["cells"], comm=comm)
-    elif kind == "disk":
-        domain = Domain.disk(dom["radius"], dom["h"], center=dom.get("center", (0.0, 0.0)),
-                             comm=comm)
-    elif kind == "gmsh":
-        domain = Domain.from_gmsh(dom["path"], comm=comm)
-    else:
-        raise BridgesolveInputError(f"bundle metadata domain = {dom!r}: cannot rebuild a mesh "
-                                    "from it (pass problem=)")
-    element = str(disc.get("element", ""))
-    if not (element.startswith("P") and element[1:].isdigit()):
-        raise BridgesolveInputError(f"bundle metadata discretization = {disc!r}: no element "
-                                    "degree (pass problem=)")
-    scheme = disc.get("scheme", "crank-nicolson")
-    if scheme not in SCHEMES:
-        scheme = float(disc.get("theta", 0.5))
-    return Problem(domain, _bundle_process(bundle), TimeGrid.from_times(bundle.times),
-                   degree=int(element[1:]), scheme=scheme,
-                   boundary=disc.get("boundary", "reflecting"))
-
-
-def trapezoid_weights(t: np.ndarray) -> np.ndarray:
-    """Weights ``ω`` with ``Σ ω_n f(t_n) ≈ ∫ f`` (trapezoidal rule; any spacing)."""
-    w = np.zeros_like(t)
-    if t.size > 1:
-        dt = np.diff(t)
-        w[:-1] += 0.5 * dt
-        w[1:] += 0.5 * dt
-    return w
 
 
 # -- the report --------------------------------------------------------------------------
@@ -731,52 +513,6 @@ def _levels_blockwise(s: NumpyScore, pts, times, chunk) -> np.ndarray:
                            for i in range(0, times.size, per_block)], axis=0)
 
 
-def _x0_sampler(data, bundle, pts, w, p0):
-    """``(n, rng) -> (n, d)`` samples of ρ0."""
-    if data is not None:
-        from bridgesolve.learn.data import as_dataset  # NumPy only
-
-        ds = as_dataset(data)
-        return lambda n, rng: ds.sample(n, rng)
-    mixture = _bundle_data(bundle)
-    if isinstance(mixture, GaussianMixture):
-        return lambda n, rng: mixture.sample(n, rng)
-    prob = np.maximum(w * p0, 0.0)
-    prob = prob / prob.sum()
-    # The bundle's ρ0 as a discrete law on its quadrature points (an approximation).
-    return lambda n, rng: pts[rng.choice(pts.shape[0], size=n, p=prob)]
-
-
-def mixture_fields(mixture: GaussianMixture, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(log ρ, ∇log ρ)`` of a Gaussian mixture at points ``(N, d)``, vectorized with
-    einsum (no BLAS calls: this stays fast on machines where BLAS threads oversubscribe)."""
-    x = np.asarray(x, dtype=float)
-    d = x.shape[1]
-    prec = np.linalg.inv(mixture.covs)
-    logdet = np.linalg.slogdet(mixture.covs)[1]
-    diff = x[:, None, :] - mixture.means[None, :, :]                       # (N, K, d)
-    pd = np.einsum("kij,nkj->nki", prec, diff)                             # Σ_k^{-1}(x - m_k)
-    logc = (np.log(mixture.weights)[None, :] - 0.5 * (np.einsum("nki,nki->nk", diff, pd)
-                                                      + logdet[None, :] + d * np.log(2 * np.pi)))
-    top = logc.max(axis=1, keepdims=True)
-    r = np.exp(logc - top)
-    total = r.sum(axis=1, keepdims=True)
-    log_p = (top + np.log(total))[:, 0]
-    return log_p, -np.einsum("nk,nki->ni", r / total, pd)
-
-
-def _law(mixture, process, t, pts, density) -> tuple[np.ndarray, np.ndarray]:
-    """``(p, log p)`` at the points: exact when the data are a Gaussian mixture and the
-    process is linear (the likelihood parts then carry no bundle discretization error),
-    else the bundle's density and its logarithm (a consistent pair, floored)."""
-    if isinstance(mixture, GaussianMixture) and process.linear:
-        law = mixture.evolve(process, t) if t > 0 else mixture
-        log_p = mixture_fields(law, pts)[0]
-        return np.exp(log_p), log_p
-    dens = np.asarray(density, dtype=float)
-    return dens, np.log(np.maximum(dens, max(np.finfo(float).eps * dens.max(), 1e-300)))
-
-
 def _kl_part(s, bundle, hs, problem, prior, pts, w, rho0_pair, notes, bar=None):
     """``KL(ρ0 ‖ q_h)`` and NLL for each h (or the reason they were skipped), ``q_h(·, 0)``
     per h, and for h = 1 ``(q_1 at every bundle level, None)`` (else None)."""
@@ -822,3 +558,8 @@ def _kl_part(s, bundle, hs, problem, prior, pts, w, rho0_pair, notes, bar=None):
         if bar is not None:
             bar.update()
     return out, q_levels, own
+
+
+__all__ = ["ACCURACY_RATIO", "NumpyScore", "ValidationReport", "WEIGHTINGS", "as_numpy_score",
+           "load_bundle", "mixture_fields", "problem_from_bundle", "trapezoid_weights",
+           "validate"]

@@ -1,0 +1,147 @@
+"""Reference bundles for the validator: loading, the process, data and Problem they were
+computed for, exact laws of Gaussian-mixture data, samples of ρ0 (NumPy only; split from
+:mod:`bridgesolve.learn.validation`, which re-exports the public names)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._vocab import SCHEMES
+from bridgesolve.densities import GaussianMixture
+from bridgesolve.process import Process, process_from_description
+
+# -- bundles -----------------------------------------------------------------------------
+_KEYS = ("points", "weights", "times", "density", "score")
+
+
+def load_bundle(bundle):
+    """A bundle object from a ReferenceBundle, a path to its ``.npz``, or any object with
+    ``points, weights, times, density, score`` (and ``metadata``)."""
+    if isinstance(bundle, str | os.PathLike):
+        path = Path(bundle)
+        if not path.is_file():
+            raise BridgesolveInputError(f"reference bundle {str(path)!r} does not exist")
+        from bridgesolve.reference import ReferenceBundle  # NumPy only
+
+        return ReferenceBundle.load(path)
+    missing = [k for k in _KEYS if not hasattr(bundle, k)]
+    if missing:
+        raise BridgesolveInputError(f"bundle = {bundle!r}: expected a ReferenceBundle (or a "
+                                    f".npz path); missing {', '.join(missing)}")
+    return bundle
+
+
+def _bundle_process(bundle) -> Process | None:
+    if callable(getattr(bundle, "process", None)):
+        return bundle.process()
+    desc = (getattr(bundle, "metadata", None) or {}).get("process")
+    return process_from_description(desc) if desc else None
+
+
+def _bundle_data(bundle):
+    if callable(getattr(bundle, "data", None)):
+        return bundle.data()
+    desc = (getattr(bundle, "metadata", None) or {}).get("data")
+    if desc and desc.get("type") == "GaussianMixture":
+        return GaussianMixture(desc["weights"], desc["means"], desc["covs"])
+    return None
+
+
+def problem_from_bundle(bundle, comm=None):
+    """The :class:`~bridgesolve.Problem` a finite-element bundle was computed on, rebuilt
+    from its metadata (box, disk or gmsh domain; element degree, scheme and boundary; the
+    bundle's time levels). Needs DOLFINx; collective over ``comm``.
+
+    Raises:
+        BridgesolveInputError: when the metadata do not describe a rebuildable problem.
+    """
+    from bridgesolve.domain import Domain
+    from bridgesolve.problem import Problem
+    from bridgesolve.timegrid import TimeGrid
+
+    meta = getattr(bundle, "metadata", None) or {}
+    dom, disc = meta.get("domain") or {}, meta.get("discretization") or {}
+    kind = dom.get("type")
+    if kind in ("box", "interval") and "cells" in dom:
+        domain = Domain.box(dom["lower"], dom["upper"], dom["cells"], comm=comm)
+    elif kind == "disk":
+        domain = Domain.disk(dom["radius"], dom["h"], center=dom.get("center", (0.0, 0.0)),
+                             comm=comm)
+    elif kind == "gmsh":
+        domain = Domain.from_gmsh(dom["path"], comm=comm)
+    else:
+        raise BridgesolveInputError(f"bundle metadata domain = {dom!r}: cannot rebuild a mesh "
+                                    "from it (pass problem=)")
+    element = str(disc.get("element", ""))
+    if not (element.startswith("P") and element[1:].isdigit()):
+        raise BridgesolveInputError(f"bundle metadata discretization = {disc!r}: no element "
+                                    "degree (pass problem=)")
+    scheme = disc.get("scheme", "crank-nicolson")
+    if scheme not in SCHEMES:
+        scheme = float(disc.get("theta", 0.5))
+    return Problem(domain, _bundle_process(bundle), TimeGrid.from_times(bundle.times),
+                   degree=int(element[1:]), scheme=scheme,
+                   boundary=disc.get("boundary", "reflecting"))
+
+
+def trapezoid_weights(t: np.ndarray) -> np.ndarray:
+    """Weights ``ω`` with ``Σ ω_n f(t_n) ≈ ∫ f`` (trapezoidal rule; any spacing)."""
+    w = np.zeros_like(t)
+    if t.size > 1:
+        dt = np.diff(t)
+        w[:-1] += 0.5 * dt
+        w[1:] += 0.5 * dt
+    return w
+
+
+def _x0_sampler(data, bundle, pts, w, p0):
+    """``(n, rng) -> (n, d)`` samples of ρ0."""
+    if data is not None:
+        from bridgesolve.learn.data import as_dataset  # NumPy only
+
+        ds = as_dataset(data)
+        return lambda n, rng: ds.sample(n, rng)
+    mixture = _bundle_data(bundle)
+    if isinstance(mixture, GaussianMixture):
+        return lambda n, rng: mixture.sample(n, rng)
+    prob = np.maximum(w * p0, 0.0)
+    prob = prob / prob.sum()
+    # The bundle's ρ0 as a discrete law on its quadrature points (an approximation).
+    return lambda n, rng: pts[rng.choice(pts.shape[0], size=n, p=prob)]
+
+
+def mixture_fields(mixture: GaussianMixture, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(log ρ, ∇log ρ)`` of a Gaussian mixture at points ``(N, d)``, vectorized with
+    einsum (no BLAS calls: this stays fast on machines where BLAS threads oversubscribe)."""
+    x = np.asarray(x, dtype=float)
+    d = x.shape[1]
+    prec = np.linalg.inv(mixture.covs)
+    logdet = np.linalg.slogdet(mixture.covs)[1]
+    diff = x[:, None, :] - mixture.means[None, :, :]                       # (N, K, d)
+    pd = np.einsum("kij,nkj->nki", prec, diff)                             # Σ_k^{-1}(x - m_k)
+    logc = (np.log(mixture.weights)[None, :] - 0.5 * (np.einsum("nki,nki->nk", diff, pd)
+                                                      + logdet[None, :] + d * np.log(2 * np.pi)))
+    top = logc.max(axis=1, keepdims=True)
+    r = np.exp(logc - top)
+    total = r.sum(axis=1, keepdims=True)
+    log_p = (top + np.log(total))[:, 0]
+    return log_p, -np.einsum("nk,nki->ni", r / total, pd)
+
+
+def _law(mixture, process, t, pts, density) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, log p)`` at the points: exact when the data are a Gaussian mixture and the
+    process is linear (the likelihood parts then carry no bundle discretization error),
+    else the bundle's density and its logarithm (a consistent pair, floored)."""
+    if isinstance(mixture, GaussianMixture) and process.linear:
+        law = mixture.evolve(process, t) if t > 0 else mixture
+        log_p = mixture_fields(law, pts)[0]
+        return np.exp(log_p), log_p
+    dens = np.asarray(density, dtype=float)
+    return dens, np.log(np.maximum(dens, max(np.finfo(float).eps * dens.max(), 1e-300)))
+
+
+__all__ = ["load_bundle", "mixture_fields", "problem_from_bundle", "trapezoid_weights"]
