@@ -97,14 +97,14 @@ def add_output_options(ap: argparse.ArgumentParser, *, vtx: bool = True) -> None
                         help="skip the ParaView time series (figures and summary only)")
 
 
-def grid_times(grid_times_: np.ndarray, times: Sequence[float]) -> tuple[list[float], str | None]:
+def grid_times(levels: np.ndarray, times: Sequence[float]) -> tuple[list[float], str | None]:
     """Each requested time moved to the nearest grid level (fields are known at levels).
 
     Returns:
         ``(times, note)``: the sorted distinct level times and, when any moved, a warning
         naming the requested and the used times (None otherwise).
     """
-    levels = np.asarray(grid_times_, dtype=float)
+    levels = np.asarray(levels, dtype=float)
     pairs = [(float(t), float(levels[np.argmin(np.abs(levels - t))])) for t in times]
     moved = [(t, u) for t, u in pairs if abs(t - u) > 1e-12 * max(1.0, abs(t))]
     note = None
