@@ -61,4 +61,4 @@ figures: $(VENV)/.installed
 	done
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache

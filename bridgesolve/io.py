@@ -7,7 +7,6 @@ from pathlib import Path
 
 from bridgesolve._dolfinx import MPI, dolfinx, fem, versions
 from bridgesolve._folders import SUMMARY, AtomicFolder
-from bridgesolve._json import jsonable as _jsonable  # noqa: F401  (kept: older imports)
 
 
 class ResultsFolder(AtomicFolder):

@@ -565,7 +565,7 @@ def _scalar_at_quadrature(space, values: np.ndarray, degree: int) -> np.ndarray:
 def _metadata(kind, field, problem, process, data, degree, info) -> dict:
     from bridgesolve import __version__
     from bridgesolve._dolfinx import versions
-    from bridgesolve.io import _jsonable
+    from bridgesolve._json import jsonable as _jsonable
 
     process = process if process is not None else getattr(problem, "process", None)
     desc = problem.describe() if problem is not None else {}

@@ -21,6 +21,10 @@ bundle (.npz, schema bridgesolve.reference/1; read it with NumPy only, e.g.
   density, log_density (nt+1,N)  p and log p at the points
   score (nt+1,N,d)               grad log p
   log_phi, log_phi_hat, grad_log_phi, grad_log_phi_hat   bridges only
+  score_error_estimate (nt+1,)   the bundle's own score error E_p|s_ref - grad log p|^2
+                                 per level (closed form or one degree higher; absent, with
+                                 the reason in metadata, when it cannot be estimated)
+fields are stored float32 and compressed by default (--dtype float64, --no-compress).
   metadata                       JSON: kind, process, data, domain, discretization, versions
 
 exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
@@ -43,6 +47,16 @@ def add_parser(sub) -> None:
                      help="bundle path (default: <[output] directory>/reference.npz)")
     ref.add_argument("--degree", type=int, metavar="Q",
                      help="quadrature degree of the points (default 2k+2 for P_k)")
+    ref.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                     help="storage precision of the fields (default float32: half the size; "
+                          "points, weights and times stay float64)")
+    ref.add_argument("--no-compress", action="store_true",
+                     help="write an uncompressed .npz (faster to write, about twice the size)")
+    ref.add_argument("--error-estimate", default="auto",
+                     choices=("auto", "closed-form", "higher-degree", "none"),
+                     help="how the bundle's own score error is estimated (default auto: the "
+                          "closed form where the data allow, else one degree higher up to "
+                          "1e5 dofs)")
     ref.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     ref.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     ref.set_defaults(handler=command)
@@ -88,8 +102,11 @@ def command(args: argparse.Namespace) -> int:
     for message in messages:
         warn_line(message, comm.rank)
     info["warnings"] = messages
-    bundle = save_reference(source, out, problem=problem, data=data, degree=args.degree,
-                            info=info)
+    final = cfg.final if cfg.equation == "bridge" else None
+    bundle = save_reference(source, out, problem=problem, data=data, final=final,
+                            degree=args.degree, info=info, dtype=args.dtype,
+                            compress=not args.no_compress,
+                            error_estimate=args.error_estimate)
     if bundle is not None:
         size = out.stat().st_size / 2**20
         say(f"  wrote       {size:.1f} MiB to {out} (schema {bundle.metadata['schema']})")

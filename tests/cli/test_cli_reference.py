@@ -105,7 +105,8 @@ def test_reference_of_a_bridge(tmp_path):
     b = ReferenceBundle.load(out)
     assert b.kind == "bridge"
     assert b.log_phi.shape == b.log_density.shape and b.grad_log_phi.shape == b.score.shape
-    assert np.allclose(b.integrate(b.density), 1.0, rtol=1e-10)
+    # float32 storage (the default): the mass holds to single-precision round-off
+    assert np.allclose(b.integrate(b.density), 1.0, rtol=0, atol=1e-6)
     assert np.allclose(b.score, b.grad_log_phi + b.grad_log_phi_hat)
     # the marginals at both ends are ρ0 and ρ1 (Gaussian bridge endpoints)
     rho0 = b.data()
