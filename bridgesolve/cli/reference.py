@@ -24,8 +24,8 @@ bundle (.npz, schema bridgesolve.reference/1; read it with NumPy only, e.g.
   score_error_estimate (nt+1,)   the bundle's own score error E_p|s_ref - grad log p|^2
                                  per level (closed form or one degree higher; absent, with
                                  the reason in metadata, when it cannot be estimated)
-fields are stored float32 and compressed by default (--dtype float64, --no-compress).
   metadata                       JSON: kind, process, data, domain, discretization, versions
+fields are stored float32 and compressed by default (--dtype float64, --no-compress).
 
 exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
 examples: bridgesolve reference examples/default.toml -o ref.npz
