@@ -1003,14 +1003,20 @@ class FranzParisi:
 
     def extrema(self) -> dict:
         """Interior local minima and maxima of ``V`` on the q grid (sign changes of ``V'``,
-        linearly interpolated), and the global minimum on the grid."""
-        out = {"minima": [], "maxima": []}
+        linearly interpolated), inflection points ``(q, V')`` (sign changes of ``V''``), and
+        the global minimum on the grid."""
+        out = {"minima": [], "maxima": [], "inflections": []}
         s = np.sign(self.dV)
         for i in np.flatnonzero(s[:-1] * s[1:] < 0):
             w = self.dV[i] / (self.dV[i] - self.dV[i + 1])
             qe = float(self.q[i] + w * (self.q[i + 1] - self.q[i]))
             Ve = float(self.V[i] + w * (self.V[i + 1] - self.V[i]))
             out["minima" if self.dV[i] < 0 else "maxima"].append((qe, Ve))
+        s2 = np.sign(self.d2V)
+        for i in np.flatnonzero(s2[:-1] * s2[1:] < 0):
+            w = self.d2V[i] / (self.d2V[i] - self.d2V[i + 1])
+            out["inflections"].append((float(self.q[i] + w * (self.q[i + 1] - self.q[i])),
+                                       float(self.dV[i] + w * (self.dV[i + 1] - self.dV[i]))))
         j = int(np.argmin(self.V))
         out["global_min"] = (float(self.q[j]), float(self.V[j]))
         return out

@@ -380,15 +380,17 @@ def franz_parisi_figure(plt, out: Path, cfg: dict) -> dict:
         ext = fp.extrema()
         ext_ref = ref.extrema()
 
-        def pairs(a, b):
-            return [{"q": _compare(x[0], y[0]), "V": _compare(x[1], y[1])}
+        def pairs(a, b, name="V"):
+            return [{"q": _compare(x[0], y[0]), name: _compare(x[1], y[1])}
                     for x, y in zip(a, b, strict=False)]
 
         mcfp = franz_parisi(data, bs.OU(), t, qmc, order=cfg["order"])
         numbers[f"t={t:g}"] = {
-            "note": "computed: quadrature; closed_form: quadrature with 1.5x the nodes",
+            "note": ("extrema of V and inflections (V'' = 0) on the q grid; computed: "
+                     "quadrature; closed_form: quadrature with 1.5x the nodes"),
             "minima": pairs(ext["minima"], ext_ref["minima"]),
             "maxima": pairs(ext["maxima"], ext_ref["maxima"]),
+            "inflections (q, V')": pairs(ext["inflections"], ext_ref["inflections"], "dV"),
             "global_min_on_grid": {"q": ext["global_min"][0], "V": ext["global_min"][1]},
             "monte_carlo_max_z": float(np.abs((mc - mcfp.V) / err).max()),
         }
