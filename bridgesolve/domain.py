@@ -33,6 +33,8 @@ class Domain:
     """A mesh of Ω ⊂ R^d (d = 1, 2, 3) of simplices, and what solvers ask of it.
 
     Build one with :meth:`interval`, :meth:`box`, :meth:`disk` or :meth:`from_gmsh`.
+    Meshes that cannot fit in the available memory (at least :data:`BYTES_PER_CELL` bytes
+    per cell while DOLFINx builds them) are refused before anything is allocated.
     """
 
     def __init__(self, mesh, *, description: dict | None = None):
@@ -115,6 +117,10 @@ class Domain:
         """A mesh from a gmsh ``.msh`` file, or a ``.geo`` script meshed here.
 
         Relative paths are looked up in the working directory, then in ``meshes/``.
+        A file that is empty, not a gmsh file (no ``$MeshFormat`` header, binary junk in a
+        ``.geo``), truncated, a script with a syntax error, or without cells of its
+        dimension is refused with one :class:`BridgesolveInputError` line naming the file,
+        on every rank.
         """
         path = Path(path)
         if not path.exists() and (_MESH_DIR / path).exists():

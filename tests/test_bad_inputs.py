@@ -320,6 +320,9 @@ CLI_ROWS = [
      r"terminal value .* inside the domain"),
     ("kolmogorov-terminal-partly-outside", "run", kol1d(terminal=mixture(4.0)), (), "warn",
      r"terminal value .* outside the domain"),
+    ("kolmogorov-bump-outside", "run",
+     kol1d(terminal={"type": "gaussian_bump", "center": [40.0], "width": 0.5}), (), "refuse",
+     r"phi_T vanishes at every node"),
     # -- θ-schemes and rates
     ("fp-killing-negative-factor", "run",
      fp1d(killing={"constant": -40.0}, time={"T": 1.0, "steps": 4}), (), "warn",
@@ -576,6 +579,9 @@ API_ROWS = [
     ("kol-phiT-shape", _kol(lambda x: np.ones((x.shape[0], 3))), "refuse",
      r"phi_T returned shape \(80, 3\)"),
     ("kol-phiT-signed-ok", _kol(lambda x: x[:, 0]), "ok", None),
+    ("kol-phiT-bump-outside", _kol(bs.densities.ScaledMixture.gaussian_bump([40.0], 0.5)),
+     "refuse", r"phi_T vanishes at every node of the mesh of \[-5, 5\]"),
+    ("fp-rho0-zero", _fp(lambda x: np.zeros(x.shape[0])), "refuse", r"rho0 vanishes"),
     # -- killing / creation rates
     ("killing-nan-callable", _fp(G1, killing=lambda x: np.where(x[:, 0] > 0, np.nan, -1.0)),
      "refuse", r"killing V\(x\) returned NaN at x = \[0\.25\]"),

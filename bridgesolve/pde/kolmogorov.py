@@ -56,7 +56,7 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
     ``phi_T`` must return one finite number per point; a mixture ``phi_T`` with less than
     half its mass in Ω is refused, above 1e-6 outside warned about; creation rates with
     ``θ Δt V >= 1`` are refused, killing rates that make the amplification factor negative
-    warned about; a non-negative ``phi_T`` whose φ goes negative (beyond 0.1 % of the peak)
+    warned about; a non-negative ``phi_T`` whose φ goes negative (beyond 1 % of the peak)
     is warned about. Warnings are ``RuntimeWarning``s and are kept in ``info["warnings"]``.
     """
     t_start = time.perf_counter()
