@@ -538,6 +538,12 @@ def _checked_score(fn, dim):
     return run
 
 
+def _dataset(sampler):
+    from bridgesolve.learn.data import Dataset
+
+    return Dataset(sampler, 2, "toy")
+
+
 def _mass_inside(fn):
     return lambda: _problem1d().mass_inside(fn)
 
@@ -618,6 +624,11 @@ API_ROWS = [
      r"went negative"),
     ("fp-mass-inside-callable-shape", _mass_inside(WIDE), "refuse", r"shape \(\d+, 2\)"),
     ("fp-control-ok", _fp(G1), "ok", None),
+    ("dataset-sampler-shape", lambda: _dataset(lambda n, rng: np.zeros((n, 3))).sample(4, 0),
+     "refuse", r"sampler of data set 'toy' returned shape \(4, 3\) for 4 points: expected "
+               r"\(4, 2\)"),
+    ("dataset-sampler-nan", lambda: _dataset(lambda n, rng: np.full((n, 2), np.nan)).sample(4),
+     "refuse", r"sampler of data set 'toy' returned NaN"),
     # -- memory
     ("box-too-large", lambda: bs.Domain.box([0, 0], [1, 1], (200000, 200000)), "refuse",
      r"needs at least .*TiB of memory"),

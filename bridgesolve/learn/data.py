@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridgesolve._validate import BridgesolveInputError, positive, positive_int
+from bridgesolve._validate import BridgesolveInputError, check_values, positive, positive_int
 from bridgesolve.densities import GaussianMixture
 
 
@@ -49,8 +49,11 @@ class Dataset:
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """``n`` samples ``(n, dim)`` as float64; ``rng`` is a Generator or a seed."""
         n = positive_int("n", n)
-        out = np.asarray(self._sampler(n, np.random.default_rng(rng)), dtype=float)
-        return out.reshape(n, self.dim)
+        out = self._sampler(n, np.random.default_rng(rng))
+        problem = check_values(f"the sampler of data set {self.name!r}", out, n, dim=self.dim)
+        if problem is not None:
+            raise BridgesolveInputError(problem)
+        return np.asarray(out, dtype=float).reshape(n, self.dim)
 
     def describe(self) -> dict:
         return {"type": self.name, **self.params}
