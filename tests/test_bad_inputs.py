@@ -134,6 +134,9 @@ def _write_files(tmp: Path) -> None:
     (tmp / "header_only.csv").write_text("x,y\n")
     (tmp / "binary.csv").write_bytes(b"\xff\xfe\x00\x01garbage")
     (tmp / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    np.savez(tmp / "full.npz", x=np.zeros((200, 2)), w=np.ones(200))
+    full = (tmp / "full.npz").read_bytes()
+    (tmp / "trunc.npz").write_bytes(full[: len(full) // 2])
     (tmp / "garbage.pt").write_bytes(b"\x80\x02 not a checkpoint")
 
 
@@ -425,6 +428,12 @@ CLI_ROWS = [
                  marks=xfail("B", "ρ0 mass outside the domain")),
     pytest.param("validate-npz-garbage", "validate", None, ("@garbage.npz",), "refuse",
                  r"garbage\.npz", marks=xfail("F", ".npz bundle errors")),
+    pytest.param("validate-npz-truncated", "validate", None, ("@trunc.npz",), "refuse",
+                 r"trunc\.npz", marks=xfail("F", ".npz bundle errors")),
+    pytest.param("plot-times-off-grid", "run", fp1d(output={"plot_times": [0.0, 0.13]}), (),
+                 "warn", r"plot times moved",
+                 marks=xfail("A", "the plot-times warning is printed but not recorded in "
+                                  "summary.json")),
 ]
 
 
