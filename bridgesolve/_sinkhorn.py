@@ -276,6 +276,76 @@ class OverRelaxation:
         return f"over-relaxation ω = {self.omega:.3f} (rate η = {eta:.4f})"
 
 
+class Anderson:
+    """Anderson acceleration (type II, Walker & Ni 2011) of the Sinkhorn map on ``log φ_T``.
+
+    The map ``G(x) = log ρ1 - log φ̂_T(x)`` commutes with constants, and in log mode its
+    fixed point exists only up to one (the mass defect), so residuals ``G(x) - x`` are
+    taken with their ρ1-weighted mean removed. With the last ``memory`` differences of
+    residuals ``ΔF`` and of images ``ΔG``, the next iterate is ``G(x) - ΔG γ`` with ``γ``
+    the (Tikhonov-regularized) least-squares fit of the residual, in the ρ1-weighted
+    norm (rank-independent: allreduced Gram matrices). The memory is cleared when the
+    marginal error grows (``restart`` times its best).
+
+    Args:
+        weights: lumped weights of the owned dofs.
+        m1: the marginal at t = T.
+        comm: the mesh communicator.
+        memory: how many differences to keep.
+    """
+
+    #: Marginal error below which it starts (before: over-relaxation, far less erratic
+    #: while the potentials are far from the fixed point).
+    START = 0.1
+
+    def __init__(self, weights: np.ndarray, m1: _Marginal, comm, *, memory: int = 6,
+                 restart: float = 10.0):
+        n = weights.size
+        self.n, self.comm, self.memory, self.restart = n, comm, memory, restart
+        self.w = weights * m1.value[:n]
+        self.X: list[np.ndarray] = []  # residuals f_k (owned dofs, mean removed)
+        self.G: list[np.ndarray] = []  # images G(x_k) (all local dofs)
+        self.best = np.inf
+        self.restarts = 0
+
+    def reset(self) -> None:
+        self.X.clear()
+        self.G.clear()
+
+    def update(self, x: np.ndarray, g: np.ndarray, err: float) -> np.ndarray:
+        """The next ``log φ_T`` from the iterate ``x``, its image ``g = G(x)`` and the
+        marginal error ``err`` of this iteration."""
+        if err > self.restart * self.best:
+            self.reset()
+            self.restarts += 1
+        self.best = min(self.best, err)
+        n = self.n
+        ok = np.isfinite(g) & np.isfinite(x)
+        f = np.where(ok, g - x, 0.0)[:n]
+        total = self.comm.allreduce(float(self.w.sum()), MPI.SUM)
+        f = f - self.comm.allreduce(float(self.w @ f), MPI.SUM) / total
+        self.X.append(f)
+        self.G.append(np.where(ok, g, 0.0))
+        if len(self.X) > self.memory + 1:
+            self.X.pop(0)
+            self.G.pop(0)
+        if len(self.X) < 2:
+            return g.copy()
+        dF = np.array([b - a for a, b in zip(self.X[:-1], self.X[1:], strict=True)])
+        gram = self.comm.allreduce((dF * self.w) @ dF.T, MPI.SUM)
+        rhs = self.comm.allreduce((dF * self.w) @ f, MPI.SUM)
+        scale = max(float(np.trace(gram)), 1e-300)
+        try:
+            gamma = np.linalg.solve(gram + 1e-10 * scale * np.eye(len(rhs)), rhs)
+        except np.linalg.LinAlgError:
+            self.reset()
+            return g.copy()
+        dG = np.array([b - a for a, b in zip(self.G[:-1], self.G[1:], strict=True)])
+        out = g.copy()
+        out[ok] = (g - gamma @ dG)[ok]
+        return out
+
+
 class SinkhornLoop:
     """The Sinkhorn–Fortet iteration between two marginals (module doc of
     :mod:`bridgesolve.bridge`).
@@ -305,7 +375,9 @@ class SinkhornLoop:
         self.killing, self.newton_options = killing, newton_options
         self.current = "log" if mode == "log" else "linear"
         self.sweeps = self._new_sweeps()
-        self.relaxation = OverRelaxation(acceleration)
+        self.anderson = (Anderson(weights, m1, self.comm) if acceleration == "anderson"
+                         else None)
+        self.relaxation = OverRelaxation(bool(acceleration))
         self.history: list[dict] = []
         self.events: list[str] = []
         self.stall_from = 0  # stagnation is judged on the history from here on
@@ -343,6 +415,8 @@ class SinkhornLoop:
             self.sweeps.seed(*(np.array([_finite(row, self.comm) for row in L])
                                for L in (self.L_phi, self.L_hat)))
         self.relaxation.reset()
+        if self.anderson is not None:
+            self.anderson.reset()
         self.events.append(f"switched to log mode: {reason}")
         if self.bar is not None:
             self.bar.set_description("Sinkhorn (log)")
@@ -399,6 +473,8 @@ class SinkhornLoop:
         self.log_phi_T, self.log_phi_hat_0 = log_phi_T, log_phi_hat_0
         self.sweeps.abandon_tilt(previous)
         self.relaxation.reset()
+        if self.anderson is not None:
+            self.anderson.reset()
         self.stall_from = len(self.history)
         self.events.append(f"tilted solves abandoned ({reason}): Newton from the best "
                            f"iterate (error {err:.3g})")
@@ -462,8 +538,15 @@ class SinkhornLoop:
         self._accelerate(it, err, err0)
         if self._stagnation(it):
             return False
-        self.log_phi_T = _relax(self.log_phi_T, m1.log - self.L_hat[-1],
-                                self.relaxation.omega)
+        if self.anderson is not None and (self.anderson.X or err < Anderson.START):
+            if self.relaxation.allowed:
+                self.relaxation.disable()
+                self.events.append("Anderson acceleration on log φ_T (over-relaxation off)")
+            self.log_phi_T = self.anderson.update(self.log_phi_T, m1.log - self.L_hat[-1],
+                                                  errT.L1)
+        else:
+            self.log_phi_T = _relax(self.log_phi_T, m1.log - self.L_hat[-1],
+                                    self.relaxation.omega)
         return False
 
     def _record(self, it: int, err0: _Errors, errT: _Errors) -> float:

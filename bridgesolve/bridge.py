@@ -50,8 +50,10 @@ iteration, and a fall-back to ω = 1 whenever the error grows.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -266,10 +268,11 @@ def solve_bridge(
     max_iter: int = 500,
     mode: str = "auto",
     killing=None,
-    acceleration: bool = True,
+    acceleration: bool | str = True,
     progress: bool = True,
     newton_options: dict | None = None,
     initial_log_phi_T=None,
+    continuation: Sequence[float] | None = None,
 ) -> Bridge:
     """Solve the Schrödinger system between ``rho0`` and ``rho1`` (module doc).
 
@@ -286,11 +289,19 @@ def solve_bridge(
         killing: optional rate ``V`` (number, ``V(x)``, ``V(x, t)`` or UFL), the same in both
             equations.
         acceleration: adaptive over-relaxation (module doc); ``False`` for the plain
-            iteration.
+            iteration; ``"anderson"``: over-relaxation until the marginal error is below
+            0.1, then Anderson acceleration of ``log φ_T`` (:class:`~bridgesolve._sinkhorn.
+            Anderson`; experimental: fewer iterations at small noise, less robust).
         progress: a progress bar over iterations (rank 0).
         newton_options: SNES options for the log mode.
         initial_log_phi_T: optional starting ``log φ_T`` (callable of points or dof
             values); the default is ``φ_T = 1``.
+        continuation: ε-scaling for small noise: noise levels σ, larger than the
+            problem's and decreasing, whose bridges are solved first (to
+            :data:`CONTINUATION_TOL`), each starting from the last one's ``log φ_T`` scaled
+            by ``σ_prev²/σ²`` (potentials scale like 1/σ²); the problem's bridge then starts
+            from the last. For processes with a number ``sigma`` (Brownian, OU). The
+            stages are in ``info["continuation"]``; ``history`` is the final stage's.
 
     Returns:
         A :class:`Bridge`.
@@ -321,6 +332,11 @@ def solve_bridge(
             warnings.warn(f"{name}: {m.clipped} negative nodal values set to zero",
                           RuntimeWarning, stacklevel=2)
     log_phi_T = _initial_log_phi_T(problem, initial_log_phi_T, m1)
+    stages = []
+    if continuation:
+        log_phi_T, stages = _continuation(
+            problem, rho0, rho1, continuation, log_phi_T, mode=mode, killing=killing,
+            acceleration=acceleration, newton_options=newton_options, max_iter=max_iter)
     loop = SinkhornLoop(problem, m0, m1, weights, mode=mode, tol=tol, max_iter=max_iter,
                         killing=killing, acceleration=acceleration,
                         newton_options=newton_options, progress=progress)
@@ -344,10 +360,13 @@ def solve_bridge(
                                                         weights)
     info.update({
         "steepness": steep,
-        "acceleration": bool(acceleration),
+        "acceleration": acceleration if acceleration == "anderson" else bool(acceleration),
         "timings": {"setup_s": setup_s, "total_s": time.perf_counter() - t_start},
         "tol": tol,
     })
+    if stages:
+        info["continuation"] = stages
+        info["iterations_total"] = len(loop.history) + sum(st["iterations"] for st in stages)
     if isinstance(loop.sweeps, _LogSweeps):
         info["newton_iterations"] = loop.sweeps.newton_iterations
         if loop.sweeps.counts["relinearizations"]:
@@ -379,6 +398,44 @@ def _check_mass_inside(problem: Problem, rho, name: str) -> None:
             "renormalize it onto the mesh and transport a different density; enlarge the "
             "domain or move the density inside"
         )
+
+
+#: Marginal L1 error to which the stages of a continuation are solved: they only provide
+#: the next stage's starting potentials.
+CONTINUATION_TOL = 1e-3
+
+
+def _continuation(problem: Problem, rho0, rho1, sigmas, log_phi_T: np.ndarray, **options
+                  ) -> tuple[np.ndarray, list[dict]]:
+    """Solve the bridges at the noise levels ``sigmas`` in turn (ε-scaling); returns the
+    starting ``log φ_T`` for ``problem`` and one record per stage."""
+    sigma = getattr(problem.process, "sigma", None)
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float):
+        raise BridgesolveInputError(
+            f"continuation = {sigmas!r}: needs a process with a noise level sigma (Brownian, "
+            f"OU); {type(problem.process).__name__} has none")
+    levels = [positive("continuation", s) for s in sigmas]
+    if any(b >= a for a, b in zip([*levels, sigma][:-1], [*levels, sigma][1:], strict=True)):
+        raise BridgesolveInputError(
+            f"continuation = {sigmas!r}: expected noise levels decreasing towards the "
+            f"problem's sigma = {sigma:g}")
+    stages, previous = [], None
+    for level in levels:
+        process = copy.copy(problem.process)
+        process.sigma = level
+        stage_problem = Problem(problem.domain, process, problem.grid, degree=problem.degree,
+                                boundary=problem.boundary, scheme=problem.theta,
+                                petsc_options=problem.petsc_options)
+        start = log_phi_T if previous is None else log_phi_T * (previous / level) ** 2
+        tic = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an unconverged stage is fine
+            stage = solve_bridge(stage_problem, rho0, rho1, tol=CONTINUATION_TOL,
+                                 progress=False, initial_log_phi_T=start, **options)
+        stages.append({"sigma": level, "iterations": stage.iterations, "mode": stage.mode,
+                       "converged": stage.converged, "seconds": time.perf_counter() - tic})
+        log_phi_T, previous = stage.log_phi.values[-1].copy(), level
+    return log_phi_T * (previous / sigma) ** 2, stages
 
 
 def _initial_log_phi_T(problem: Problem, initial, m1: _Marginal) -> np.ndarray:
