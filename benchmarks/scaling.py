@@ -103,8 +103,12 @@ def worker(args) -> None:
     mass_drift = float(np.ptp(p.info["mass"]))
     err = p.error(mix.evolve(proc, 1.0), 1.0)
     del p
+    opts = prob.petsc_options
+    used = f"{opts.get('ksp_type', '?')}+{opts.get('pc_type', '?')}"
+    if opts.get("pc_type") in ("lu", "cholesky"):
+        used += f"({opts.get('pc_factor_mat_solver_type', 'petsc')})"
     result = {"ranks": comm.size, "cells": args.cells, "dofs": prob.ndofs,
-              "steps": args.steps, "solver": args.solver, "fp_s": fp_wall,
+              "steps": args.steps, "solver": args.solver, "used": used, "fp_s": fp_wall,
               "fp_petsc": fp_petsc, "fp_L2_error": err, "fp_mass_drift": mass_drift}
     # Iterative solves leave round-off negatives (1e-10 of the peak) that the positive
     # linear sweeps refuse: the bridge is timed with the direct solvers only.
@@ -172,7 +176,7 @@ def petsc_share(result: dict, key: str) -> float:
 def report(results: list[dict]) -> str:
     lines = [f"{'dofs':>8} {'solver':>12} {'R':>2} {'FP s':>7} {'eff':>5} {'cpu eff':>7} "
              f"{'PETSc':>6} {'(solve':>7} {'setup)':>7} {'it s':>7} {'eff':>5} {'PETSc':>6} "
-             f"{'L2 err':>9} {'load':>9}"]
+             f"{'L2 err':>9} {'load':>9} used"]
     base = {(r["dofs"], r["solver"]): r for r in results if r["ranks"] == 1}
     for r in results:
         one = base.get((r["dofs"], r["solver"]))
@@ -191,14 +195,16 @@ def report(results: list[dict]) -> str:
                      f"{petsc_share(r, 'bridge'):>6.1%}")
         else:
             line += " " * 20
-        line += f" {r['fp_L2_error']:>9.2e} {r['load_before']:>4.1f}/{r['load_after']:<4.1f}"
+        line += (f" {r['fp_L2_error']:>9.2e} {r['load_before']:>4.1f}/{r['load_after']:<4.1f}"
+                 f" {r.get('used', '?')}")
         lines.append(line)
     lines.append("FP s: Fokker-Planck wall time (slowest rank); eff = T1/(R TR); cpu eff: "
                  "the same with the CPU time of the busiest rank (what the ranks would take "
                  "on idle cores; MPICH polls while it waits, so waiting counts); PETSc: share "
                  "of the wall time inside PETSc (solve = KSP solves + mat-vecs, setup = "
                  "assembly + factorization/PC set-up, seconds); it s: one bridge iteration; "
-                 "load: 1-min load average before/after (2 cores)")
+                 "load: 1-min load average before/after (2 cores); used: the KSP, PC and "
+                 "factorization package that rank count ran with")
     return "\n".join(lines)
 
 
