@@ -34,10 +34,14 @@ def test_mass_outside_the_domain_is_refused_with_the_mass_and_the_domain(which):
     assert found == pytest.approx(0.0786, rel=0.05), text  # P(N(5, 0.5) > 6) = 0.0786
 
 
-def test_mass_just_inside_is_accepted():
+def test_mass_just_inside_is_accepted_and_a_little_outside_warned():
     b = solve_bridge(_problem(), _gaussian(-1.0, 0.3), _gaussian(1.0, 0.3), tol=1e-6,
                      progress=False)
     assert b.converged
+    # N(3.5, 0.31): 3.6e-6 beyond x = 6 (between the warning and the refusal thresholds)
+    with pytest.warns(RuntimeWarning, match=r"rho1 has mass 3.\d+e-06 outside"):
+        solve_bridge(_problem(), _gaussian(-1.0, 0.3), _gaussian(3.5, 0.31), tol=1e-6,
+                     mode="log", progress=False)
 
 
 def test_newton_failure_is_a_bridge_error_with_advice():
