@@ -38,14 +38,20 @@ Two discretizations of the same system:
   (:mod:`bridgesolve.pde.hjb`), robust when the potentials span hundreds of orders of
   magnitude (small noise). The HJB pair conserves ``∫φφ̂`` only up to discretization
   error, which is reported (``info["mass"]``).
-* ``mode="auto"`` starts linear and switches to log on underflow, non-positive values or
-  stagnation, continuing from the current potentials; the switch is recorded in
-  ``history``.
+* ``mode="auto"`` starts linear and switches to log on underflow, non-positive values,
+  steepness or stagnation, continuing from the current potentials (recorded in
+  ``history``). Its log phase replaces Newton, once near the fixed point, by *tilted*
+  linear solves: the θ-steps linearized about the last iterate ``S̄`` (drift
+  ``f + g²∇S̄``, exact residuals, factorizations reused; :class:`bridgesolve.pde.hjb.
+  LogLinearization`, policy in :data:`bridgesolve._sweeps.TILT`). Same fixed point as
+  ``"log"``, at close to the linear mode's cost; on failure it rolls back to its best
+  iterate and continues with Newton.
 
 Acceleration: over-relaxation of both half-updates in the log domain (Thibault et al.,
 2017; Lehmann et al., 2021), ``log φ_T ← (1-ω) log φ_T + ω log(ρ1/φ̂_T)`` and likewise for
-φ̂_0, with ``ω = 2/(1 + sqrt(1 - η))`` from the observed linear rate η of the plain
-iteration, and a fall-back to ω = 1 whenever the error grows.
+φ̂_0, ``ω = 2/(1 + sqrt(1 - η))`` from the observed rate η, back to ω = 1 when the error
+grows; or Anderson acceleration of ``log φ_T`` (``acceleration="anderson"``). Small noise:
+``continuation=[σ1, σ2, ...]`` (ε-scaling) starts from bridges at larger σ.
 """
 
 from __future__ import annotations
