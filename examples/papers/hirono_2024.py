@@ -285,7 +285,7 @@ def _train(schedule: _Schedule, samples: np.ndarray, steps: int, seed: int = 0):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     net = net.double().eval()
 
     def score(x, t):
