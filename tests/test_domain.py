@@ -31,7 +31,7 @@ def test_disk_and_gmsh_files(mpi_tmp_path, comm):
     if comm.rank == 0:
         import gmsh
 
-        gmsh.initialize()
+        gmsh.initialize(interruptible=False)  # keep Python's SIGINT handler
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.open(str(bs.domain._MESH_DIR / "annulus_sector.geo"))
         gmsh.model.mesh.generate(2)
