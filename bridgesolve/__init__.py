@@ -33,6 +33,16 @@ _LAZY = {
     "generated_density": "bridgesolve.likelihood",
     "sample": "bridgesolve.sampling",
     "convergence_study": "bridgesolve.studies",
+    "entropy_production": "bridgesolve.thermo",
+    "effective_potential": "bridgesolve.thermo",
+    "speciation_time": "bridgesolve.thermo",
+    "bimodality_time": "bridgesolve.thermo",
+    "path_entropies": "bridgesolve.thermo",
+    "franz_parisi": "bridgesolve.thermo",
+    "phase_diagram": "bridgesolve.thermo",
+    "SymmetricTwoGaussianOU": "bridgesolve.thermo",
+    "control_action": "bridgesolve.action",
+    "ActionResult": "bridgesolve.action",
     "learn": "bridgesolve.learn",  # a subpackage (PyTorch, imported when first used)
 }
 
@@ -53,4 +63,7 @@ __all__ = [
     "Bridge", "BridgeError", "gaussian_bridge", "gaussian_bridge_cost", "solve_bridge",
     "ReferenceBundle", "VectorField", "grad_log", "drift_field", "generated_density",
     "sample", "convergence_study",
+    "entropy_production", "effective_potential", "speciation_time", "bimodality_time",
+    "path_entropies", "franz_parisi", "phase_diagram", "SymmetricTwoGaussianOU",
+    "control_action", "ActionResult",
 ]

@@ -16,7 +16,10 @@ REFERENCES = ("auto", "exact", "finest")
 SPACINGS = ("clock", "uniform", "graded")
 #: θ-schemes of the stepping engine (``[discretization] scheme``).
 SCHEMES = ("crank-nicolson", "backward-euler")
+#: Weights λ(t) of score-matching losses (``[train] weighting``, ``validate --weighting``).
+WEIGHTINGS = ("sigma2", "g2", "none")
 #: Boundary conditions (``[discretization] boundary``, ``Problem(boundary=...)``).
 BOUNDARIES = ("reflecting", "absorbing")
 
-__all__ = ["BOUNDARIES", "BRIDGE_MODES", "REFERENCES", "REFINEMENTS", "SCHEMES", "SPACINGS"]
+__all__ = ["BOUNDARIES", "BRIDGE_MODES", "REFERENCES", "REFINEMENTS", "SCHEMES", "SPACINGS",
+           "WEIGHTINGS"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from bridgesolve import __version__
 from bridgesolve._folders import AtomicFolder
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._vocab import WEIGHTINGS
 from bridgesolve.cli._common import RAW, mpi_size_from_environment, rank
 
 TRAIN_HELP = """\
@@ -86,7 +87,7 @@ def add_parsers(sub) -> None:
                          "from its metadata)")
     va.add_argument("--hs", type=float, nargs="*", default=[0.0, 0.5, 1.0], metavar="H",
                     help="sampler noise levels h for KL(ρ0 ‖ q_h) (default 0 0.5 1)")
-    va.add_argument("--weighting", choices=("g2", "sigma2", "none"), default="g2",
+    va.add_argument("--weighting", choices=WEIGHTINGS, default="g2",
                     help="λ(t) of the integrated losses (default g2)")
     va.add_argument("--n-mc", type=int, default=8192, metavar="N",
                     help="Monte Carlo samples per time for the denoising loss")

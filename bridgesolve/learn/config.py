@@ -23,13 +23,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridgesolve._vocab import WEIGHTINGS
 from bridgesolve.config import ConfigError, _data, _process, _Section
 from bridgesolve.process import PROCESSES, Process
 
 SECTIONS = ("data", "process", "model", "train", "output")
 DATA_TYPES = ("gaussian_mixture", "file", "two_moons", "checkerboard", "swiss_roll", "rings",
               "mixture1d")
-WEIGHTINGS = ("sigma2", "g2", "none")
 
 #: defaults of ``[model]`` and ``[train]``
 MODEL_DEFAULTS = {"width": 128, "depth": 3, "fourier_features": 16, "parameterization": "eps"}

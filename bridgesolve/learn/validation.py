@@ -54,6 +54,7 @@ import numpy as np
 
 from bridgesolve._json import jsonable as _jsonable
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._vocab import WEIGHTINGS
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.learn._validation_bundles import (
     _bundle_data,
@@ -68,8 +69,6 @@ from bridgesolve.learn._validation_bundles import (
 from bridgesolve.learn._validation_scores import NumpyScore, as_numpy_score
 from bridgesolve.process import Process
 from bridgesolve.sampling import default_prior
-
-WEIGHTINGS = ("g2", "sigma2", "none")
 
 
 # -- the report --------------------------------------------------------------------------
