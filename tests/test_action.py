@@ -216,6 +216,54 @@ def test_mixture_identities_observed_orders():
     assert r2 < 4 * max(r1, 1e-3), msg
 
 
+def _own_law_ladder(data, score, ladder):
+    """``(J_h - J*_h, ESM under q_h, ESM under p)`` per level of ``ladder`` for the control
+    of ``score`` (stationary reference, from p_T): identity 2 under the sampler's own law."""
+    pT = data.evolve(VP, 1.0)
+    u_star = ac.optimal_control(data, VP)
+    rows = []
+    for cells, steps in ladder:
+        problem = _problem(cells, steps)
+        star = ac.control_action(problem, pT, u_star, reference="stationary", target=data)
+        r = ac.control_action(problem, pT, ac.score_control(score, VP), reference="stationary",
+                              target=data)
+        esm_q = ac.excess_action(score, data, VP, law=r)
+        assert esm_q["law"] == "q" and np.array_equal(esm_q["times"], problem.grid.times)
+        esm_p = ac.excess_action(score, data, VP, problem.grid.times, problem=problem)
+        rows.append((r.total - star.total, esm_q["value"], esm_p["value"]))
+    return np.array(rows)
+
+
+def test_excess_action_is_esm_under_own_law_gaussian():
+    """Identity 2 exactly: for s = 1.1 ∇log p on Gaussian data, J_h - J*_h equals the ESM with
+    weight g²/2 under the sampler's own FE law q_h (excess_action(law=...)) to discretization
+    error, falling at second order under (h, dt) halving; both tend to the moment-ODE closed
+    form J[u] - A*, while the ESM under p stays 17% off (third-order terms)."""
+    from bridgesolve.score import mixture_score
+
+    exact = mixture_score(GAUSS, VP)
+
+    def s(x, t):
+        return 1.1 * exact(x, t)
+
+    rows = _own_law_ladder(GAUSS, s, [(8, 10), (16, 20), (32, 40)])
+    # closed form: u = u* + 0.1 g² ∇log p_t = (1.1 K* - 0.1 g² I) x + 1.1 b*  (v = 1, c = 0)
+    K, b = ac.gaussian_optimal_control(M0, S0, VP)
+    pT = GAUSS.evolve(VP, 1.0)
+    closed = ac.gaussian_control_action(
+        pT.means[0], pT.covs[0], VP, lambda t: 1.1 * K(t) - 0.1 * float(VP.g(t)) ** 2 * np.eye(2),
+        lambda t: 1.1 * b(t), T=1.0, reference="stationary", target=(M0, S0))["total"] \
+        - ac.minimal_action(GAUSS, VP, 1.0)["value"]
+    resid = rows[:, 0] - rows[:, 1]
+    orders = _orders([1, 0.5, 0.25], resid)
+    msg = (f"J-J* {rows[:, 0]}, ESM_q {rows[:, 1]}, ESM_p {rows[:, 2]}, closed {closed:.8f}; "
+           f"J-J*-ESM_q {resid}, observed orders {np.round(orders, 2)}")
+    print(msg)
+    assert abs(resid[-1]) < 1e-4 * closed and orders[-1] > 1.5, msg
+    assert rows[-1, 1] == pytest.approx(closed, rel=1e-3), msg
+    assert abs(rows[-1, 2] / closed - 1) > 0.1, msg  # the p-weighted ESM is not the identity
+
+
 def test_bridge_kinetic_energy_is_its_action():
     """Identity 4 on the mesh: the action of the bridge's control g²∇log φ under its own
     Fokker–Planck law (reference "process") matches Bridge.cost()["kinetic"] and the
@@ -309,6 +357,13 @@ def test_bad_inputs():
         ac.control_action(problem, GAUSS, lambda x, t: x[:, :1] * np.ones((1, 3)))
     with pytest.raises(bs.BridgesolveInputError, match="expected a bridgesolve.Problem"):
         ac.control_action(None, GAUSS, lambda x, t: x)
+    with pytest.raises(bs.BridgesolveInputError, match="needs times= and problem="):
+        ac.excess_action(lambda x, t: x, GAUSS, VP)
+    with pytest.raises(bs.BridgesolveInputError, match="expected an ActionResult"):
+        ac.excess_action(lambda x, t: x, GAUSS, VP, law=GAUSS)
+    r = ac.control_action(problem, GAUSS, lambda x, t: 0 * x, reference="stationary")
+    with pytest.raises(bs.BridgesolveInputError, match="pass times=None"):
+        ac.excess_action(lambda x, t: x, GAUSS, VP, [0.0, 1.0], law=r)
 
 
 @pytest.mark.mpi
