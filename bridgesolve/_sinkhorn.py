@@ -256,7 +256,7 @@ class SinkhornLoop:
         self.log_phi_hat_0: np.ndarray | None = None
         self.progress = progress
         self.bar = None
-        #: (error, log φ_T, log φ̂_0, sweep levels) after the best tilted-phase iteration.
+        #: (error, log φ_T, log φ̂_0, sweep levels) where a failed tilted phase resumes.
         self.best_state: tuple = (np.inf, None, None, None)
 
     # -- plumbing ---------------------------------------------------------------------
@@ -322,16 +322,18 @@ class SinkhornLoop:
         return self.L_phi, self.L_hat
 
     def _checkpoint(self) -> None:
-        """In the tilted phase, keep the state after the best iteration so far."""
+        """Before the tilted phase (Newton sweeps of the tilted mode), keep the state at the
+        start of each iteration: the last one is where a failed tilted phase resumes (its
+        own iterates satisfy the HJB only as far as the linearization went)."""
         sweeps = self.sweeps
-        if not (isinstance(sweeps, _LogSweeps) and sweeps.tilted and self.history):
+        if not (isinstance(sweeps, _LogSweeps) and sweeps.tilted and not sweeps.linear
+                and self.history and self.history[-1]["mode"] == "log"):
             return
         last = self.history[-1]
         err = max(last["errT_L1"], last["err0_L1"] if np.isfinite(last["err0_L1"]) else 0.0)
-        if last["mode"] == "log" and err < self.best_state[0]:
-            self.best_state = (err, self.log_phi_T.copy(), None if self.log_phi_hat_0 is None
-                               else self.log_phi_hat_0.copy(),
-                               {k: v.copy() for k, v in sweeps.previous.items()})
+        self.best_state = (err, self.log_phi_T.copy(), None if self.log_phi_hat_0 is None
+                           else self.log_phi_hat_0.copy(),
+                           {k: v.copy() for k, v in sweeps.previous.items()})
 
     def _roll_back(self, reason: str) -> None:
         """The tilted phase failed: back to the best iterate, Newton at full tolerance."""
@@ -344,8 +346,8 @@ class SinkhornLoop:
         if self.anderson is not None:
             self.anderson.reset()
         self.stall_from = len(self.history)
-        self.events.append(f"tilted solves abandoned ({reason}): Newton from the best "
-                           f"iterate (error {err:.3g})")
+        self.events.append(f"tilted solves abandoned ({reason}): Newton from the last "
+                           f"Newton iterate (error {err:.3g})")
 
     def _sweep(self, start_log: np.ndarray, *, backward: bool, it: int):
         """One sweep; a failed log-domain solve becomes a :class:`BridgeError` that names the
@@ -456,7 +458,7 @@ class SinkhornLoop:
                 for h in self.history[since:] if h["mode"] == self.current]
 
     def _check_divergence(self, it: int, err: float) -> None:
-        same = [max(h["errT_L1"], h["err0_L1"]) for h in self.history[1:]
+        same = [max(h["errT_L1"], h["err0_L1"]) for h in self.history[max(1, self.stall_from):]
                 if h["mode"] == self.current and np.isfinite(h["err0_L1"])]
         best = min(same, default=np.inf)
         if len(same) > 5 and err > 1e3 * best:

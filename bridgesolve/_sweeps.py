@@ -111,7 +111,7 @@ class _LinearSweeps:
 #: below ``newton_until``; then one linear solve per step about the last iterate,
 #: re-linearized (residuals only) every ``refresh_every`` iterations and before accepting
 #: convergence, with one factorization per ``group`` steps. The phase is abandoned (the
-#: loop rolls back to its best iterate and continues with Newton at full tolerance) when a
+#: loop returns to its last Newton iterate and continues with Newton at full tolerance) when a
 #: linearized sweep changes log φ by more than ``max_change`` anywhere, when the error
 #: grows ``give_up``-fold over its best, or when the loose Newton fails.
 #:
