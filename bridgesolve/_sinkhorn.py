@@ -327,9 +327,9 @@ class SinkhornLoop:
         own iterates satisfy the HJB only as far as the linearization went)."""
         sweeps = self.sweeps
         if not (isinstance(sweeps, _LogSweeps) and sweeps.tilted and not sweeps.linear
-                and self.history and self.history[-1]["mode"] == "log"):
+                and self.log_phi_T is not None):
             return
-        last = self.history[-1]
+        last = self.history[-1] if self.history else {"errT_L1": np.inf, "err0_L1": np.inf}
         err = max(last["errT_L1"], last["err0_L1"] if np.isfinite(last["err0_L1"]) else 0.0)
         self.best_state = (err, self.log_phi_T.copy(), None if self.log_phi_hat_0 is None
                            else self.log_phi_hat_0.copy(),
