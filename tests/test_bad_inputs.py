@@ -412,15 +412,12 @@ CLI_ROWS = [
     # -- messages
     pytest.param("config-weights-not-normalized", "run",
                  fp1d(initial={"weights": [0.3, 0.3], "means": [[-1.0], [1.0]],
-                               "covs": [0.25, 0.25]}), (), "warn", r"sum to 0\.6",
-                 marks=xfail("A", "warnings raised while reading the config (here the "
-                                  "GaussianMixture's) are not shown as 'bridgesolve: "
-                                  "warning:' lines nor recorded in summary.json")),
+                               "covs": [0.25, 0.25]}), (), "warn", r"sum to 0\.6"),
     ("config-covariance-nan", "run", fp1d(initial={"covs": [float("nan")]}), (), "refuse",
      r"covs"),
     # -- other owners
     pytest.param("config-is-a-folder", "run", lambda tmp: None, ("FOLDER",), "refuse",
-                 r"is a folder|directory", marks=xfail("A", "a folder passed as a config")),
+                 r"is a folder|directory"),
     pytest.param("bridge-final-outside", "bridge", bridge1d(final=mixture(9.0)), (), "refuse",
                  r"rho1 has mass .* (outside|inside) the domain", marks=xfail("B", "ρ1 mass outside the domain")),
     pytest.param("bridge-initial-outside", "bridge", bridge1d(initial=mixture(-9.0)), (),
@@ -431,9 +428,7 @@ CLI_ROWS = [
     pytest.param("validate-npz-truncated", "validate", None, ("@trunc.npz",), "refuse",
                  r"trunc\.npz", marks=xfail("F", ".npz bundle errors")),
     pytest.param("plot-times-off-grid", "run", fp1d(output={"plot_times": [0.0, 0.13]}), (),
-                 "warn", r"plot times moved",
-                 marks=xfail("A", "the plot-times warning is printed but not recorded in "
-                                  "summary.json")),
+                 "warn", r"plot times moved"),
 ]
 
 

@@ -82,6 +82,32 @@ def captured_warnings() -> Iterator[list[str]]:
             messages.append(text)
 
 
+@contextmanager
+def input_warnings(messages: list[str], comm_rank: int = 0) -> Iterator[None]:
+    """Show and keep the warnings raised while a config is read or a problem is built.
+
+    Such warnings (mixture weights that do not sum to 1 and are normalized, ...) would
+    otherwise print as raw Python warnings and be missing from ``summary.json``: each new
+    one is printed at once as a ``bridgesolve: warning:`` line (rank 0) and appended to
+    ``messages`` (``"Category: message"``, each once), the list the summary records.
+    When the block raises, its warnings are dropped with it (the error line says more).
+    """
+    with captured_warnings() as caught:
+        yield
+    for message in caught:
+        if message not in messages:
+            messages.append(message)
+            warn_line(message, comm_rank)
+
+
+def merge_warnings(*groups: Sequence[str]) -> list[str]:
+    """The messages of ``groups`` in order, each once (for a summary's ``warnings``)."""
+    merged: list[str] = []
+    for group in groups:
+        merged += [m for m in group if m and m not in merged]
+    return merged
+
+
 def add_output_options(ap: argparse.ArgumentParser, *, vtx: bool = True) -> None:
     """``-o/--output DIR``, ``--overwrite``, ``--quiet`` (and ``--no-vtx``) of the commands
     that write a results folder from a config."""
@@ -116,4 +142,5 @@ def grid_times(levels: np.ndarray, times: Sequence[float]) -> tuple[list[float],
 
 
 __all__ = ["RAW", "abort_other_ranks", "add_output_options", "captured_warnings",
-           "grid_times", "mpi_size_from_environment", "rank", "sayer", "warn_line", "world"]
+           "grid_times", "input_warnings", "merge_warnings", "mpi_size_from_environment",
+           "rank", "sayer", "warn_line", "world"]

@@ -20,6 +20,8 @@ from bridgesolve.cli._common import (
     RAW,
     add_output_options,
     captured_warnings,
+    input_warnings,
+    merge_warnings,
     sayer,
     warn_line,
     world,
@@ -71,11 +73,13 @@ def command(args: argparse.Namespace) -> int:
     """``bridgesolve bridge CONFIG``."""
     from bridgesolve.config import ConfigError, load_config
 
-    cfg = load_config(args.config, default_equation="bridge")
+    noted: list[str] = []
+    with input_warnings(noted, world().rank):
+        cfg = load_config(args.config, default_equation="bridge")
     if cfg.equation != "bridge":
         raise ConfigError(f"[problem] equation = {cfg.equation!r}: `bridgesolve bridge` "
                           "solves equation = 'bridge'; use `bridgesolve run` for this config")
-    return run_bridge(args, cfg)
+    return run_bridge(args, cfg, noted=noted)
 
 
 def _check_finite(bridge, comm) -> None:
@@ -192,13 +196,15 @@ def _summary(cfg, problem, bridge, cost, errors, messages, exact, times_record) 
     }
 
 
-def run_bridge(args: argparse.Namespace, cfg) -> int:
+def run_bridge(args: argparse.Namespace, cfg, *, noted: list[str] | None = None) -> int:
     """Solve the bridge of a validated config; write the results folder; print a summary.
 
     Args:
         args: ``output``, ``overwrite``, ``quiet``, ``no_vtx`` (the options of ``run`` and
             ``bridge``).
         cfg: a :class:`~bridgesolve.config.Config` with ``equation == "bridge"``.
+        noted: the warnings already shown while the config was read; recorded in
+            ``summary.json`` with those of the build, the solve and the plot times.
 
     Returns:
         0 on success, 1 when the iteration fails (:class:`~bridgesolve.bridge.BridgeError`;
@@ -212,7 +218,9 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
     say = sayer(comm.rank, args.quiet)
     t_start = time.perf_counter()
     folder = ResultsFolder(args.output or cfg.output_dir, overwrite=args.overwrite, comm=comm)
-    problem, rho0, killing = cfg.build(comm)
+    noted = list(noted or [])
+    with input_warnings(noted, comm.rank):
+        problem, rho0, killing = cfg.build(comm)
     options = cfg.bridge_options
     grid = problem.grid
     say(f"bridgesolve: bridge ({cfg.source}): {problem.ndofs} dofs, {grid.steps} steps, "
@@ -227,7 +235,7 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
                 print(f"bridgesolve: error: {exc}", file=sys.stderr)
             return 1  # leaving the block uncommitted discards the folder
         t_output = time.perf_counter()
-        times, times_record = plot_times(cfg, grid, comm.rank)
+        times, times_record, times_note = plot_times(cfg, grid, comm.rank)
         exact = exact_bridge_marginals(problem.process, rho0, cfg.final, T=cfg.T,
                                        killing=killing)
         rho = bridge.rho
@@ -239,7 +247,8 @@ def run_bridge(args: argparse.Namespace, cfg) -> int:
                 write_time_series(field, folder.path)
         _figures(bridge, rho, folder.path, times, exact=exact, tol=options["tol"],
                  comm=comm)
-        summary = _summary(cfg, problem, bridge, cost, errors, messages, exact, times_record)
+        summary = _summary(cfg, problem, bridge, cost, errors,
+                           merge_warnings(noted, messages, [times_note]), exact, times_record)
         summary["timings"] = {
             "setup_s": bridge.info["timings"].get("setup_s"),
             "solve_s": bridge.info["timings"]["total_s"],

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from bridgesolve._folders import atomic_write
+from bridgesolve._json import jsonable
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve._vocab import REFERENCES, REFINEMENTS
-from bridgesolve.cli._common import RAW, sayer, world
+from bridgesolve.cli._common import (
+    RAW,
+    captured_warnings,
+    merge_warnings,
+    sayer,
+    warn_line,
+    world,
+)
 
 CLI_HELP = """\
 Each level halves h (refine h: cells x2; disk meshes h/2; gmsh meshes refined uniformly),
@@ -22,7 +31,7 @@ Options not given come from the config's [convergence] section (refine, levels,
 reference, generated), else refine = h, levels = 3, reference = auto.
 
 results folder: convergence.txt (the table), convergence.csv, convergence.json (levels,
-errors, observed and fitted orders, timings, DoFs), convergence.png (log-log with
+errors, observed and fitted orders, timings, DoFs, warnings), convergence.png (log-log with
 reference slopes), config.toml, checkpoints/ (one file per finished level: --resume
 continues an interrupted or extended study without redoing finished levels).
 Several configs: one sub-folder per config; --groups G splits the ranks into G groups,
@@ -66,11 +75,19 @@ def command(args) -> int:
 
     comm = world()
     say = sayer(comm.rank, args.quiet)
-    # Input errors before any output.
-    cfgs = [load_config(path) for path in args.configs]
+    # Input errors before any output; input warnings (weights normalized, ...) shown at
+    # once and recorded in convergence.json.
     options = {"refine": args.refine, "levels": args.levels, "reference": args.reference}
-    for cfg in cfgs:
-        study_options(cfg, **options)
+    cfgs, noted = [], []
+    for path in args.configs:
+        with captured_warnings() as mine:  # shown below, with the study's name
+            cfgs.append(load_config(path))
+            study_options(cfgs[-1], **options)
+        noted.append(mine)
+    names = study_names(cfgs)
+    for name, mine in zip(names, noted, strict=True):
+        for message in mine:
+            warn_line(f"{name}: {message}" if len(cfgs) > 1 else message, comm.rank)
     if args.groups is not None and not 1 <= args.groups <= comm.size:
         raise BridgesolveInputError(f"--groups {args.groups}: expected 1 to the number of "
                                     f"ranks ({comm.size})")
@@ -79,14 +96,18 @@ def command(args) -> int:
             raise BridgesolveInputError(f"--groups {args.groups}: a single config runs on "
                                         "one group; give several configs to sweep")
         cfg = cfgs[0]
-        folder = prepare_folder(args.output or Path("results/convergence") /
-                                study_names(cfgs)[0], resume=args.resume,
-                                overwrite=args.overwrite, comm=comm)
-        study = convergence_study(cfg, comm=comm, output=folder, resume=args.resume,
-                                  progress=not args.quiet, log=None if not args.quiet
-                                  else False, **options)
+        folder = prepare_folder(args.output or Path("results/convergence") / names[0],
+                                resume=args.resume, overwrite=args.overwrite, comm=comm)
+        # The levels re-read the config (its warnings again) and build meshes and problems:
+        # their warnings are caught here, the solvers' are in each level's row.
+        with captured_warnings() as later:
+            study = convergence_study(cfg, comm=comm, output=folder, resume=args.resume,
+                                      progress=not args.quiet, log=None if not args.quiet
+                                      else False, **options)
+        messages = _study_warnings(study, noted[0], later, comm.rank)
         if comm.rank == 0:
             study.write(folder)
+            _write_json(folder, study, messages)
             atomic_write(folder / "config.toml", cfg.text)
         comm.barrier()  # the files exist for every rank once the command returns
         say(study.table())
@@ -94,13 +115,41 @@ def command(args) -> int:
         return 0
     base = args.output or Path("results/convergence")
     t0 = time.perf_counter()
-    studies = sweep(cfgs, groups=args.groups or 1, comm=comm, output=base,
-                    resume=args.resume, overwrite=args.overwrite,
-                    progress=False, **options)
-    if studies is not None:  # rank 0
-        for name, study in zip(study_names(cfgs), studies, strict=True):
+    with captured_warnings() as later:  # repeats of the config warnings, mesh warnings
+        studies = sweep(cfgs, groups=args.groups or 1, comm=comm, output=base,
+                        resume=args.resume, overwrite=args.overwrite,
+                        progress=False, **options)
+    if studies is not None:  # rank 0; every group has written its studies
+        for name, study, mine in zip(names, studies, noted, strict=True):
+            messages = _study_warnings(study, mine, [], comm.rank, prefix=f"{name}: ")
+            _write_json(base / name, study, messages)
+        shown = {m for mine in noted for m in mine}
+        for message in later:  # raised on this rank, not tied to one config
+            if message not in shown:
+                warn_line(message, comm.rank)
+        for name, study in zip(names, studies, strict=True):
             say(f"== {name}")
             say(study.table())
         say(f"results: {base}/<config name>/ ({len(cfgs)} studies, "
             f"{time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def _study_warnings(study, noted: list[str], later: list[str], comm_rank: int, *,
+                    prefix: str = "") -> list[str]:
+    """The warnings of a study, each once: those of the config (already shown), those
+    raised while the levels were built (``later``) and the solvers' (one per level and
+    message, ``level N: ...``); the new ones are shown now."""
+    levels = [f"level {row['level']}: {message}" for row in study.rows
+              for message in row.get("warnings", [])]
+    messages = merge_warnings(noted, later, levels)
+    for message in messages[len(noted):]:
+        warn_line(prefix + message, comm_rank)
+    return messages
+
+
+def _write_json(folder: Path, study, messages: list[str]) -> None:
+    """convergence.json again, with the study's ``warnings`` (rank 0)."""
+    data = {**study.to_dict(), "warnings": messages}
+    atomic_write(folder / "convergence.json",
+                 json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")

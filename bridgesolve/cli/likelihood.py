@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.cli._common import RAW, sayer, world
+from bridgesolve.cli._common import RAW, input_warnings, sayer, world
 
 LIKELIHOOD_HELP = """\
 For each h the exact density q_h of the sampler dX = [f - (1+h²)/2 g² s] dt + h g dW̄
@@ -76,7 +76,9 @@ def command(args: argparse.Namespace) -> int:
     comm = world()
     say = sayer(comm.rank, args.quiet)
     t_start = time.perf_counter()
-    cfg = load_config(args.config)
+    noted: list[str] = []  # config and build warnings: shown at once, kept in the json
+    with input_warnings(noted, comm.rank):
+        cfg = load_config(args.config)
     if cfg.equation != "fokker-planck" or not isinstance(cfg.data, GaussianMixture):
         raise ConfigError(f"[problem] equation = {cfg.equation!r}: `bridgesolve likelihood` "
                           "needs a fokker-planck config with a Gaussian-mixture [initial]")
@@ -99,7 +101,8 @@ def command(args: argparse.Namespace) -> int:
                                         f"the config's data are {cfg.data.dim}D")
     out = args.output or cfg.output_dir.with_name(cfg.output_dir.name + "-likelihood")
     folder = ResultsFolder(out, overwrite=args.overwrite, comm=comm)
-    problem, data, killing = cfg.build(comm)
+    with input_warnings(noted, comm.rank):
+        problem, data, killing = cfg.build(comm)
     if killing is not None:
         raise ConfigError("[killing] the likelihood study needs a process without killing")
     base = bundle.score_interpolant() if bundle is not None else mixture_score(data, process)
@@ -128,6 +131,7 @@ def command(args: argparse.Namespace) -> int:
             "rows": rows,
             "kl_bound_h1": {k: bound[k] for k in ("prior_kl", "score_term", "bound")},
             "problem": problem.describe(), "mpi_size": comm.size, "versions": versions(),
+            "warnings": noted,
             "total_s": time.perf_counter() - t_start,
         }
         folder.write_json("likelihood.json", summary)

@@ -8,7 +8,15 @@ import time
 from pathlib import Path
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.cli._common import RAW, captured_warnings, sayer, warn_line, world
+from bridgesolve.cli._common import (
+    RAW,
+    captured_warnings,
+    input_warnings,
+    merge_warnings,
+    sayer,
+    warn_line,
+    world,
+)
 
 REFERENCE_HELP = """\
 The config is a `bridgesolve run` config with equation = "fokker-planck" (the default) or
@@ -70,7 +78,9 @@ def command(args: argparse.Namespace) -> int:
     comm = world()
     say = sayer(comm.rank, args.quiet)
     t_start = time.perf_counter()
-    cfg = load_config(args.config)
+    noted: list[str] = []  # shown at once; recorded in the bundle's metadata
+    with input_warnings(noted, comm.rank):
+        cfg = load_config(args.config)
     if cfg.equation not in ("fokker-planck", "bridge"):
         raise ConfigError(f"[problem] equation = {cfg.equation!r}: reference bundles are made "
                           "from 'fokker-planck' or 'bridge' configs")
@@ -84,7 +94,8 @@ def command(args: argparse.Namespace) -> int:
         raise BridgesolveInputError(f"output {str(out)!r} is a folder: expected a .npz file")
     if args.degree is not None and args.degree < 1:
         raise BridgesolveInputError(f"--degree {args.degree}: expected a positive integer")
-    problem, data, killing = cfg.build(comm)
+    with input_warnings(noted, comm.rank):
+        problem, data, killing = cfg.build(comm)
     say(f"bridgesolve: reference ({cfg.equation}, {cfg.source}): {problem.ndofs} dofs, "
         f"{problem.grid.steps} steps, P{problem.degree}")
     info = {"config_source": cfg.source, "config": cfg.as_dict()}
@@ -101,7 +112,7 @@ def command(args: argparse.Namespace) -> int:
                                             progress=not args.quiet)
     for message in messages:
         warn_line(message, comm.rank)
-    info["warnings"] = messages
+    info["warnings"] = merge_warnings(noted, messages)
     final = cfg.final if cfg.equation == "bridge" else None
     bundle = save_reference(source, out, problem=problem, data=data, final=final,
                             degree=args.degree, info=info, dtype=args.dtype,

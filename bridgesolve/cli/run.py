@@ -14,6 +14,8 @@ from bridgesolve.cli._common import (
     add_output_options,
     captured_warnings,
     grid_times,
+    input_warnings,
+    merge_warnings,
     sayer,
     warn_line,
     world,
@@ -48,9 +50,10 @@ config sections (TOML; every key is checked, unknown keys are errors):
 
 results folder: <field>.bp (ParaView time series; the field is "density" for
 fokker-planck, "phi", "S" or "S_hat" otherwise), summary.json (problem, config, errors
-against the exact solution where one exists, mass, timings, versions), <field>.png and
-mass.png or newton.png, and config.toml (the config used). It appears only when the run
-succeeds; a failed run leaves nothing.
+against the exact solution where one exists, mass, timings, versions, and every warning
+printed as a `bridgesolve: warning:` line), <field>.png and mass.png or newton.png, and
+config.toml (the config used). It appears only when the run succeeds; a failed run leaves
+nothing.
 
 exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
 examples: bridgesolve run; bridgesolve run examples/kolmogorov_killing.toml -o out/k;
@@ -72,13 +75,20 @@ def add_parser(sub) -> None:
     ap.set_defaults(handler=command)
 
 
-def plot_times(cfg, grid, comm_rank: int) -> tuple[list[float], dict]:
+def plot_times(cfg, grid, comm_rank: int) -> tuple[list[float], dict, str | None]:
     """The config's plot times moved to grid levels; a warning when times the user set
-    moved. Returns the times and a summary record (requested, used)."""
+    moved.
+
+    Returns:
+        ``(times, record, note)``: the times, a summary record (requested, used), and the
+        warning (already printed; the caller records it in ``summary.json``) or None.
+    """
     used, note = grid_times(grid.times, cfg.plot_times)
-    if note and "plot_times" in cfg.raw.get("output", {}):
+    if not note or "plot_times" not in cfg.raw.get("output", {}):
+        note = None  # the default times are not the user's: no warning
+    if note:
         warn_line(note, comm_rank)
-    return used, {"requested": cfg.plot_times, "used": used}
+    return used, {"requested": cfg.plot_times, "used": used}, note
 
 
 def _errors(field, exact, times) -> list[dict]:
@@ -125,15 +135,19 @@ def command(args: argparse.Namespace) -> int:
     comm = world()
     say = sayer(comm.rank, args.quiet)
     t_start = time.perf_counter()
-    # Everything that can be wrong with the input fails here, before anything is written.
-    cfg = load_config(args.config)
+    # Everything that can be wrong with the input fails here, before anything is written;
+    # what is only doubtful (weights normalized, ...) is shown and kept for summary.json.
+    noted: list[str] = []
+    with input_warnings(noted, comm.rank):
+        cfg = load_config(args.config)
     if cfg.equation == "bridge":  # the same code as `bridgesolve bridge`
         from bridgesolve.cli.bridge import run_bridge
 
-        return run_bridge(args, cfg)
+        return run_bridge(args, cfg, noted=noted)
     eq = cfg.record
     folder = ResultsFolder(args.output or cfg.output_dir, overwrite=args.overwrite, comm=comm)
-    problem, data, killing = cfg.build(comm)
+    with input_warnings(noted, comm.rank):
+        problem, data, killing = cfg.build(comm)
     grid = problem.grid
     say(f"bridgesolve: {cfg.equation} ({cfg.source}): {problem.ndofs} dofs, {grid.steps} "
         f"steps, P{problem.degree}, {problem.scheme}")
@@ -145,7 +159,7 @@ def command(args: argparse.Namespace) -> int:
         for message in messages:
             warn_line(message, comm.rank)
         t_output = time.perf_counter()
-        times, times_record = plot_times(cfg, grid, comm.rank)
+        times, times_record, times_note = plot_times(cfg, grid, comm.rank)
         report_time = eq.report_time(grid.T)  # where the solver ends
         exact = cfg.exact(problem.process, killing)
         errors = _errors(field, exact, sorted({*times, report_time})) if exact else []
@@ -167,7 +181,7 @@ def command(args: argparse.Namespace) -> int:
             "mass": mass,
             "plot_times": times_record,
             "solver": {k: v for k, v in field.info.items() if k not in ("mass", "timings")},
-            "warnings": messages,
+            "warnings": merge_warnings(noted, messages, [times_note]),
             "timings": {
                 "setup_s": timings["setup_s"],
                 "stepping_s": timings["stepping_s"],
