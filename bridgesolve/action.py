@@ -57,10 +57,14 @@ reverse process), ``KL(q_start‖r_start) + J[u] = KL(Q^u ‖ P*) + KL(target �
    (:func:`minimal_action`, :func:`relative_fisher_rate`).
 2. Excess action = explicit score matching: for the control ``g² (s - ∇log p_∞)`` started
    from ``p_T``, ``J[u] - A* = ∫ (g²/2) E_{q_t}|s - ∇log p_t|² dt`` exactly with the
-   sampler's own law ``q``; the validator's ``∫ (g²/2) E_{p_t}|s - ∇log p_t|² dt``
-   (:func:`excess_action`) agrees with it to third order in the score error. Along
-   ``s = ∇log p + δη``, ``J(δ) = A* + κ δ² + O(δ³)`` with
-   ``κ = ∫ (g²/2) E_{p_t}|η|² dt`` (:func:`perturbation_curvature`).
+   sampler's own law ``q`` (Girsanov against the true reverse process):
+   ``excess_action(s, data, process, law=control_action(...))`` takes the expectation
+   under ``q`` at every grid level, and the identity holds to discretization error. The
+   validator's ``∫ (g²/2) E_{p_t}|s - ∇log p_t|² dt`` (``excess_action`` without ``law``)
+   agrees with it only to third order in the score error (for a poorly trained network the
+   two differ by an order of magnitude). Along ``s = ∇log p + δη``,
+   ``J(δ) = A* + κ δ² + O(δ³)`` with ``κ = ∫ (g²/2) E_{p_t}|η|² dt``
+   (:func:`perturbation_curvature`).
 3. ``DSM - ESM = d/σ_t² - E_{p_t}|∇log p_t|²`` at every t for every score
    (:func:`denoising_gap`; the denoising loss by Gauss–Hermite quadrature,
    :func:`denoising_loss`).
@@ -69,16 +73,14 @@ reverse process), ``KL(q_start‖r_start) + J[u] = KL(Q^u ‖ P*) + KL(target �
    (:func:`bridgesolve.densities.gaussian_bridge_cost`): :func:`gaussian_bridge_kinetic`
    computes the dynamic side independently (below).
 
-**Gaussian closed forms.** A Gaussian law under a linear process driven by a linear control
-``u = K(t) x + b(t)`` stays Gaussian ``N(m, P)`` with
-``ṁ = (K - k I) m + b + k c``, ``Ṗ = (K - kI) P + P (K - kI)ᵀ + g² I`` in the direction of
-motion and action rate ``(tr(K P Kᵀ) + |K m + b|²) / (2 g²)``
-(:func:`gaussian_control_action`, integrated to 1e-12). For the Gaussian Schrödinger bridge
-between ``N(m_0, Σ_0)`` and ``N(m_1, Σ_1)`` (``dX = σ dW``) the optimal control is affine,
-``u = H_t (x - μ_t) + μ̇_t`` with ``H_t`` symmetric (a gradient of the quadratic
-``σ² log φ``); its Fokker–Planck equation ``Σ̇ = H Σ + Σ H + σ² I`` determines ``H_t`` from
-the known marginal covariance ``Σ_t`` as the solution of a Lyapunov equation, and the
-kinetic energy is ``∫ (tr(H Σ H) + |μ̇|²) / (2σ²) dt``.
+**Gaussian closed forms** (moment ODEs of a linear control, the Gaussian bridge's kinetic
+energy by a Lyapunov equation): :mod:`bridgesolve._action_gaussian`.
+
+**Layout.** This module holds the controlled Fokker–Planck solve (:func:`control_action`,
+:class:`ActionResult`); references, laws, KL divergences and controls live in
+:mod:`bridgesolve._action_common`, the identities in :mod:`bridgesolve._action_identities`,
+the Gaussian closed forms in :mod:`bridgesolve._action_gaussian`; every public name is
+re-exported here.
 """
 
 from __future__ import annotations
