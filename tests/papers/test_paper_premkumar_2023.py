@@ -46,7 +46,14 @@ def _check(n: dict, *, quick: bool) -> None:
     # identity 3: DSM - ESM = C(t) for every network (Gauss–Hermite quadrature error only)
     for row in n["networks"]["networks"]:
         assert row["dsm_minus_esm_minus_C_max_rel"] < 1e-3, row
-        assert row["excess_action"] > 0 and row["esm_half_g2"] > 0
+        assert row["excess_action"] > 0 and row["esm_p_half_g2"] > 0
+        # identity 2 under the sampler's own law q: exact up to discretization error
+        # (full run: 0.2-0.3% for networks whose law ends near the data; the 30-step
+        # network's ends 21 nats away and its residual is 6%)
+        assert abs(row["identity_residual_rel"]) < (
+            0.01 if not quick and row["kl_end"] < 1.0 else 0.1), row
+        assert row["identity_residual_rel"] == pytest.approx(
+            row["excess_action"] / row["esm_q_half_g2"] - 1, rel=1e-9)
     # identity 4: the Gaussian bridge's kinetic energy = static entropic OT
     br = n["bridge_kinetic_energy"]
     assert br["dynamic_closed"] == pytest.approx(br["static_entropic_ot"], rel=1e-12)
@@ -66,5 +73,6 @@ def test_full_run_matches_closed_forms(tmp_path):
     _check(n, quick=False)
     assert abs(n["minimal_action"]["A_star_fe"] / n["minimal_action"]["A_star_closed"] - 1) < 5e-3
     nets = n["networks"]["networks"]
-    # the best-trained network: excess action ≈ its ESM (third-order difference)
-    assert nets[-1]["excess_action"] == pytest.approx(nets[-1]["esm_half_g2"], rel=0.3), nets
+    # the best-trained network: the excess action is also close to the ESM under p
+    # (third-order difference), unlike the poorly trained ones
+    assert nets[-1]["excess_action"] == pytest.approx(nets[-1]["esm_p_half_g2"], rel=0.3), nets
