@@ -422,3 +422,7 @@ def test_serial_and_parallel_agree():
     assert b.kl_end == pytest.approx(a.kl_end, rel=1e-7, abs=1e-11)
     assert b.total == pytest.approx(a.total, rel=1e-9)
     np.testing.assert_allclose(b.rate, a.rate, rtol=1e-9)
+    # the expectation under the law q (excess_action(law=...)) is rank-independent too
+    score = _wavy_mixture_score()
+    esm = [ac.excess_action(score, MIX, VP, law=r)["value"] for r in out]
+    assert esm[1] == pytest.approx(esm[0], rel=1e-9), esm
