@@ -412,7 +412,8 @@ def kinetic_figure(plt, out: Path, cfg: dict, state: dict) -> dict:
     ax.set_title("kinetic energy density (FE; white: closed form)")
     ax = axes[1]
     ax.plot(closed["times"], closed["rate"], "k-", label="closed form (Lyapunov)")
-    ax.plot(times, r.rate, "o", ms=3, color="C1", label="FE: E_q|u|²/(2g²), own law")
+    ax.plot(times, r.rate, "o", ms=6, mfc="none", color="C1",
+            label="FE: E_q|u|²/(2g²), own law")
     ax.plot(times, cost["kinetic_rate"], "x", ms=4, color="C0",
             label="FE: ½g² ∫ρ|∇ln φ|² (Bridge.cost)")
     ax.set_xlabel("t")
