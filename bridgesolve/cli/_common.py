@@ -100,7 +100,7 @@ def input_warnings(messages: list[str], comm_rank: int = 0) -> Iterator[None]:
             warn_line(message, comm_rank)
 
 
-def merge_warnings(*groups: Sequence[str]) -> list[str]:
+def merge_warnings(*groups: Sequence[str | None]) -> list[str]:
     """The messages of ``groups`` in order, each once (for a summary's ``warnings``)."""
     merged: list[str] = []
     for group in groups:
