@@ -74,10 +74,10 @@ def case(dim: int, sigma: float, *, cells: int, steps: int, degree: int, improve
             bridge = bs.solve_bridge(problem, r0, r1, tol=1e-8, mode="auto",
                                      max_iter=max_iter, progress=False, **options)
     except (bs.BridgeError, RuntimeError) as exc:
-        return {"dim": dim, "sigma": sigma, "improved": improved, "accelerated": improved,
+        return {"dim": dim, "sigma": sigma, "improved": improved,
                 "converged": False,
                 "error": str(exc)[:200], "seconds": time.perf_counter() - tic}
-    return {"dim": dim, "sigma": sigma, "improved": improved, "accelerated": improved,
+    return {"dim": dim, "sigma": sigma, "improved": improved,
             "converged": bridge.converged, "iterations": bridge.iterations,
             "iterations_total": bridge.info.get("iterations_total", bridge.iterations),
             "mode": bridge.mode, "L1_mid": bridge.rho.error(exact(0.5), 0.5, norm="L1"),
