@@ -442,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             numbers[name] = stage(out, args.quick, plt)
             numbers["timings_s"][name] = time.perf_counter() - t0
-    (out / "numbers.json").write_text(json.dumps(numbers, indent=2, default=float) + "\n")
+            # after every stage: a long run that is stopped keeps what it has
+            (out / "numbers.json").write_text(json.dumps(numbers, indent=2, default=float)
+                                              + "\n")
     print(f"wrote {len(STAGES)} figures and numbers.json to {out}")
     return 0
 
