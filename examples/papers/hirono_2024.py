@@ -308,7 +308,7 @@ def _datasets(n: int, rng):
 
     roll = swiss_roll(noise=0.1, scale=5.0 / 6.865).sample(n, rng)
     means = np.array([[2.0 * i, 2.0 * j] for i in range(-2, 3) for j in range(-2, 3)]) / 2.828
-    mix = bs.GaussianMixture(np.ones(25), means, np.full(25, (0.05 / 2.828) ** 2))
+    mix = bs.GaussianMixture(np.full(25, 0.04), means, np.full(25, (0.05 / 2.828) ** 2))
     return {"swiss_roll": (roll, None), "25_gaussians": (mix.sample(n, rng), mix)}
 
 
