@@ -10,7 +10,7 @@ from importlib import import_module
 
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities import GaussianMixture, gaussian_bridge, gaussian_bridge_cost
-from bridgesolve.process import OU, VE, VP, Brownian, Custom, Process, SubVP
+from bridgesolve.process import OU, VE, VP, Brownian, Cosine, Custom, Process, SubVP
 from bridgesolve.timegrid import TimeGrid
 
 __version__ = "0.1.0"
@@ -41,6 +41,8 @@ _LAZY = {
     "franz_parisi": "bridgesolve.thermo",
     "phase_diagram": "bridgesolve.thermo",
     "SymmetricTwoGaussianOU": "bridgesolve.thermo",
+    "nll": "bridgesolve.likelihood",
+    "wkb_coefficient": "bridgesolve.likelihood",
     "control_action": "bridgesolve.action",
     "ActionResult": "bridgesolve.action",
     "learn": "bridgesolve.learn",  # a subpackage (PyTorch, imported when first used)
@@ -57,7 +59,7 @@ def __getattr__(name: str):
 # Every name the package serves (eager and lazy), except subpackages (``learn``: a star
 # import must not pull in PyTorch). tests/test_architecture.py keeps the two lists in step.
 __all__ = [
-    "OU", "VE", "VP", "Brownian", "BridgesolveInputError", "Custom", "Domain",
+    "OU", "VE", "VP", "Brownian", "BridgesolveInputError", "Cosine", "Custom", "Domain",
     "GaussianMixture", "Problem", "Process", "SpaceTimeField", "SubVP", "TimeGrid",
     "solve_fokker_planck", "solve_hjb", "solve_hjb_forward", "solve_kolmogorov",
     "Bridge", "BridgeError", "gaussian_bridge", "gaussian_bridge_cost", "solve_bridge",
@@ -65,5 +67,5 @@ __all__ = [
     "sample", "convergence_study",
     "entropy_production", "effective_potential", "speciation_time", "bimodality_time",
     "path_entropies", "franz_parisi", "phase_diagram", "SymmetricTwoGaussianOU",
-    "control_action", "ActionResult",
+    "nll", "wkb_coefficient", "control_action", "ActionResult",
 ]
