@@ -73,3 +73,21 @@ def test_progress_bar_counts_decades_of_the_error_not_iterations(capsys):
     assert b.converged
     assert "→ tol 1e-08" in err and "/500" not in err, err[-400:]
     assert np.isfinite(b.history[-1]["errT_L1"])
+
+
+def test_python_api_flags_an_under_resolved_bridge():
+    """σ = 0.1 on 60 P1 cells in linear mode converges to tol, but the two KL formulas of
+    the continuous system disagree (the CLI test measured 2.60 vs 45.2): ``cost()`` flags
+    it and warns, as the command line does; a resolved bridge is not flagged."""
+    rho0 = bs.GaussianMixture([1.0], [[-1.0]], [0.3])
+    rho1 = bs.GaussianMixture([1.0], [[1.5]], [0.5])
+    dom = bs.Domain.interval(-6.0, 6.0, cells=60)
+    grid = bs.TimeGrid.uniform(1.0, 30)
+    coarse = bs.solve_bridge(bs.Problem(dom, bs.Brownian(sigma=0.1), grid), rho0, rho1,
+                             mode="linear", progress=False)
+    with pytest.warns(RuntimeWarning, match="KL cost formulas differ"):
+        cost = coarse.cost()
+    assert coarse.converged and cost["under_resolved"] and cost["relative_gap"] > 0.5, cost
+    fine = bs.solve_bridge(bs.Problem(dom, bs.Brownian(sigma=1.0), grid), rho0, rho1,
+                           tol=1e-9, progress=False)
+    assert not fine.cost()["under_resolved"], fine.cost()["relative_gap"]
