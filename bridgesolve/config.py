@@ -4,7 +4,8 @@ Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has 
 
     [problem]        equation = "fokker-planck" | "kolmogorov" | "hjb" | "hjb-forward" | "bridge"
     [domain]         type = "interval" | "box" | "disk" | "gmsh" and its parameters
-    [process]        type = "VP" | "VE" | "SubVP" | "OU" | "Brownian" and its parameters
+    [process]        type = "VP" | "VE" | "SubVP" | "Cosine" (T) | "OU" | "Brownian" and its
+                     parameters
     [initial]        the data at t = 0 (forward equations): a Gaussian mixture
     [terminal]       the data at t = T (backward equations): a mixture or a Gaussian bump
     [final]          the bridge's ρ1 at t = T (with [initial] = ρ0): a Gaussian mixture

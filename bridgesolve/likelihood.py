@@ -83,7 +83,7 @@ from bridgesolve.pde.fokker_planck import transport_terms as _transport_terms
 from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
 from bridgesolve.problem import Problem
 from bridgesolve.quadrature import mesh_quadrature
-from bridgesolve.sampling import check_h
+from bridgesolve.sampling import check_h, user_score
 from bridgesolve.spacetime import SpaceTimeField
 from bridgesolve.timegrid import TimeGrid
 
@@ -126,8 +126,7 @@ def generated_density(problem: Problem, score: Score, h: float, prior, *,
     if not isinstance(problem, Problem):
         raise BridgesolveInputError(f"problem = {problem!r}: expected a bridgesolve.Problem")
     h = check_h(h)
-    if not callable(score):
-        raise BridgesolveInputError(f"score = {score!r}: expected a callable s(x, t)")
+    score = user_score(score, problem.domain.dim)
     if levels not in ("all", "initial"):
         raise BridgesolveInputError(f"levels = {levels!r}: expected 'all' or 'initial'")
     t_start = time.perf_counter()
@@ -162,6 +161,18 @@ def generated_density(problem: Problem, score: Score, h: float, prior, *,
 
 
 # -- h > 0 -------------------------------------------------------------------------------
+def _collective(score):
+    """A checked score whose problems are recorded during a (collective) interpolation on
+    the mesh and raised on every rank by ``raise_pending(comm)``; other callables as they
+    are."""
+    from bridgesolve._validate import CheckedCallable
+
+    if not isinstance(score, CheckedCallable):
+        return score
+    return CheckedCallable(score.name, score.fn, dim=score.dim, deferred=True,
+                           nonnegative=score.nonnegative, finite=score.finite)
+
+
 def _fokker_planck_of_sampler(problem, score, h, prior, progress, name) -> SpaceTimeField:
     proc = problem.process
     V, mesh, d = problem.V, problem.mesh, problem.domain.dim
@@ -180,6 +191,7 @@ def _fokker_planck_of_sampler(problem, score, h, prior, progress, name) -> Space
     score_form = fem.form(-u * ufl.inner(s_fun, ufl.grad(v)) * ufl.dx)
 
     comm = problem.comm
+    s_nodes = _collective(score)
 
     def update(t):
         if comm.size > 1:
@@ -188,8 +200,10 @@ def _fokker_planck_of_sampler(problem, score, h, prior, progress, name) -> Space
             # holds duplicated communicators: free them now (collective, same step on
             # every rank) instead of running out of communicators after ~1000 steps.
             PETSc.garbage_cleanup(comm)
-        s_fun.interpolate(lambda x: np.asarray(score(np.ascontiguousarray(x[:d].T), t),
+        s_fun.interpolate(lambda x: np.asarray(s_nodes(np.ascontiguousarray(x[:d].T), t),
                                                dtype=float).reshape(-1, d).T)
+        if s_nodes is not score:
+            s_nodes.raise_pending(comm)  # the same error on every rank (collective)
 
     terms.append(Term(score_form, lambda a, b: 2.0 * c * proc.diffusion_integral(a, b),
                       update=update))
@@ -410,6 +424,7 @@ def score_matching_bound(problem: Problem, score: Score, data, prior, *,
     """
     from bridgesolve.score import mixture_score
 
+    score = user_score(score, problem.domain.dim)
     proc = problem.process
     exact = mixture_score(data, proc)
     pts, wts = mesh_quadrature(problem.mesh, degree or 2 * problem.degree + 2)
@@ -438,12 +453,20 @@ def perturbed_score(score: Score, *, scale: float = 1.0, amplitude: float = 0.0,
                     wavenumber: float = 1.0) -> Score:
     r"""``scale · s(x, t) + amplitude · sin(wavenumber · x)`` (componentwise): a smooth,
     deliberately wrong score for studies of ``q_h`` against ``h``."""
+    from bridgesolve.score import VectorField
+
+    if not callable(score):
+        raise BridgesolveInputError(f"score = {score!r}: expected a callable s(x, t)")
     scale, amplitude, wavenumber = float(scale), float(amplitude), float(wavenumber)
 
     def s(x, t):
         x = np.asarray(x, dtype=float)
-        return scale * np.asarray(score(x, t), dtype=float) + amplitude * np.sin(wavenumber * x)
+        return scale * np.asarray(score(x, t), dtype=float).reshape(x.shape) + \
+            amplitude * np.sin(wavenumber * x)
 
+    # a perturbed mesh field is NaN outside its mesh like the field: not checked for it
+    s.nan_outside_mesh = isinstance(score, VectorField) or getattr(score, "nan_outside_mesh",
+                                                                   False)
     return s
 
 
@@ -451,6 +474,7 @@ def likelihood_table(problem: Problem, score: Score, hs: Sequence[float], data, 
                      samples=None, progress: bool = False) -> list[dict]:
     """For each h: ``KL(ρ0‖q_h)``, ``‖q_h - ρ0‖_L1`` at t = 0, the mass of ``q_h`` and, with
     ``samples`` (this rank's), their mean NLL under ``q_h`` (collective)."""
+    score = user_score(score, problem.domain.dim)
     rows = []
     for h in hs:
         t0 = time.perf_counter()
@@ -518,8 +542,7 @@ def generated_log_density(problem: Problem, score: Score, prior, *, h: float | N
 
     if not isinstance(problem, Problem):
         raise BridgesolveInputError(f"problem = {problem!r}: expected a bridgesolve.Problem")
-    if not callable(score):
-        raise BridgesolveInputError(f"score = {score!r}: expected a callable s(x, t)")
+    score = user_score(score, problem.domain.dim)
     hb = hbar_of(h, hbar)
     t0 = time.perf_counter()
     log_pi = _log_density(prior) if hasattr(prior, "log_pdf") else prior
@@ -603,6 +626,9 @@ def nll(problem, score=None, prior=None, data=None, *, h: float | None = None,
     if method not in ("pde", "characteristics"):
         raise BridgesolveInputError(
             f"method = {method!r}: expected 'auto', 'pde' or 'characteristics'")
+    if not isinstance(problem, Problem):
+        raise BridgesolveInputError(f"problem = {problem!r}: expected a bridgesolve.Problem")
+    score = user_score(score, problem.domain.dim)
     t_min = float(problem.grid.times[0])
     if method == "characteristics":
         if hb != 0.0:
@@ -828,6 +854,7 @@ def log_likelihood_characteristics(problem: Problem, score: Score, prior, x, *,
     to the ODE and difference errors at any points, far tails included (local; not
     collective)."""
     x = points("x", x, problem.domain.dim)
+    score = user_score(score, problem.domain.dim)
     return _characteristic_pass(problem, score, prior, x, fd_step=fd_step,
                                 substeps=positive_int("substeps", substeps),
                                 need_wkb=False)[0]
@@ -863,6 +890,7 @@ def wkb_coefficient(problem: Problem, score: Score, prior, x, *, fd_step: float 
     """
     x = points("x", x, problem.domain.dim)
     choice("form", form, ("transport", "paper"))
+    score = user_score(score, problem.domain.dim)
     L0, C_t, C_p = _characteristic_pass(problem, score, prior, x, fd_step=positive(
         "fd_step", fd_step), substeps=positive_int("substeps", substeps), need_wkb=True)
     C = C_t if form == "transport" else C_p
@@ -875,6 +903,8 @@ def nll_slope(problem: Problem, score: Score, prior, data, *, degree: int | None
               **kwargs) -> float:
     r"""``d NLL/d𝔥`` at 𝔥 = 0: ``-E_data C`` (:func:`wkb_coefficient`; mesh quadrature for
     a density, the mean over all ranks' samples otherwise). Collective."""
+    score = user_score(score, problem.domain.dim)
+
     def values_at(x):
         return wkb_coefficient(problem, score, prior, x, **kwargs) if x.shape[0] else \
             np.zeros(0)

@@ -52,6 +52,24 @@ def default_prior(process: Process, T: float, dim: int) -> GaussianMixture:
     return GaussianMixture([1.0], [[center] * dim], [var])
 
 
+def user_score(score: Score, dim: int, *, name: str = "score") -> Score:
+    """``score`` checked on every call (:func:`bridgesolve.score.checked_score`): values of
+    shape ``(N, d)`` (``(N,)`` in 1D) and finite, else one-line
+    :class:`~bridgesolve._validate.BridgesolveInputError` naming ``name``. Mesh fields
+    (:class:`~bridgesolve.score.VectorField`, and callables marked ``nan_outside_mesh``)
+    pass through unchanged: they are NaN outside their mesh by design, and their calls are
+    collective. A score already checked is not wrapped twice."""
+    from bridgesolve._validate import CheckedCallable
+    from bridgesolve.score import VectorField, checked_score
+
+    if callable(score) and (isinstance(score, VectorField | CheckedCallable)
+                            or getattr(score, "nan_outside_mesh", False)):
+        return score
+    if callable(score) and isinstance(dim, int | np.integer) and dim > 3:
+        return CheckedCallable(name, score, dim=int(dim))  # samplers run in any dimension
+    return checked_score(score, dim, name=name)
+
+
 def check_h(h: float) -> float:
     h = positive("h", h, allow_zero=True)
     if h > 1.0:
@@ -116,7 +134,7 @@ def sample(
     grid = _grid(process, grid, steps, T, t_end)
     times = grid.times
     x = _initial(process, prior_samples_or_n, prior, dim, grid.T, rng)
-    a = reverse_drift(process, score, h)
+    a = reverse_drift(process, user_score(score, x.shape[1] if x.ndim == 2 else 1), h)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=grid.steps, desc=f"sampling h={h:g}", unit="step", leave=False,

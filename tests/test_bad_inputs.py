@@ -653,15 +653,14 @@ API_ROWS = [
      "refuse", r"score returned shape \(4, 2\) for 4 points: expected \(4, 1\)"),
     ("checked-score-nan", _checked_score(lambda x, t: np.full(x.shape, np.nan), 2), "refuse",
      r"score returned NaN"),
-    pytest.param("generated-density-score-N2-in-1D",
-                 _generated_density(lambda x, t: np.zeros((len(x), 2))), "refuse",
-                 r"score returned shape", marks=xfail("D", "wrap scores: score.checked_score")),
-    pytest.param("generated-density-score-nan",
-                 _generated_density(lambda x, t: np.full(x.shape, np.nan)), "refuse",
-                 r"score returned NaN", marks=xfail("D", "wrap scores: score.checked_score")),
-    pytest.param("sample-score-N2-in-1D", _sample(lambda x, t: np.zeros((len(x), 2))),
-                 "refuse", r"score returned shape",
-                 marks=xfail("D", "wrap scores: score.checked_score")),
+    ("generated-density-score-N2-in-1D",
+     _generated_density(lambda x, t: np.zeros((len(x), 2))), "refuse",
+     r"score returned shape"),
+    ("generated-density-score-nan",
+     _generated_density(lambda x, t: np.full(x.shape, np.nan)), "refuse",
+     r"score returned NaN"),
+    ("sample-score-N2-in-1D", _sample(lambda x, t: np.zeros((len(x), 2))),
+     "refuse", r"score returned shape"),
 ]
 
 FILE_ROWS = [

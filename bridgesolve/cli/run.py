@@ -29,8 +29,9 @@ config sections (TOML; every key is checked, unknown keys are errors):
                     "disk" with radius, h[, center], or "gmsh" with path (.msh/.geo;
                     looked up next to the config, in the working directory, then meshes/)
   [process]         type (any case) = "VP" (beta_min, beta_max, T) | "SubVP" (same) |
-                    "VE" (sigma_min, sigma_max, T) | "OU" (theta, sigma, mean) |
-                    "Brownian" (sigma); omitted parameters take the class defaults
+                    "VE" (sigma_min, sigma_max, T) | "Cosine" (T, below 1) |
+                    "OU" (theta, sigma, mean) | "Brownian" (sigma); omitted parameters
+                    take the class defaults
   [initial]         forward equations: type = "gaussian_mixture", weights, means, covs
                     (covs: (K,d,d) matrices, (K,d) diagonals or (K,) variances)
   [terminal]        backward equations: a gaussian_mixture as above, or

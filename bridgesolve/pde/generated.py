@@ -93,7 +93,12 @@ class GeneratedLogDensity:
                 f"boundary = {problem.boundary!r}: the log-density solver needs 'reflecting' "
                 "walls (an absorbing wall makes log q = -inf there)")
         t0 = time.perf_counter()
+        from bridgesolve.likelihood import _collective
+        from bridgesolve.sampling import user_score
+
+        score = user_score(score, problem.domain.dim)
         self.problem, self.score, self.hbar = problem, score, float(hbar)
+        self._score_nodes = _collective(score)  # checked collectively at each interpolation
         self.max_halvings = max_halvings
         V, mesh, proc = problem.V, problem.mesh, problem.process
         d = problem.domain.dim
@@ -152,8 +157,11 @@ class GeneratedLogDensity:
 
     def _set_score(self, t: float) -> None:
         d = self.d
+        s_nodes = self._score_nodes
         self.s_fun.interpolate(lambda x: np.asarray(
-            self.score(np.ascontiguousarray(x[:d].T), t), dtype=float).reshape(-1, d).T)
+            s_nodes(np.ascontiguousarray(x[:d].T), t), dtype=float).reshape(-1, d).T)
+        if s_nodes is not self.score:
+            s_nodes.raise_pending(self.problem.comm)  # the same error on every rank
 
     def _advance(self, ta: float, tb: float, depth: int) -> tuple[int, int]:
         """One step from ``ta`` down to ``tb < ta``; ``L_prev`` holds level ``ta``."""
