@@ -43,7 +43,10 @@ def _check(numbers: dict, *, nll_tol: float, w2_tol: float, slope_tol: float) ->
         assert case["C_paper_vs_transport_max"] < 0.1, case
         # exact NLL at ℏ = 0 against the tangent's start, and the tangent is a tangent
         assert case["nll_tangent"][0] == pytest.approx(case["nll_exact"][0], rel=1e-12)
-    for run in numbers["two_d"]["runs"]:
+    two_d = numbers["two_d"]
+    assert {"sizes", "reduced_from_paper"} <= set(two_d), sorted(two_d)
+    assert len(two_d["runs"]) == 4, [(r["data"], r["schedule"]) for r in two_d["runs"]]
+    for run in two_d["runs"]:
         assert np.isfinite(run["nll_hbar0"]) and np.isfinite(run["nll_slope_wkb"]), run
         assert len(run["w2_squared"]) == len(run["hbar"]) and min(run["w2_squared"]) > 0
 
