@@ -32,6 +32,16 @@ therefore take the boundary flux from the solution itself (an open condition); w
 ``c·n ≤ 0`` the reflecting condition holds as in the linear solvers. Away from that layer
 both agree (tested against ``log`` of the Kolmogorov/Fokker–Planck solutions). Steps where
 Newton fails are halved (up to 8 times) before giving up with an error naming the time.
+
+Blow-up. The continuous equations obey a maximum principle (for ``f = 0``, ``V = 0`` the
+maximum of ``Ŝ`` never grows: ``∇Ŝ = 0`` there); their Galerkin discretization does not
+where the potentials change by tens of units per dof spacing, e.g. in the corners of the
+box at small noise, far from the marginals' mass: ``D|∇Ŝ|²`` integrated against one
+node's basis function lifts that node above its neighbours, which steepens the gradient,
+and the semi-discrete system blows up in finite time (the time of the blow-up does not
+move when the time step is refined or the scheme changed, so no Newton variant and no
+halving can pass it). Such a failure names the place and the growth of the maximum;
+the cure is resolution there (mesh) or a larger σ.
 """
 
 from __future__ import annotations
@@ -49,15 +59,22 @@ from bridgesolve.spacetime import SpaceTimeField
 
 # Log-potentials reach |S| ~ 1e4-1e5 for sharp data, where residuals bottom out at
 # round-off far above any fixed absolute tolerance: stop on relative residual or step size.
+# No divergence test: from a warm start (the previous Sinkhorn iterate) the first residual
+# is tiny and any Newton transient exceeds PETSc's default 1e4 times it. (-1 no longer
+# switches the test off: since PETSc 3.22 it means PETSC_DETERMINE, i.e. 1e4, and Newton
+# steps were reported diverged that converged; 1e300 is "off" in every version.)
 DEFAULT_NEWTON = {
     "snes_type": "newtonls",
     "snes_linesearch_type": "basic",
     "snes_rtol": 1e-10,
     "snes_atol": 1e-10,
     "snes_stol": 1e-13,
-    "snes_divergence_tolerance": -1,
+    "snes_divergence_tolerance": 1e300,
     "snes_max_it": 50,
 }
+#: A Newton step that changes S anywhere by more than this times ``1 + max|S|`` of the
+#: level before is a blow-up, not a solution (the step is halved as on failure).
+MAX_STEP_CHANGE = 10.0
 
 
 def _log_terminal(problem: Problem, value, name: str) -> fem.Function:
@@ -105,6 +122,7 @@ class LogEvolution:
         t_start = time.perf_counter()
         self.problem, self.forward, self.name = problem, forward, name
         self.max_halvings = max_halvings
+        self._start_peak = 0.0
         V, mesh, proc = problem.V, problem.mesh, problem.process
         self.S_prev = fem.Function(V, name=name)
         self.S = fem.Function(V, name=name)
@@ -184,21 +202,50 @@ class LogEvolution:
         self.nl.solve()
         snes = self.nl.solver
         its = snes.getIterationNumber()
-        # Collective verdict: a NaN on one rank must send every rank into the halving.
-        ok = snes.getConvergedReason() > 0 and bool(np.all(np.isfinite(self.S.x.array)))
+        # Collective verdict: a NaN on one rank must send every rank into the halving. A
+        # "converged" step that moved the potential by far more than its size is a
+        # blow-up that met the step-size test (seen: values of -1e78), not a solution.
+        new, old = self.S.x.array, self.S_prev.x.array
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = (snes.getConvergedReason() > 0 and bool(np.all(np.isfinite(new)))
+                  and float(np.max(np.abs(new - old), initial=0.0))
+                  <= MAX_STEP_CHANGE * (1.0 + float(np.max(np.abs(old), initial=0.0))))
         if self.problem.comm.allreduce(int(ok), op=MPI.MIN):
             self.S_prev.x.array[:] = self.S.x.array
             return its, 1
         if depth == self.max_halvings:
             raise RuntimeError(
                 f"{self.name}: Newton did not converge for t in [{lo:.6g}, {hi:.6g}] after "
-                f"{self.max_halvings} step halvings (SNES reason {snes.getConvergedReason()}); "
-                "refine the time grid near the stiff end (TimeGrid.graded) or the mesh"
+                f"{self.max_halvings} step halvings (SNES reason {snes.getConvergedReason()})"
+                f"{self._blowup()}; refine the time grid near the stiff end "
+                "(TimeGrid.graded) or the mesh"
             )
         mid = 0.5 * (ta + tb)
         its_a, sub_a = self._advance(ta, mid, depth + 1)
         its_b, sub_b = self._advance(mid, tb, depth + 1)
         return its + its_a + its_b, sub_a + sub_b
+
+    def _blowup(self) -> str:
+        """A description of a blow-up (module doc) for failure messages: where the
+        largest |S| of the last accepted state is and how far it grew since the start;
+        empty when it did not grow much."""
+        comm = self.problem.comm
+        n = self.problem.V.dofmap.index_map.size_local
+        values = self.S_prev.x.array[:n]
+        i = int(np.argmax(np.abs(values))) if values.size else 0
+        local = float(np.abs(values[i])) if values.size else -1.0
+        x = (self.problem.V.tabulate_dof_coordinates()[i, :self.problem.domain.dim]
+             if values.size else None)
+        peak, where = max(comm.allgather((local, None if x is None else tuple(x))),
+                          key=lambda item: item[0])
+        begin = self._start_peak
+        if not (np.isfinite(peak) and peak > 1.25 * begin + 10.0):
+            return ""
+        place = ", ".join(f"{c:.4g}" for c in where) if where is not None else "?"
+        return (f": the discrete solution blows up — max |{self.name}| grew from "
+                f"{begin:.4g} to {peak:.4g}, at x = ({place}) (steep potentials the mesh "
+                "does not resolve there; no time step passes a blow-up of the semi-discrete "
+                "equation, see bridgesolve.pde.hjb)")
 
     def run(self, start: np.ndarray, *, progress: bool = True,
             guess: np.ndarray | None = None) -> SpaceTimeField:
@@ -212,6 +259,9 @@ class LogEvolution:
         forward, grid = self.forward, self.problem.grid
         times = grid.times
         self.S_prev.x.array[:] = start
+        n_owned = self.problem.V.dofmap.index_map.size_local
+        self._start_peak = self.problem.comm.allreduce(
+            float(np.max(np.abs(start[:n_owned]), initial=0.0)), op=MPI.MAX)
         values = np.empty((times.size, start.size))
         values[0 if forward else -1] = start
         iterations = np.zeros(grid.steps, dtype=int)
