@@ -22,8 +22,10 @@ not timed) and reports, on the slowest rank:
 - ``efficiency = T_1 / (R T_R)`` for the same solver.
 
 Solvers (``--solvers``): ``lu`` (the default of :class:`bridgesolve.Problem`: PETSc's LU on
-one rank, MUMPS on several), ``mumps`` and ``superlu_dist`` (on every rank count), and
-``iterative``
+one rank below 2e5 dofs, else the interface solver), ``petsc`` (PETSc's sequential LU, one
+rank only), ``interface`` (:mod:`bridgesolve.pde.interface_lu`: local SuperLU factors,
+PETSc's triangular solves and a dense interface Schur system), ``mumps`` and
+``superlu_dist`` (on every rank count), and ``iterative``
 (GMRES + GAMG, rtol 1e-10, through ``Problem(petsc_options=...)``; FP only: its round-off
 negatives stop the positive linear bridge sweeps). In 2D the LU factors are cheap to apply,
 so per step a direct solve beats GAMG several times over; GAMG needs no factorization and
@@ -73,7 +75,11 @@ def worker(args) -> None:
     mix = bs.GaussianMixture([0.5, 0.5], [[-1.5, -1.0], [1.5, 1.0]],
                              [[[0.25, 0.1], [0.1, 0.25]], [[0.3, -0.1], [-0.1, 0.2]]])
     proc = bs.VP()
+    from bridgesolve.pde import interface_lu
+
     options = {"iterative": ITERATIVE, "lu": None,
+               "petsc": {"pc_type": "lu", "pc_factor_mat_solver_type": "petsc"},
+               "interface": dict(interface_lu.OPTIONS),
                "mumps": {"pc_factor_mat_solver_type": "mumps"},
                "superlu_dist": {"pc_factor_mat_solver_type": "superlu_dist"}}[args.solver]
 
@@ -107,6 +113,9 @@ def worker(args) -> None:
     used = f"{opts.get('ksp_type', '?')}+{opts.get('pc_type', '?')}"
     if opts.get("pc_type") in ("lu", "cholesky"):
         used += f"({opts.get('pc_factor_mat_solver_type', 'petsc')})"
+    if opts.get("pc_type") == "python":
+        used = "InterfaceLU" + (f"(MUMPS fallback: {interface_lu.FALLBACKS[-1]})"
+                                if interface_lu.FALLBACKS else "")
     result = {"ranks": comm.size, "cells": args.cells, "dofs": prob.ndofs,
               "steps": args.steps, "solver": args.solver, "used": used, "fp_s": fp_wall,
               "fp_petsc": fp_petsc, "fp_L2_error": err, "fp_mass_drift": mass_drift}
@@ -178,6 +187,12 @@ def report(results: list[dict]) -> str:
              f"{'PETSc':>6} {'(solve':>7} {'setup)':>7} {'it s':>7} {'eff':>5} {'PETSc':>6} "
              f"{'L2 err':>9} {'load':>9} used"]
     base = {(r["dofs"], r["solver"]): r for r in results if r["ranks"] == 1}
+    fastest: dict = {}  # per dofs: the fastest serial FP solve and bridge iteration
+    for r in results:
+        if r["ranks"] == 1:
+            for key in ("fp_s", "bridge_iter_s"):
+                if key in r and r[key] < fastest.get((r["dofs"], key), (np.inf, ""))[0]:
+                    fastest[(r["dofs"], key)] = (r[key], r["solver"])
     for r in results:
         one = base.get((r["dofs"], r["solver"]))
         eff = one["fp_s"] / (r["ranks"] * r["fp_s"]) if one else float("nan")
@@ -198,6 +213,19 @@ def report(results: list[dict]) -> str:
         line += (f" {r['fp_L2_error']:>9.2e} {r['load_before']:>4.1f}/{r['load_after']:<4.1f}"
                  f" {r.get('used', '?')}")
         lines.append(line)
+    lines.append("")
+    lines.append("Efficiency against the fastest serial configuration of this run, "
+                 "T1(fastest) / (R TR):")
+    for r in results:
+        if r["ranks"] == 1:
+            continue
+        parts = [f"{r['dofs']:>8} {r['solver']:>12} R={r['ranks']}"]
+        for key, label in (("fp_s", "FP"), ("bridge_iter_s", "bridge iteration")):
+            if key in r and (r["dofs"], key) in fastest:
+                t1, who = fastest[(r["dofs"], key)]
+                parts.append(f"{label}: {t1:.3f} s ({who}) -> {r[key]:.3f} s, "
+                             f"efficiency {t1 / (r['ranks'] * r[key]):.2f}")
+        lines.append("  ".join(parts))
     lines.append("FP s: Fokker-Planck wall time (slowest rank); eff = T1/(R TR); cpu eff: "
                  "the same with the CPU time of the busiest rank (what the ranks would take "
                  "on idle cores; MPICH polls while it waits, so waiting counts); PETSc: share "
@@ -214,7 +242,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--solvers", nargs="+", default=["lu", "iterative"],
-                    choices=["lu", "mumps", "superlu_dist", "iterative"])
+                    choices=["lu", "petsc", "interface", "mumps", "superlu_dist",
+                             "iterative"])
     ap.add_argument("--bridge-iters", type=int, default=2,
                     help="Sinkhorn iterations timed (0: skip the bridge)")
     ap.add_argument("--output", default="results/scaling")
@@ -232,6 +261,8 @@ def main(argv=None) -> int:
     for dofs in args.dofs:
         for solver in args.solvers:
             for ranks in args.ranks:
+                if solver == "petsc" and ranks > 1:
+                    continue  # PETSc's own LU is sequential
                 print(f"== {int(dofs)} dofs, {solver}, {ranks} rank(s), load "
                       f"{_load():.1f}", flush=True)
                 results.append(run_case(dofs, ranks, solver, args))

@@ -14,12 +14,24 @@ SCHEMES = {"crank-nicolson": 0.5, "backward-euler": 1.0}
 BOUNDARIES = ("reflecting", "absorbing")
 
 DEFAULT_PETSC_OPTIONS = {"ksp_type": "preonly", "pc_type": "lu"}
-# PETSc's own sparse LU is sequential; MUMPS runs in parallel. Measured serially on 2D
-# problems of 1e3-7e4 dofs, PETSc's LU steps 1.5-2x faster than MUMPS.
+# PETSc's own sparse LU is sequential. Measured serially on 2D problems of 1e3-7e4 dofs,
+# it steps 1.5-2x faster than MUMPS, and on 2e5 dofs it solves in 16-20 ms where MUMPS
+# takes 60 ms (45-50 ms on 2 ranks).
 SERIAL_LU, PARALLEL_LU = "petsc", "mumps"
 # ... but at 1e6 dofs PETSc's LU took 51 s to factorize where MUMPS took 7.5 s
-# (benchmarks/scaling.py): MUMPS serially too from this size on.
+# (benchmarks/scaling.py): from this size on, and on several ranks, the interface solver
+# (local SuperLU factors, PETSc's triangular solves, a dense interface Schur system;
+# MUMPS when the interface is too large) is the default.
 SERIAL_LU_MAX_DOFS = 200_000
+
+
+def default_solver(serial: bool, ndofs: int) -> dict:
+    """The default linear-solver options for a problem of ``ndofs`` dofs."""
+    if serial and ndofs < SERIAL_LU_MAX_DOFS:
+        return {**DEFAULT_PETSC_OPTIONS, "pc_factor_mat_solver_type": SERIAL_LU}
+    from bridgesolve.pde.interface_lu import OPTIONS
+
+    return dict(OPTIONS)
 
 
 class Problem:
@@ -34,8 +46,9 @@ class Problem:
             (homogeneous Dirichlet).
         scheme: ``"crank-nicolson"`` (θ = 1/2, second order) or ``"backward-euler"``
             (θ = 1, first order, L-stable), or θ ∈ [1/2, 1] as a number.
-        petsc_options: linear-solver options (default: direct LU, PETSc's own on one rank,
-            MUMPS on several).
+        petsc_options: linear-solver options (default: direct solves, PETSc's own LU on
+            one rank up to 2·10⁵ dofs, else :mod:`bridgesolve.pde.interface_lu`; options
+            naming ``pc_type`` or ``pc_factor_mat_solver_type`` start from LU).
     """
 
     def __init__(
@@ -70,10 +83,15 @@ class Problem:
             self.scheme, self.theta = f"theta={theta:g}", theta
         self.V = fem.functionspace(domain.mesh, ("Lagrange", self.degree))
         self.check_memory(fields=1)
-        serial = domain.comm.size == 1 and self.ndofs < SERIAL_LU_MAX_DOFS
-        lu = SERIAL_LU if serial else PARALLEL_LU
-        self.petsc_options = {**DEFAULT_PETSC_OPTIONS, "pc_factor_mat_solver_type": lu,
-                              **(petsc_options or {})}
+        serial = domain.comm.size == 1
+        user = dict(petsc_options or {})
+        if "pc_type" in user or "pc_factor_mat_solver_type" in user:
+            # The user chose a preconditioner or a factorization package: LU is the base.
+            base = {**DEFAULT_PETSC_OPTIONS,
+                    "pc_factor_mat_solver_type": SERIAL_LU if serial else PARALLEL_LU}
+        else:
+            base = default_solver(serial, self.ndofs)
+        self.petsc_options = {**base, **user}
         self._forms: dict = {}
 
     def form(self, key, build):

@@ -1,0 +1,256 @@
+r"""A direct solver for a few MPI ranks: local sparse LU and a dense interface Schur system.
+
+MUMPS is what PETSc offers for parallel direct solves, and its triangular solves are what
+time stepping repeats: on the 2D P1 step matrix of 2·10⁵ dofs one MUMPS solve takes 60 ms
+on one rank and 45–50 ms on two, where PETSc's own sequential LU solves in 16–20 ms
+(``benchmarks/scaling.py``). This solver splits the work the way time steps need it.
+
+Every rank's owned dofs are split into the *interface* ``I_r`` (dofs coupled to a dof owned
+by another rank) and the *interior* ``D_r`` (the rest, coupled only to dofs of the same
+rank). In the order (D_0, D_1, …, I) the matrix is block-arrow shaped, and
+
+.. math::
+    S\,x_I = b_I - \sum_r A_{I D_r} A_{D_r D_r}^{-1} b_{D_r},\qquad
+    x_{D_r} = A_{D_r D_r}^{-1}\,(b_{D_r} - A_{D_r I} x_I),\qquad
+    S = A_{II} - \sum_r A_{I D_r} A_{D_r D_r}^{-1} A_{D_r I}.
+
+Each rank factorizes its *augmented* block ``[[A_DD, A_DI], [A_ID, A_II]]`` (interior in
+nested-dissection order, its interface last) once, with SuperLU and no pivoting. Its
+factors hold everything: ``L_D``, ``U_D``, the couplings ``X = A_ID U_D⁻¹`` (rows of L)
+and ``Y = L_D⁻¹ A_DI`` (columns of U), and ``L_I U_I = A_II − X Y``, this rank's diagonal
+block of ``S``. The interface is small (about √n dofs per rank in 2D), so ``S`` is
+gathered on every rank as a dense matrix and LU-factorized there. A solve is then
+
+1. ``z = L_D⁻¹ b_D`` (local forward substitution),
+2. ``g_r = b_{I_r} − X z``, gathered on every rank (one ``Allgatherv`` of the interface),
+3. ``x_{I_r} = (S⁻¹)_{I_r} g`` (this rank's rows of the dense inverse),
+4. ``x_D = U_D⁻¹ (z − Y x_{I_r})`` (local backward substitution),
+
+i.e. one triangular solve pair of the local block, the same work as a serial solve divided
+by the number of ranks, plus one small collective. The triangular solves run in PETSc's
+sequential kernels (the factors are handed to PETSc as triangular matrices whose own LU is
+trivial).
+
+It is a PETSc *Python preconditioner*: with ``{"ksp_type": "preonly", "pc_type":
+"python", "pc_python_type": "bridgesolve.pde.interface_lu.InterfaceLU"}`` every KSP and SNES
+of the package uses it (:data:`OPTIONS`). It is exact (no pivoting, like PETSc's own LU);
+when the interface is too large for a dense Schur matrix (:data:`MAX_INTERFACE` dofs over
+all ranks), or SuperLU meets a zero pivot, it hands the matrix to MUMPS instead and
+records why in :attr:`InterfaceLU.fallback`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from bridgesolve._dolfinx import MPI, PETSc
+
+#: Solver options selecting this solver (``Problem(petsc_options=OPTIONS)``).
+OPTIONS = {"ksp_type": "preonly", "pc_type": "python",
+           "pc_python_type": "bridgesolve.pde.interface_lu.InterfaceLU"}
+
+#: Largest interface (dofs over all ranks) kept as a dense Schur matrix on every rank:
+#: 6000² doubles are 288 MB and factorize in seconds; beyond it MUMPS takes over.
+MAX_INTERFACE = 6000
+
+#: Setups that fell back to MUMPS in this process, with the reason (read by benchmarks).
+FALLBACKS: list[str] = []
+
+
+class InterfaceLU:
+    """PETSc Python-PC context: the interface Schur direct solve (see the module docstring).
+
+    Attributes:
+        fallback: why MUMPS was used instead, or ``None``.
+        interface_size: dofs of the interface over all ranks.
+        factor_entries: entries of this rank's L and U factors.
+    """
+
+    def __init__(self):
+        self.fallback: str | None = None
+        self.interface_size = 0
+        self.factor_entries = 0
+        self._inner: PETSc.KSP | None = None
+        self._tri: list[PETSc.Mat] = []
+        self._vecs: list[PETSc.Vec] = []
+
+    # -- PETSc's Python-PC protocol ------------------------------------------------------
+    def setUp(self, pc: PETSc.PC) -> None:  # noqa: N802 - PETSc's name
+        """Factorize the operator of ``pc`` (called again whenever the operator changes)."""
+        self.destroy(pc)
+        A = pc.getOperators()[0]
+        comm = A.getComm().tompi4py()
+        try:
+            self._factorize(A, comm)
+        except _Fallback as why:
+            self._use_mumps(A, str(why))
+
+    def apply(self, pc: PETSc.PC, b: PETSc.Vec, x: PETSc.Vec) -> None:
+        """``x = A⁻¹ b``."""
+        if self._inner is not None:
+            self._inner.solve(b, x)
+            return
+        rhs = np.take(b.getArray(readonly=True), self._perm, out=self._rhs)
+        nd = self._nd
+        self._bD.array[:] = rhs[:nd]
+        self._L.solve(self._bD, self._z)
+        z = self._z.array
+        if self._S_rows is not None:
+            g_local = rhs[nd:] - self._X @ z
+            g = self._g
+            self._comm.Allgatherv(g_local, [g, self._counts, self._offsets, MPI.DOUBLE])
+            x_mine = self._S_rows @ g
+            self._bD.array[:] = z - self._Y @ x_mine
+        else:
+            x_mine = rhs[nd:]  # no interface: empty
+            self._bD.array[:] = z
+        self._U.solve(self._bD, self._z)
+        out = self._out
+        out[self._perm[:nd]] = self._z.array
+        out[self._perm[nd:]] = x_mine
+        x.setArray(out)
+
+    def view(self, pc: PETSc.PC, viewer: PETSc.Viewer) -> None:
+        """One line for ``-ksp_view``."""
+        viewer.printfASCII(f"InterfaceLU: interface {self.interface_size} dofs, "
+                           f"{self.factor_entries} factor entries on rank 0"
+                           + (f", MUMPS fallback ({self.fallback})" if self.fallback else "")
+                           + "\n")
+
+    def destroy(self, pc: PETSc.PC | None = None) -> None:
+        """Free the factors (and the inner MUMPS solver, if any)."""
+        for obj in [*self._tri, *self._vecs]:
+            obj.destroy()
+        self._tri, self._vecs = [], []
+        if self._inner is not None:
+            self._inner.destroy()
+            self._inner = None
+
+    # -- the factorization -----------------------------------------------------------------
+    def _factorize(self, A: PETSc.Mat, comm) -> None:
+        rstart, rend = A.getOwnershipRange()
+        n_own = rend - rstart
+        indptr, cols, vals = A.getValuesCSR()
+        rows = np.repeat(np.arange(n_own), np.diff(indptr))
+        off = (cols < rstart) | (cols >= rend)
+        # Interface: owned dofs coupled to another rank's dofs, in either direction (the
+        # sparsity pattern of a finite-element matrix is symmetric, but zeroed Dirichlet
+        # rows need not be).
+        touched = np.unique(cols[off])
+        theirs = comm.allgather(touched) if comm.size > 1 else [touched]
+        mine = np.concatenate([t[(t >= rstart) & (t < rend)] - rstart for t in theirs])
+        interface = np.unique(np.concatenate([np.unique(rows[off]), mine])).astype(np.int64)
+        counts = np.array(comm.allgather(interface.size))
+        total = int(counts.sum())
+        if total > MAX_INTERFACE:
+            raise _Fallback(f"interface of {total} dofs > {MAX_INTERFACE}")
+        interior = np.setdiff1d(np.arange(n_own), interface)
+        local = ~off
+        block = sp.csr_matrix((vals[local], (rows[local], cols[local] - rstart)),
+                              shape=(n_own, n_own))
+        order = interior[_nested_dissection(block[interior][:, interior])]
+        perm = np.concatenate([order, interface])
+        B = block[perm][:, perm].tocsc()
+        try:
+            lu = spla.splu(B, permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                           options={"Equil": False, "SymmetricMode": True})
+        except RuntimeError as exc:  # a zero pivot: not for this solver
+            raise _Fallback(f"SuperLU: {exc}") from exc
+        if not (np.array_equal(lu.perm_r, np.arange(n_own))
+                and np.array_equal(lu.perm_c, np.arange(n_own))):
+            raise _Fallback("SuperLU pivoted")
+        nd = interior.size
+        L, U = lu.L.tocsr(), lu.U.tocsr()
+        self.factor_entries = int(L.nnz + U.nnz)
+        self._L = _triangular(L[:nd, :nd])
+        self._U = _triangular(U[:nd, :nd])
+        self._tri = [self._L, self._U]
+        self._bD, self._z = (PETSc.Vec().createSeq(nd, comm=PETSc.COMM_SELF)
+                             for _ in range(2))
+        self._vecs = [self._bD, self._z]
+        self._perm, self._nd, self._comm = perm, nd, comm
+        self.interface_size = total
+        self._rhs, self._out = np.empty(n_own), np.empty(n_own)
+        if total == 0:
+            self._X = self._Y = self._S_rows = None
+            return
+        self._X = L[nd:, :nd].tocsr()
+        self._Y = U[:nd, nd:].tocsr()
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._counts, self._offsets = counts, offsets
+        self._mine = np.arange(offsets[comm.rank], offsets[comm.rank] + interface.size)
+        # This rank's rows of S: L_I U_I on its own interface columns, A's entries on the
+        # other ranks' interface columns.
+        rows_S = np.zeros((interface.size, total))
+        rows_S[:, self._mine] = (L[nd:, nd:] @ U[nd:, nd:]).toarray()
+        global_ids = np.concatenate(comm.allgather(interface + rstart))
+        position = np.full(interface.size, -1)
+        position[:] = np.arange(interface.size)
+        where = np.full(n_own, -1)
+        where[interface] = position
+        cross = off & (where[rows] >= 0)
+        sorter = np.argsort(global_ids)
+        at = sorter[np.searchsorted(global_ids, cols[cross], sorter=sorter)]
+        if not np.array_equal(global_ids[at], cols[cross]):
+            raise _Fallback("an off-rank coupling outside the interface")
+        np.add.at(rows_S, (where[rows[cross]], at), vals[cross])
+        S = np.empty((total, total))
+        comm.Allgatherv(rows_S, [S, counts * total, offsets * total, MPI.DOUBLE])
+        # Each rank needs only its own interface values: keep its rows of S⁻¹ (a product
+        # with them is 2x cheaper than a full LU solve, and the rest is not needed).
+        identity = np.zeros((total, interface.size))
+        identity[self._mine, np.arange(interface.size)] = 1.0
+        self._S_rows = np.ascontiguousarray(
+            sla.lu_solve(sla.lu_factor(S.T, check_finite=False), identity,
+                         check_finite=False).T)
+        self._g = np.empty(total)
+
+    def _use_mumps(self, A: PETSc.Mat, why: str) -> None:
+        self.fallback = why
+        FALLBACKS.append(why)
+        ksp = PETSc.KSP().create(A.getComm())
+        ksp.setOperators(A)
+        ksp.setType("preonly")
+        pc = ksp.getPC()
+        pc.setType("lu")
+        pc.setFactorSolverType("mumps")
+        ksp.setUp()
+        self._inner = ksp
+
+
+class _Fallback(Exception):
+    """The matrix is not for the interface solver (the message says why)."""
+
+
+def _nested_dissection(block: sp.csr_matrix) -> np.ndarray:
+    """PETSc's nested-dissection ordering of a square local block."""
+    if block.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    mat = _seqaij(block)
+    rows, _ = mat.getOrdering("nd")
+    order = rows.getIndices().astype(np.int64)
+    rows.destroy()
+    mat.destroy()
+    return order
+
+
+def _seqaij(block: sp.csr_matrix) -> PETSc.Mat:
+    block = block.tocsr()
+    block.sort_indices()
+    return PETSc.Mat().createAIJ(block.shape, comm=PETSc.COMM_SELF,
+                                 csr=(block.indptr.astype(PETSc.IntType),
+                                      block.indices.astype(PETSc.IntType), block.data))
+
+
+def _triangular(factor: sp.csr_matrix) -> PETSc.Mat:
+    """A triangular factor as a PETSc matrix whose (fill-free) LU is done: ``solve`` is
+    one triangular substitution in PETSc's sequential kernels."""
+    mat = _seqaij(factor)
+    rows, cols = mat.getOrdering("natural")
+    mat.factorLU(rows, cols)
+    rows.destroy()
+    cols.destroy()
+    return mat
