@@ -149,25 +149,40 @@ class InterfaceLU:
             raise _Fallback(f"interface of {total} dofs > {MAX_INTERFACE}")
         interior = np.setdiff1d(np.arange(n_own), interface)
         local = ~off
-        block = sp.csr_matrix((vals[local], (rows[local], cols[local] - rstart)),
-                              shape=(n_own, n_own))
+        kept = np.concatenate([[0], np.cumsum(local)])[indptr]
+        block = sp.csr_matrix((vals[local], cols[local] - rstart, kept), shape=(n_own, n_own))
         order = interior[_nested_dissection(block[interior][:, interior])]
         perm = np.concatenate([order, interface])
-        B = block[perm][:, perm].tocsc()
+        inverse = np.empty(n_own, dtype=np.int64)
+        inverse[perm] = np.arange(n_own)
+        B = block[perm]
+        B.indices = inverse[B.indices].astype(B.indices.dtype)
+        B.has_sorted_indices = False
+        B.sort_indices()
+        # SuperLU factorizes B^T = L' U' (B's CSR arrays are B^T's CSC arrays: no
+        # conversion); then B = U'^T L'^T, a lower factor ``lo`` (U'^T) times a unit upper
+        # factor ``up`` (L'^T), whose CSR arrays are again the CSC arrays SuperLU returns.
         try:
-            lu = spla.splu(B, permc_spec="NATURAL", diag_pivot_thresh=0.0,
+            lu = spla.splu(sp.csc_matrix((B.data, B.indices, B.indptr), shape=B.shape),
+                           permc_spec="NATURAL", diag_pivot_thresh=0.0,
                            options={"Equil": False, "SymmetricMode": True})
         except RuntimeError as exc:  # a zero pivot: not for this solver
             raise _Fallback(f"SuperLU: {exc}") from exc
         if not (np.array_equal(lu.perm_r, np.arange(n_own))
                 and np.array_equal(lu.perm_c, np.arange(n_own))):
             raise _Fallback("SuperLU pivoted")
+        del B, block
         nd = interior.size
-        L, U = lu.L.tocsr(), lu.U.tocsr()
-        self.factor_entries = int(L.nnz + U.nnz)
-        self._L = _triangular(L[:nd, :nd])
-        self._U = _triangular(U[:nd, :nd])
+        lo = _transposed(lu.U)
+        up = _transposed(lu.L)
+        del lu
+        self.factor_entries = int(lo.nnz + up.nnz)
+        end = lo.indptr[nd]  # the rows of lo above the interface have no interface column
+        self._L = _triangular(sp.csr_matrix((lo.data[:end], lo.indices[:end],
+                                             lo.indptr[:nd + 1]), shape=(nd, nd)))
+        self._U = _triangular(up[:nd, :nd])
         self._tri = [self._L, self._U]
+        L, U = lo, up
         self._bD, self._z = (PETSc.Vec().createSeq(nd, comm=PETSc.COMM_SELF)
                              for _ in range(2))
         self._vecs = [self._bD, self._z]
@@ -241,8 +256,15 @@ def _seqaij(block: sp.csr_matrix) -> PETSc.Mat:
     block = block.tocsr()
     block.sort_indices()
     return PETSc.Mat().createAIJ(block.shape, comm=PETSc.COMM_SELF,
-                                 csr=(block.indptr.astype(PETSc.IntType),
-                                      block.indices.astype(PETSc.IntType), block.data))
+                                 csr=(block.indptr.astype(PETSc.IntType, copy=False),
+                                      block.indices.astype(PETSc.IntType, copy=False),
+                                      block.data))
+
+
+def _transposed(factor: sp.csc_matrix) -> sp.csr_matrix:
+    """The transpose of a CSC matrix as CSR, sharing its arrays."""
+    return sp.csr_matrix((factor.data, factor.indices, factor.indptr),
+                         shape=factor.shape[::-1])
 
 
 def _triangular(factor: sp.csr_matrix) -> PETSc.Mat:
@@ -250,7 +272,7 @@ def _triangular(factor: sp.csr_matrix) -> PETSc.Mat:
     one triangular substitution in PETSc's sequential kernels."""
     mat = _seqaij(factor)
     rows, cols = mat.getOrdering("natural")
-    mat.factorLU(rows, cols)
+    mat.factorLU(rows, cols, {"fill": 1.0})
     rows.destroy()
     cols.destroy()
     return mat
