@@ -151,7 +151,8 @@ class InterfaceLU:
         local = ~off
         kept = np.concatenate([[0], np.cumsum(local)])[indptr]
         block = sp.csr_matrix((vals[local], cols[local] - rstart, kept), shape=(n_own, n_own))
-        order = interior[_nested_dissection(block[interior][:, interior])]
+        order = interior[_nested_dissection(block[interior][:, interior])] \
+            if interior.size else interior
         perm = np.concatenate([order, interface])
         inverse = np.empty(n_own, dtype=np.int64)
         inverse[perm] = np.arange(n_own)
@@ -162,15 +163,20 @@ class InterfaceLU:
         # SuperLU factorizes B^T = L' U' (B's CSR arrays are B^T's CSC arrays: no
         # conversion); then B = U'^T L'^T, a lower factor ``lo`` (U'^T) times a unit upper
         # factor ``up`` (L'^T), whose CSR arrays are again the CSC arrays SuperLU returns.
+        reason, lu = None, None
+        if interior.size == 0:
+            reason = f"rank {comm.rank} has no interior dofs"
         try:
-            lu = spla.splu(sp.csc_matrix((B.data, B.indices, B.indptr), shape=B.shape),
-                           permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                           options={"Equil": False, "SymmetricMode": True})
+            if reason is None:
+                lu = spla.splu(sp.csc_matrix((B.data, B.indices, B.indptr), shape=B.shape),
+                               permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                               options={"Equil": False, "SymmetricMode": True})
         except RuntimeError as exc:  # a zero pivot: not for this solver
-            raise _Fallback(f"SuperLU: {exc}") from exc
-        if not (np.array_equal(lu.perm_r, np.arange(n_own))
-                and np.array_equal(lu.perm_c, np.arange(n_own))):
-            raise _Fallback("SuperLU pivoted")
+            reason = f"SuperLU on rank {comm.rank}: {exc}"
+        if lu is not None and not (np.array_equal(lu.perm_r, np.arange(n_own))
+                                   and np.array_equal(lu.perm_c, np.arange(n_own))):
+            reason = f"SuperLU pivoted on rank {comm.rank}"
+        _agree(comm, reason)
         del B, block
         nd = interior.size
         lo = _transposed(lu.U)
@@ -209,8 +215,8 @@ class InterfaceLU:
         cross = off & (where[rows] >= 0)
         sorter = np.argsort(global_ids)
         at = sorter[np.searchsorted(global_ids, cols[cross], sorter=sorter)]
-        if not np.array_equal(global_ids[at], cols[cross]):
-            raise _Fallback("an off-rank coupling outside the interface")
+        _agree(comm, None if np.array_equal(global_ids[at], cols[cross])
+               else f"an off-rank coupling outside the interface on rank {comm.rank}")
         np.add.at(rows_S, (where[rows[cross]], at), vals[cross])
         S = np.empty((total, total))
         comm.Allgatherv(rows_S, [S, counts * total, offsets * total, MPI.DOUBLE])
@@ -238,6 +244,14 @@ class InterfaceLU:
 
 class _Fallback(Exception):
     """The matrix is not for the interface solver (the message says why)."""
+
+
+def _agree(comm, reason: str | None) -> None:
+    """Raise :class:`_Fallback` on every rank when any rank has a ``reason`` (the fallback
+    builds a MUMPS solver, which is collective)."""
+    reasons = [r for r in comm.allgather(reason) if r] if comm.size > 1 else [reason]
+    if any(reasons):
+        raise _Fallback("; ".join(r for r in reasons if r))
 
 
 def _nested_dissection(block: sp.csr_matrix) -> np.ndarray:

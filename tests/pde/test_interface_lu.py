@@ -157,3 +157,17 @@ def test_bridge_is_the_same_with_mumps(comm):
     scale = comm.allreduce(np.abs(b.rho.values).max(), op=MPI.MAX)
     assert size <= 1e-9 * scale
     assert a.cost()["kinetic"] == pytest.approx(b.cost()["kinetic"], rel=1e-9)
+
+
+def test_tiny_partitions_fall_back_together(comm):
+    """A mesh so small that a rank has no interior dofs: every rank falls back to MUMPS
+    (a collective decision), and the answer is still exact."""
+    A = _step_matrix(1, 1, False)  # 4 vertices
+    b = _rhs(A)
+    x, ksp = _solve(A, interface_lu.OPTIONS, b)
+    ctx = ksp.getPC().getPythonContext()
+    if comm.size > 1:
+        assert ctx.fallback is not None
+    x.axpy(-1.0, _reference(A, b))
+    assert x.norm() <= 1e-12 * b.norm()
+    ksp.destroy()
