@@ -14,22 +14,27 @@ rank). In the order (D_0, D_1, …, I) the matrix is block-arrow shaped, and
     x_{D_r} = A_{D_r D_r}^{-1}\,(b_{D_r} - A_{D_r I} x_I),\qquad
     S = A_{II} - \sum_r A_{I D_r} A_{D_r D_r}^{-1} A_{D_r I}.
 
-Each rank factorizes its *augmented* block ``[[A_DD, A_DI], [A_ID, A_II]]`` (interior in
-nested-dissection order, its interface last) once, with SuperLU and no pivoting. Its
-factors hold everything: ``L_D``, ``U_D``, the couplings ``X = A_ID U_D⁻¹`` (rows of L)
-and ``Y = L_D⁻¹ A_DI`` (columns of U), and ``L_I U_I = A_II − X Y``, this rank's diagonal
-block of ``S``. The interface is small (about √n dofs per rank in 2D), so ``S`` is
-gathered on every rank as a dense matrix and LU-factorized there. A solve is then
+Each rank factorizes its own block ``B = P A_rr Pᵀ`` (interior in nested-dissection order,
+its interface last) once, with SuperLU and no pivoting (as PETSc's own LU), into a lower
+factor ``Lo`` and a unit upper factor ``Up``. The factors hold everything:
+``Lo = [[Lo_D, 0], [X, Lo_I]]`` and ``Up = [[Up_D, Y], [0, Up_I]]`` with
+``X = A_ID Up_D⁻¹``, ``Y = Lo_D⁻¹ A_DI`` and ``Lo_I Up_I = A_II − X Y``, this rank's
+diagonal block of ``S``. The interface is small (about √n dofs per rank in 2D), so ``S``
+is gathered on every rank as a dense matrix. A solve is then
 
-1. ``z = L_D⁻¹ b_D`` (local forward substitution),
-2. ``g_r = b_{I_r} − X z``, gathered on every rank (one ``Allgatherv`` of the interface),
-3. ``x_{I_r} = (S⁻¹)_{I_r} g`` (this rank's rows of the dense inverse),
-4. ``x_D = U_D⁻¹ (z − Y x_{I_r})`` (local backward substitution),
+1. ``z = Lo⁻¹ P b``: the local forward substitution; its interface part is
+   ``z_I = Lo_I⁻¹ (b_I − X z_D)``;
+2. one ``Allgatherv`` of every rank's ``z_I``;
+3. ``z_I ← Q (z_I of all ranks)`` with the dense ``Q = Up_I (S⁻¹)_{I_r,:}
+   blockdiag(Lo_I)``, i.e. ``Up_I x_I``;
+4. ``x = Pᵀ Up⁻¹ z``: the local backward substitution, which returns ``x_I`` and
+   ``x_D = Up_D⁻¹ (z_D − Y x_I)``;
 
-i.e. one triangular solve pair of the local block, the same work as a serial solve divided
-by the number of ranks, plus one small collective. The triangular solves run in PETSc's
-sequential kernels (the factors are handed to PETSc as triangular matrices whose own LU is
-trivial).
+one triangular solve pair of the local block (the work of a serial solve divided by the
+number of ranks), one small collective and one small dense product. The substitutions run
+in PETSc's sequential kernels: the factors are handed to PETSc as triangular matrices whose
+own LU is trivial. Measured on 2 ranks at 2·10⁵ dofs: 11.6 ms per solve against 16–17 ms
+for PETSc's LU on one rank and 45–50 ms for MUMPS on two.
 
 It is a PETSc *Python preconditioner*: with ``{"ksp_type": "preonly", "pc_type":
 "python", "pc_python_type": "bridgesolve.pde.interface_lu.InterfaceLU"}`` every KSP and SNES
