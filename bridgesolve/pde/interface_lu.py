@@ -99,7 +99,7 @@ class InterfaceLU:
             self._inner.solve(b, x)
             return
         work, z = self._work, self._z
-        np.take(b.getArray(readonly=True), self._perm, out=work.array)
+        np.take(b.getArray(readonly=True), self._perm, out=work.array, mode="clip")
         self._L.solve(work, z)  # z = Lo⁻¹ P b, interface rows last
         if self._Q is not None:
             n, zz, g = self._nd, z.array, self._g

@@ -104,6 +104,9 @@ class ThetaStepper:
         self.factorizations = 0
         self.assemblies = 1 + len(terms)
         self._b = self.M.createVecLeft()
+        # A lumped mass keeps its sparsity pattern (for cheap axpy); its product is the
+        # pointwise one with the diagonal (2e5 dofs: 0.2 ms against 1.5 ms).
+        self._diagonal = self.M.getDiagonal() if lumped else None
         self._last: tuple = (None, None)
         ThetaStepper._count += 1
         self._prefix = f"bs_theta{ThetaStepper._count}_"
@@ -177,7 +180,10 @@ class ThetaStepper:
         rates = tuple(term.rate_integral(t0, t1) for term in self.terms)
         ksp, rhs = self._operators(rates)
         tic = time.perf_counter()
-        (rhs or self.M).mult(u_old.x.petsc_vec, self._b)
+        if rhs is None and self._diagonal is not None:
+            self._b.pointwiseMult(self._diagonal, u_old.x.petsc_vec)
+        else:
+            (rhs or self.M).mult(u_old.x.petsc_vec, self._b)
         toc = time.perf_counter()
         PETSC_TIME["mult_s"] += toc - tic
         if self.bc_rows.size:
@@ -210,6 +216,8 @@ class ThetaStepper:
             if mat is not None:
                 mat.destroy()
         self._b.destroy()
+        if self._diagonal is not None:
+            self._diagonal.destroy()
 
 
 def _free(ksp: PETSc.KSP, rhs: PETSc.Mat | None) -> None:
