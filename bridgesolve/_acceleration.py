@@ -29,12 +29,15 @@ class OverRelaxation:
     OMEGA_MAX = 1.8
     #: ω closer to 1 than this is not worth switching on.
     OMEGA_MIN_GAIN = 1.05
+    #: Stalls with ω > 1 after which ω is re-measured; one more switches it off for good.
+    MAX_STALLS = 1
 
     def __init__(self, enabled: bool):
         self.omega = 1.0
         self.allowed = bool(enabled)
         self.samples: list[float] = []
         self.since: tuple[int, float] = (0, np.inf)
+        self.stalls = 0
 
     @property
     def active(self) -> bool:
@@ -44,6 +47,20 @@ class OverRelaxation:
         """Back to the plain iteration, forgetting the rate (a new representation)."""
         self.omega = 1.0
         self.samples.clear()
+
+    def stall(self) -> bool:
+        """The iteration stagnated with ω > 1: back to ω = 1. The first time the rate is
+        measured afresh and ω may return (the stall is often a transient of the phase
+        that ω was fitted in: 2D σ = 0.1 stalled at a marginal error of 1e-3 after the
+        tilted phase handed over to Newton, then needed 65 plain iterations at rate 0.95
+        that ω = 1.64 would have done in ~10); the second time it is off for good.
+        Returns whether it is off for good."""
+        self.stalls += 1
+        if self.stalls > self.MAX_STALLS:
+            self.disable()
+            return True
+        self.reset()
+        return False
 
     def disable(self) -> None:
         """Off for good: the discrete map can have eigenvalues near -1 (Crank–Nicolson's

@@ -484,9 +484,10 @@ class SinkhornLoop:
         reason = (f"stagnation: marginal L1 error {window[-1]:.3g} fell by < 1 % "
                   f"over {STAGNATION_WINDOW} iterations")
         if self.relaxation.active:
-            self.relaxation.disable()
+            final = self.relaxation.stall()
             self.stall_from = len(self.history)
-            self.events.append(f"{reason} with over-relaxation: switched off for good")
+            self.events.append(f"{reason} with over-relaxation: " + (
+                "switched off for good" if final else "ω = 1, rate measured afresh"))
             return False
         if self.current == "linear" and self.mode == "auto":
             self.switch_to_log(reason, seed=True)
