@@ -107,7 +107,8 @@ def test_2d_sigma_007_on_32_cells_fails_as_a_named_blowup():
 
 @pytest.mark.slow
 def test_2d_sigma_007_converges_where_the_mesh_resolves_the_corners():
-    """64² cells (measured: 234 iterations, 655 s under load; L1 error of ρ_{T/2} 4.1e-3)."""
+    """64² cells (measured: 234 iterations, 515–655 s on the loaded 2-core machine; L1 error
+    of ρ_{T/2} 4.1e-3)."""
     prob, r0, r1 = _two_d(0.07, 64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
