@@ -74,7 +74,7 @@ DEFAULT_NEWTON = {
 }
 #: A Newton step that changes S anywhere by more than this times ``1 + max|S|`` of the
 #: level before is a blow-up, not a solution (the step is halved as on failure).
-MAX_STEP_CHANGE = 10.0
+MAX_STEP_CHANGE = 100.0
 
 
 def _log_terminal(problem: Problem, value, name: str) -> fem.Function:
