@@ -68,7 +68,8 @@ _NEWTON = {
     "snes_rtol": 1e-11,
     "snes_atol": 1e-11,
     "snes_stol": 1e-14,
-    "snes_divergence_tolerance": -1,
+    # Off: PETSc >= 3.22 reads -1 as "the default" (1e4), so "off" is a huge value.
+    "snes_divergence_tolerance": 1e300,
     "snes_max_it": 50,
 }
 
