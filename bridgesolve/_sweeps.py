@@ -77,7 +77,9 @@ class _LinearSweeps:
         scale = comm.allreduce(float(np.max(start_log[:n], initial=-np.inf)), MPI.MAX)
         self.u_old.x.array[:] = np.exp(start_log - scale)
         levels = range(grid.steps - 1, -1, -1) if backward else range(grid.steps)
-        smallest, where = np.inf, None
+        # Per-level minima are reduced once after the sweep: one collective per step (the
+        # level's maximum, which scales it) instead of two.
+        lows = np.full(times.size, np.inf)
         for k in levels:
             stepper.step(self.u_old, self.u_new, times[k], times[k + 1])
             vals = self.u_new.x.array
@@ -87,12 +89,14 @@ class _LinearSweeps:
             vals /= top
             scale += math.log(top)
             level = k if backward else k + 1
-            low = comm.allreduce(float(np.min(vals[:n], initial=np.inf)), MPI.MIN)
-            if low < smallest:
-                smallest, where = low, times[level]
+            lows[level] = float(np.min(vals[:n], initial=np.inf))
             with np.errstate(divide="ignore", invalid="ignore"):
                 out[level] = np.log(vals) + scale
             self.u_old, self.u_new = self.u_new, self.u_old
+        if comm.size > 1:
+            comm.Allreduce(MPI.IN_PLACE, lows, op=MPI.MIN)
+        smallest = float(lows.min())
+        where = times[int(np.argmin(lows))]
         if smallest <= 0.0:
             return out, f"non-positive values (min {smallest:.3g} of the level's maximum) " \
                         f"at t = {where:.6g}"
