@@ -17,6 +17,7 @@ The pieces, each with its own name:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -373,6 +374,7 @@ class SinkhornLoop:
         completed iteration appends one record to ``history``.
         """
         it = len(self.history) + 1
+        self._started = time.perf_counter()
         m0, m1 = self.m0, self.m1
         self.L_phi, trouble = self._sweep(self.log_phi_T, backward=True, it=it)
         if trouble is not None:
@@ -425,7 +427,8 @@ class SinkhornLoop:
         record = {"iteration": it, "mode": self.current, "omega": omega,
                   "err0_L1": err0.L1, "err0_Linf": err0.Linf,
                   "errT_L1": errT.L1, "errT_Linf": errT.Linf,
-                  "mass_defect": errT.defect}
+                  "mass_defect": errT.defect,
+                  "wall_s": time.perf_counter() - self._started}
         if self.events:
             record["event"] = "; ".join(self.events)
             self.events.clear()
