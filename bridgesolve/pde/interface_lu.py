@@ -86,11 +86,13 @@ class InterfaceLU:
     def setUp(self, pc: PETSc.PC) -> None:  # noqa: N802 - PETSc's name
         """Factorize the operator of ``pc`` (called again whenever the operator changes)."""
         self.destroy(pc)
+        self.fallback = None
         A = pc.getOperators()[0]
         comm = A.getComm().tompi4py()
         try:
             self._factorize(A, comm)
         except _Fallback as why:
+            self.destroy(pc)  # whatever the factorization had built
             self._use_mumps(A, str(why))
 
     def apply(self, pc: PETSc.PC, b: PETSc.Vec, x: PETSc.Vec) -> None:
@@ -112,7 +114,7 @@ class InterfaceLU:
     def view(self, pc: PETSc.PC, viewer: PETSc.Viewer) -> None:
         """One line for ``-ksp_view``."""
         viewer.printfASCII(f"InterfaceLU: interface {self.interface_size} dofs, "
-                           f"{self.factor_entries} factor entries on rank 0"
+                           f"{self.factor_entries} factor entries on this rank"
                            + (f", MUMPS fallback ({self.fallback})" if self.fallback else "")
                            + "\n")
 
