@@ -248,3 +248,19 @@ def warn(message: str, sink: list | None = None, *, stacklevel: int = 3) -> None
     if sink is not None:
         sink.append(message)
     warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+
+def first_line(exc: BaseException) -> str:
+    """``"Type: first line of the message"``: an exception as one line of an error text."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def deferred_checks(score):
+    """A :class:`CheckedCallable` whose problems are recorded during a collective
+    interpolation on the mesh and raised on every rank by ``raise_pending(comm)``; other
+    callables as they are."""
+    if not isinstance(score, CheckedCallable):
+        return score
+    return CheckedCallable(score.name, score.fn, dim=score.dim, deferred=True,
+                           nonnegative=score.nonnegative, finite=score.finite)

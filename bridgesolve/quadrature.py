@@ -30,3 +30,22 @@ def integrate(mesh, fn, degree: int = 12) -> float:
     pts, w = mesh_quadrature(mesh, degree)
     local = float(w @ np.asarray(fn(pts), dtype=float)) if w.size else 0.0
     return mesh.comm.allreduce(local, MPI.SUM)
+
+
+def values_at_quadrature(space, values: np.ndarray, degree: int) -> np.ndarray:
+    """``(levels, Nq)`` values of the FE functions with nodal ``values`` at the quadrature
+    points of this rank's owned cells (ordering of ``mesh_quadrature``)."""
+    mesh = space.mesh
+    X, _ = basix.make_quadrature(
+        getattr(basix.CellType, dolfinx.cpp.mesh.to_string(mesh.topology.cell_type)), degree)
+    cells = np.arange(mesh.topology.index_map(mesh.topology.dim).size_local, dtype=np.int32)
+    u = fem.Function(space)
+    expr = fem.Expression(u, X)
+    out = np.zeros((values.shape[0], cells.size * X.shape[0]))
+    if cells.size:
+        for n in range(values.shape[0]):
+            u.x.array[:] = values[n]
+            out[n] = np.asarray(expr.eval(mesh, cells)).reshape(-1)
+    return out
+
+

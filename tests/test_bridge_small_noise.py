@@ -67,7 +67,7 @@ def test_continuation_needs_decreasing_noise_levels_and_a_sigma():
 
 
 def test_over_relaxation_is_measured_afresh_after_its_first_stall():
-    from bridgesolve._acceleration import OverRelaxation
+    from bridgesolve.bridge.acceleration import OverRelaxation
 
     relax = OverRelaxation(True)
     errors = [1e-2 * 0.95**k for k in range(6)]

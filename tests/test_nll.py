@@ -78,11 +78,10 @@ def gaussian_runs():
 
 def _nll_of(L):
     """-E_data log q at t_min by mesh quadrature (what nll() does, on a computed field)."""
-    from bridgesolve.quadrature import mesh_quadrature
-    from bridgesolve.reference import _scalar_at_quadrature
+    from bridgesolve.quadrature import mesh_quadrature, values_at_quadrature
 
     pts, wts = mesh_quadrature(L.mesh, 10)
-    vals = _scalar_at_quadrature(L.space, L.values[:1], 10)[0]
+    vals = values_at_quadrature(L.space, L.values[:1], 10)[0]
     return -float(wts @ (DATA.pdf(pts) * vals))
 
 

@@ -46,6 +46,7 @@ from torch import nn
 
 from bridgesolve import __version__
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._validate import first_line as _first_line
 from bridgesolve.learn.config import TrainConfig, load_train_config, validate_train_config
 from bridgesolve.learn.data import Dataset, as_dataset
 from bridgesolve.learn.model import ScoreMLP, ScoreModel
@@ -408,15 +409,6 @@ def train(config, *, net: nn.Module | None = None, data=None,
     if out_dir is not None:
         run.write_summary(out_dir, info)
     return run.result(done, info)
-
-
-def _first_line(exc: BaseException) -> str:
-    """``Type: first line`` of an exception (two lines joined when the first ends in ':')."""
-    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    if not text:
-        return type(exc).__name__
-    head = " ".join(text[:2]) if text[0].endswith(":") else text[0]
-    return f"{type(exc).__name__}: {head}"
 
 
 _CHECKPOINT_KEYS = ("config", "step", "net_info", "net", "ema", "optimizer", "losses")

@@ -58,7 +58,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bridgesolve._dolfinx import MPI, PETSc, fem, ufl
-from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._validate import BridgesolveInputError, deferred_checks
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField
 
@@ -94,12 +94,11 @@ class GeneratedLogDensity:
                 f"boundary = {problem.boundary!r}: the log-density solver needs 'reflecting' "
                 "walls (an absorbing wall makes log q = -inf there)")
         t0 = time.perf_counter()
-        from bridgesolve.likelihood import _collective
         from bridgesolve.sampling import user_score
 
         score = user_score(score, problem.domain.dim)
         self.problem, self.score, self.hbar = problem, score, float(hbar)
-        self._score_nodes = _collective(score)  # checked collectively at each interpolation
+        self._score_nodes = deferred_checks(score)  # checked collectively at each interpolation
         self.max_halvings = max_halvings
         V, mesh, proc = problem.V, problem.mesh, problem.process
         d = problem.domain.dim

@@ -1,5 +1,5 @@
 """Acceleration of the Sinkhorn–Fortet iteration: adaptive over-relaxation of both
-half-updates and Anderson acceleration of ``log φ_T`` (:class:`~bridgesolve._sinkhorn.
+half-updates and Anderson acceleration of ``log φ_T`` (:class:`~bridgesolve.bridge.sinkhorn.
 SinkhornLoop` owns one of each)."""
 
 from __future__ import annotations

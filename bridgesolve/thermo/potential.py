@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bridgesolve._thermo_closed import (
+from bridgesolve._validate import BridgesolveInputError, positive_int
+from bridgesolve.process import OU, Process
+from bridgesolve.thermo.closed import (
     UNSTABLE_SIGMA,
     SymmetricTwoGaussianOU,
     no_breaking_boundary,
     speciation_time_closed,
 )
-from bridgesolve._thermo_mesh import LOG_FLOOR, _log_nodal, _process_of
-from bridgesolve._validate import BridgesolveInputError, positive_int
-from bridgesolve.process import OU, Process
+from bridgesolve.thermo.mesh import LOG_FLOOR, _log_nodal, _process_of
 
 
 # =========================================================================================

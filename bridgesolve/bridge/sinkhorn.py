@@ -4,9 +4,9 @@ The pieces, each with its own name:
 
 * :class:`_Marginal`, :func:`_marginal`, :func:`_lumped_weights`: the marginals at the dofs
   (log domain, unit lumped mass);
-* the sweeps of each representation live in :mod:`bridgesolve._sweeps`;
+* the sweeps of each representation live in :mod:`bridgesolve.bridge.sweeps`;
 * :func:`_marginal_error`, :func:`_steepness`: the convergence and resolution checks;
-* :mod:`bridgesolve._acceleration`: the adaptive over-relaxation (ω, its rate samples,
+* :mod:`bridgesolve.bridge.acceleration`: the adaptive over-relaxation (ω, its rate samples,
   back-off) and Anderson acceleration;
 * :class:`SinkhornLoop`: the iteration itself (mode switches, divergence and stagnation
   checks, history records).
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridgesolve._acceleration import Anderson, OverRelaxation
 from bridgesolve._dolfinx import MPI, fem
-from bridgesolve._sweeps import _LOG_CAP, TiltFailure, _finite, _LinearSweeps, _LogSweeps
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve.bridge.acceleration import Anderson, OverRelaxation
+from bridgesolve.bridge.sweeps import _LOG_CAP, TiltFailure, _finite, _LinearSweeps, _LogSweeps
 from bridgesolve.pde.fokker_planck import mass_form
 from bridgesolve.pde.stepping import _lump
 from bridgesolve.problem import Problem

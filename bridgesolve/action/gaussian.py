@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bridgesolve._action_common import ACTION_REFERENCES, _law_at, gaussian_kl, stationary_law
 from bridgesolve._validate import BridgesolveInputError, choice
+from bridgesolve.action.common import ACTION_REFERENCES, _law_at, gaussian_kl, stationary_law
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process
 
@@ -131,7 +131,7 @@ def gaussian_bridge_kinetic(mean0, cov0, mean1, cov1, sigma: float, T: float = 1
     Returns ``{"value", "times", "rate" (at times), "H" (callable of t)}``."""
     from scipy.linalg import solve_continuous_lyapunov
 
-    from bridgesolve.densities import _gaussian_coupling
+    from bridgesolve.densities.gaussian_bridges import _gaussian_coupling
 
     m0, m1, S0, S1, C, eps = _gaussian_coupling(mean0, cov0, mean1, cov1, sigma, T)
     d = m0.size

@@ -11,13 +11,13 @@ import time
 import numpy as np
 
 from bridgesolve._dolfinx import MPI
-from bridgesolve._likelihood_characteristics import (
+from bridgesolve._validate import BridgesolveInputError, positive
+from bridgesolve.likelihood.characteristics import (
     Score,
     _log_density,
     log_likelihood_characteristics,
     wkb_coefficient,
 )
-from bridgesolve._validate import BridgesolveInputError, positive
 from bridgesolve.problem import Problem
 from bridgesolve.quadrature import mesh_quadrature
 from bridgesolve.sampling import check_h, user_score
@@ -168,12 +168,12 @@ def nll(problem, score=None, prior=None, data=None, *, h: float | None = None,
     else:
         L = generated_log_density(problem, score, prior, hbar=hb, progress=progress)
         if hasattr(data, "pdf"):
-            from bridgesolve.reference import _scalar_at_quadrature
+            from bridgesolve.quadrature import values_at_quadrature
 
             deg = degree or 2 * problem.degree + 6
 
             def values_at(x):
-                return _scalar_at_quadrature(L.space, L.values[:1], deg)[0]
+                return values_at_quadrature(L.space, L.values[:1], deg)[0]
         else:
             def values_at(x):
                 v = L.evaluate(x, t_min)

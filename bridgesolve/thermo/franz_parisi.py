@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp, ndtr
 
-from bridgesolve._thermo_closed import _hermite
 from bridgesolve._validate import BridgesolveInputError, positive, positive_int
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process
+from bridgesolve.thermo.closed import _hermite
 
 
 # =========================================================================================

@@ -11,22 +11,11 @@ import time
 import numpy as np
 
 from bridgesolve._dolfinx import PETSc, fem, ufl
+from bridgesolve._validate import deferred_checks
 from bridgesolve.pde.fokker_planck import dirichlet_dofs, initial_function, mass_form
 from bridgesolve.pde.fokker_planck import transport_terms as _transport_terms
 from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
 from bridgesolve.spacetime import SpaceTimeField
-
-
-def _collective(score):
-    """A checked score whose problems are recorded during a (collective) interpolation on
-    the mesh and raised on every rank by ``raise_pending(comm)``; other callables as they
-    are."""
-    from bridgesolve._validate import CheckedCallable
-
-    if not isinstance(score, CheckedCallable):
-        return score
-    return CheckedCallable(score.name, score.fn, dim=score.dim, deferred=True,
-                           nonnegative=score.nonnegative, finite=score.finite)
 
 
 def _fokker_planck_of_sampler(problem, score, h, prior, progress, name) -> SpaceTimeField:
@@ -47,7 +36,7 @@ def _fokker_planck_of_sampler(problem, score, h, prior, progress, name) -> Space
     score_form = fem.form(-u * ufl.inner(s_fun, ufl.grad(v)) * ufl.dx)
 
     comm = problem.comm
-    s_nodes = _collective(score)
+    s_nodes = deferred_checks(score)
 
     def update(t):
         if comm.size > 1:

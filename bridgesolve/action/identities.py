@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bridgesolve._action_common import (
+from bridgesolve._validate import BridgesolveInputError
+from bridgesolve.action.common import (
     Control,
     _allsum,
     _as_callable,
@@ -21,7 +22,6 @@ from bridgesolve._action_common import (
     stationary_law,
     trapezoid_weights,
 )
-from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process
 
@@ -150,11 +150,10 @@ def excess_action(score, data: GaussianMixture, process: Process, times=None, *,
         degree = int(degree or info.get("quadrature_degree")
                      or 2 * (problem.degree if problem is not None
                              else q.space.ufl_element().embedded_superdegree) + 4)
-        from bridgesolve.quadrature import mesh_quadrature
-        from bridgesolve.reference import _scalar_at_quadrature
+        from bridgesolve.quadrature import mesh_quadrature, values_at_quadrature
 
         pts, w = mesh_quadrature(q.space.mesh, degree)
-        dens = _scalar_at_quadrature(q.space, q.values, degree)
+        dens = values_at_quadrature(q.space, q.values, degree)
         if getattr(q, "representation", "linear") == "log":
             dens = np.exp(dens)
         comm = q.space.mesh.comm

@@ -1,140 +1,29 @@
-r"""Reference bundles: PDE ground truth as one framework-free ``.npz`` file.
-
-A :class:`ReferenceBundle` holds a quadrature of the mesh (points and weights, so that
-``Σ_i w_i f(x_i) ≈ ∫_Ω f dx``), the time grid, and at every time level the density, its
-logarithm and its score at the quadrature points; for Schrödinger bridges also the
-potentials ``log φ``, ``log φ̂`` and their gradients. Loading and using a bundle needs only
-NumPy (this module imports DOLFINx only inside the constructors that read FE fields), so
-a bundle written on an MPI cluster is read on a GPU host that has only PyTorch.
-
-Schema ``bridgesolve.reference/1`` (``N`` points in ``d`` dimensions, ``nt + 1`` levels):
-
-========================  ==================  ==================================================
-key                       shape               content
-========================  ==================  ==================================================
-``schema``                ()                  ``"bridgesolve.reference/1"``
-``points``                (N, d)              quadrature points of the mesh (all cells, all ranks)
-``weights``               (N,)                quadrature weights (``Σ w = |Ω|``)
-``times``                 (nt + 1,)           the time grid, forward time, data at ``t = 0``
-``density``               (nt + 1, N)         ``p(x_i, t_n)``
-``log_density``           (nt + 1, N)         ``log p(x_i, t_n)`` (finite in the tails)
-``score``                 (nt + 1, N, d)      ``∇ log p(x_i, t_n)``
-``log_phi``               (nt + 1, N)         bridges only: ``log φ``
-``log_phi_hat``           (nt + 1, N)         bridges only: ``log φ̂``
-``grad_log_phi``          (nt + 1, N, d)      bridges only: ``∇ log φ``
-``grad_log_phi_hat``      (nt + 1, N, d)      bridges only: ``∇ log φ̂``
-``score_error_estimate``  (nt + 1,)           optional: the bundle's own score error, below
-``metadata``              ()                  a JSON string, below
-========================  ==================  ==================================================
-
-Storage: ``points``, ``weights``, ``times`` and ``score_error_estimate`` are always float64;
-the level arrays (``density`` ... ``grad_log_phi_hat``) are float32 (the default) or float64
-(``save(..., dtype=)``), in a deflate-compressed (the default) or a plain zip
-(``compress=``): every variant is a standard ``.npz`` that ``np.load`` reads, and
-:meth:`ReferenceBundle.load` returns float64 arrays whatever was stored (files written
-before these options load as they did). The default 2D bundle (``examples/default.toml``:
-P1 on 64², 49,152 points, 101 levels), size and save/load times (ranges over runs on a
-shared 2-core machine at load averages up to 8; deflate dominates the compressed saves):
-
-=====================  ==========  ========  ========
-storage                size (MiB)  save (s)  load (s)
-=====================  ==========  ========  ========
-float64, plain         152.6       0.4-1.4   0.5-1.1
-float64, compressed    80.5        2.9-11    0.6-2.2
-float32, plain         76.9        0.1-0.3   0.1-1.0
-float32, compressed    39.5        1.8-7     0.3-2.4
-=====================  ==========  ========  ========
-
-float32 changes stored values by at most 6e-8 relative (values below 1e-38, which weigh
-nothing in any integral, lose more and may flush to 0), orders of magnitude below any mesh's
-discretization error: validating the same score (0.9 × the exact one) against the
-float64 and the float32 files of that bundle gives ESM per level equal to 3.3e-8 relative,
-``J_ESM`` to 9e-10, the same denoising ``z`` to 3e-8 and the same bound.
-
-``metadata`` keys: ``kind`` (``"diffusion"`` or ``"bridge"``), ``process`` (the reference
-process's ``describe()``; :meth:`ReferenceBundle.process` rebuilds it), ``data`` (the data
-mixture's ``describe()`` or null; :meth:`ReferenceBundle.data` rebuilds it), ``domain``,
-``discretization`` (element, scheme, boundary, dofs, quadrature degree, time grid),
-``versions`` (bridgesolve and the numerical stack), ``info`` (solver diagnostics),
-``storage`` (``dtype`` and ``compressed`` of the file; absent in files written before) and
-``score_error_estimate`` (how the estimate was obtained, or why there is none).
-
-``score_error_estimate`` is, per time level ``t_n``, an estimate of the explicit
-score-matching error of the bundle's own score against the true score of the PDE's
-solution,
-
-.. math::
-
-    ε_n ≈ E_{p(t_n)} |s_{ref}(x, t_n) - ∇\log p(x, t_n)|^2
-        = \sum_i w_i \, p(x_i, t_n) \, |s_{ref}(x_i, t_n) - ∇\log p(x_i, t_n)|^2,
-
-in the units of the validator's ``e(t_n) = Σ_i w_i p_i |s(x_i, t_n) - s_{ref}(x_i, t_n)|^2``
-(squared score times mass: compare it with ``e``, or ``sqrt(ε_n)`` with ``sqrt(e)``; by the
-triangle inequality the error of a score against the true ``∇log p`` lies within
-``sqrt(e) ± sqrt(ε)``). It is obtained (``metadata["score_error_estimate"]["method"]``):
-
-* ``"closed-form"`` when ρ0 is a Gaussian mixture under a linear process (no killing,
-  reflecting walls): ``p`` and ``∇log p`` are the mixture pushed through the process, so ε
-  is exact up to quadrature (it includes the truncation of the domain and the time error);
-* ``"higher-degree"`` otherwise when ρ0 and the problem are known (and, for
-  ``error_estimate="auto"``, the P_{k+1} problem has at most 1e5 dofs): the same problem is
-  solved with elements of degree k + 1 on the same mesh and time grid, and
-  ``ε_n = Σ_i w_i max(p_h, 0) |s_k - s_{k+1}|^2`` (``p_h`` the bundle's density). The score
-  of P_{k+1} converges one order faster, so this is the P_k error to leading order; it
-  measures the spatial error only. Measured against the closed form (the 2D mixture under VP,
-  20 steps): ratio 0.9-1.0 for P1 on 64², 0.6-1.4 for P2 on 32²; on an under-resolved mesh
-  (P2 on 16²) it overestimates, 4-26x. (A comparison with the coarser mesh, ``|s_h -
-  s_{2h}|^2``, was tried and dropped: on the default 2D problem the 32² solution is far
-  from the asymptotic regime and the estimate came out 45-330x too large.)
-* ``"closed-form"`` for a bridge between single Gaussians ρ0 and ρ1 (``final=`` given)
-  under a Brownian reference without killing: ``p`` is the closed-form bridge marginal
-  (:func:`bridgesolve.densities.gaussian_bridge`);
-* ``None`` (not stored) otherwise: other bridges (a second bridge solve is not cheap),
-  solves with killing, files written before this key existed.
-
-How the values are obtained from a Fokker–Planck solution ``p_h`` of degree k:
-``density`` is ``p_h`` at the points (``Σ w · density`` is the discrete mass);
-``log_density`` and ``score`` are the interpolant of the floored nodal logarithms and its
-gradient (:func:`bridgesolve.score.grad_log`), so ``score`` is exactly the gradient of
-``log_density`` on every cell, and both stay finite where ``p_h`` underflows. For a bridge,
-``log_density = log φ + log φ̂ - log Z_n`` with ``Z_n = Σ w e^{log φ + log φ̂}`` (so the
-marginal is normalized), ``density = exp(log_density)``, ``score = ∇ log φ + ∇ log φ̂``.
-
-Under MPI the constructors are collective: every rank evaluates its owned cells, the
-pieces are gathered on one rank, and :func:`save_reference` writes the file once.
-
-Files that are not bundles (garbage, truncated, missing keys, inconsistent shapes,
-non-finite values) are refused on loading with one :class:`BridgesolveInputError` line
-naming the file and what is wrong.
-"""
+""":class:`ReferenceBundle` (the file: read, write, evaluate) and :func:`save_reference`."""
 
 from __future__ import annotations
 
 import json
 import os
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from bridgesolve._reference_error import bridge_score_error_estimate, score_error_estimate
 from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._validate import first_line as _first_line
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process, process_from_description
-
-SCHEMA = "bridgesolve.reference/1"
-FIELDS = ("density", "log_density", "score")
-BRIDGE_FIELDS = ("log_phi", "log_phi_hat", "grad_log_phi", "grad_log_phi_hat")
-KINDS = ("diffusion", "bridge")
-DTYPES = ("float64", "float32")
-# Storage defaults of files (module docstring: float32 + deflate is 3.9x smaller than
-# float64 plain on the default 2D bundle, and the validator's numbers agree to 3e-8).
-DEFAULT_DTYPE = "float32"
-DEFAULT_COMPRESS = True
-# what a damaged .npz raises while it is opened or read (truncated, garbage, bad members)
-_FILE_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
-                UnicodeDecodeError)
+from bridgesolve.reference.error import bridge_score_error_estimate, score_error_estimate
+from bridgesolve.reference.schema import (
+    _FILE_ERRORS,
+    BRIDGE_FIELDS,
+    DEFAULT_COMPRESS,
+    DEFAULT_DTYPE,
+    FIELDS,
+    KINDS,
+    SCHEMA,
+    _dtype,
+    _real,
+)
 
 
 class ReferenceBundle:
@@ -236,7 +125,7 @@ class ReferenceBundle:
         desc = self.metadata.get("data")
         if not desc or desc.get("type") != "GaussianMixture":
             return None
-        return GaussianMixture(desc["weights"], desc["means"], desc["covs"])
+        return GaussianMixture.from_description(desc)
 
     def level(self, t: float) -> int:
         """Index of the grid time ``t``."""
@@ -437,6 +326,7 @@ class ReferenceBundle:
                 most 1e5 dofs, else none), ``"closed-form"``,
                 ``"higher-degree"`` (refused when impossible) or ``"none"``.
         """
+        from bridgesolve.quadrature import values_at_quadrature
         from bridgesolve.score import grad_log
 
         k = p_field.space.ufl_element().embedded_superdegree
@@ -445,11 +335,11 @@ class ReferenceBundle:
         log_piece = score.terms[0][1]  # the floored nodal logs (or the log values)
         pts, wts, svals = score.at_quadrature(degree)
         if p_field.representation == "log":
-            logs = _scalar_at_quadrature(p_field.space, p_field.values, degree)
+            logs = values_at_quadrature(p_field.space, p_field.values, degree)
             dens = np.exp(logs)
         else:
-            dens = _scalar_at_quadrature(p_field.space, p_field.values, degree)
-            logs = _scalar_at_quadrature(p_field.space, log_piece.values, degree)
+            dens = values_at_quadrature(p_field.space, p_field.values, degree)
+            logs = values_at_quadrature(p_field.space, log_piece.values, degree)
         meta = _metadata("diffusion", p_field, problem, process, data, degree, info)
         est, how = score_error_estimate(error_estimate, p_field, problem, data, meta, degree,
                                         pts, wts, dens, svals)
@@ -471,6 +361,7 @@ class ReferenceBundle:
         ``error_estimate`` is ``"auto"``/``"closed-form"``/``"none"``.
         """
         from bridgesolve._dolfinx import MPI
+        from bridgesolve.quadrature import values_at_quadrature
         from bridgesolve.score import grad_log
 
         lp, lph = bridge.log_phi, bridge.log_phi_hat
@@ -478,8 +369,8 @@ class ReferenceBundle:
         degree = int(degree or 2 * k + 2)
         pts, wts, g = grad_log(lp).at_quadrature(degree)
         _, _, gh = grad_log(lph).at_quadrature(degree)
-        a = _scalar_at_quadrature(lp.space, lp.values, degree)
-        b = _scalar_at_quadrature(lph.space, lph.values, degree)
+        a = values_at_quadrature(lp.space, lp.values, degree)
+        b = values_at_quadrature(lph.space, lph.values, degree)
         s = a + b
         # log Z_n = log Σ w e^{s} over all ranks, stably
         shift_local = s.max(axis=1) if s.shape[1] else np.full(s.shape[0], -np.inf)
@@ -499,6 +390,7 @@ class ReferenceBundle:
                          density=np.exp(logs), log_density=logs, score=g + gh, times=lp.times,
                          log_phi=a, log_phi_hat=b, grad_log_phi=g, grad_log_phi_hat=gh,
                          estimate=est)
+
 
 
 def save_reference(source, path: str | os.PathLike, *, problem=None, data=None, final=None,
@@ -542,24 +434,6 @@ def save_reference(source, path: str | os.PathLike, *, problem=None, data=None, 
         raise error
     return bundle
 
-
-def _scalar_at_quadrature(space, values: np.ndarray, degree: int) -> np.ndarray:
-    """``(levels, Nq)`` values of the FE functions with nodal ``values`` at the quadrature
-    points of this rank's owned cells (ordering of ``mesh_quadrature``)."""
-    from bridgesolve._dolfinx import basix, dolfinx, fem
-
-    mesh = space.mesh
-    X, _ = basix.make_quadrature(
-        getattr(basix.CellType, dolfinx.cpp.mesh.to_string(mesh.topology.cell_type)), degree)
-    cells = np.arange(mesh.topology.index_map(mesh.topology.dim).size_local, dtype=np.int32)
-    u = fem.Function(space)
-    expr = fem.Expression(u, X)
-    out = np.zeros((values.shape[0], cells.size * X.shape[0]))
-    if cells.size:
-        for n in range(values.shape[0]):
-            u.x.array[:] = values[n]
-            out[n] = np.asarray(expr.eval(mesh, cells)).reshape(-1)
-    return out
 
 
 def _metadata(kind, field, problem, process, data, degree, info) -> dict:
@@ -609,25 +483,3 @@ def _gathered(cls, comm, root, meta, *, times, estimate=None, **local
                **gathered)
 
 
-# -- helpers ------------------------------------------------------------------------------
-def _dtype(dtype) -> str:
-    if dtype not in DTYPES:
-        raise BridgesolveInputError(f"dtype = {dtype!r}: expected one of "
-                                    f"{', '.join(map(repr, DTYPES))}")
-    return dtype
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _real(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
-    """A stored array as float64, refusing strings, objects and complex numbers."""
-    if arr.dtype.kind not in "fiu":
-        raise BridgesolveInputError(f"bundle {str(path)!r}: {key} has dtype {arr.dtype}: "
-                                    "expected real numbers")
-    return arr.astype(float, copy=False)
-
-
-__all__ = ["BRIDGE_FIELDS", "DTYPES", "FIELDS", "SCHEMA", "ReferenceBundle", "save_reference"]

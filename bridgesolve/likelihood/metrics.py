@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from bridgesolve._dolfinx import MPI
-from bridgesolve._likelihood_characteristics import Score, _log_density
 from bridgesolve._validate import BridgesolveInputError, positive
+from bridgesolve.likelihood.characteristics import Score, _log_density
 from bridgesolve.problem import Problem
 from bridgesolve.quadrature import mesh_quadrature
 from bridgesolve.sampling import user_score
@@ -19,11 +19,11 @@ from bridgesolve.spacetime import SpaceTimeField
 
 # -- functionals -------------------------------------------------------------------------
 def _quadrature_values(field: SpaceTimeField, t: float, degree: int):
-    from bridgesolve.reference import _scalar_at_quadrature
+    from bridgesolve.quadrature import values_at_quadrature
 
     n = field.grid.index(t)
     pts, wts = mesh_quadrature(field.mesh, degree)
-    vals = _scalar_at_quadrature(field.space, field.values[n:n + 1], degree)[0]
+    vals = values_at_quadrature(field.space, field.values[n:n + 1], degree)[0]
     return pts, wts, vals
 
 

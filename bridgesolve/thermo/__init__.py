@@ -40,32 +40,32 @@ p_{end}(x_{end})``, ``ΔS_E = \int (F/D)∘dx`` (Stratonovich, midpoint rule) an
 The closed forms of the paper's symmetric two-Gaussian OU case are NumPy functions
 (:class:`SymmetricTwoGaussianOU`).
 
-**Where things live.** This module is the public face; the code sits in private modules by
-concern: ``_thermo_closed`` (the symmetric two-Gaussian OU closed forms),
-``_thermo_mesh`` (quadrature of FE fields, :func:`entropy_production`),
-``_thermo_potential`` (effective potential, curvatures, speciation and bimodality times, the
-phase diagram), ``_thermo_paths`` (path entropies and the fluctuation theorem) and
-``_thermo_franz_parisi`` (the Franz–Parisi potential).
+**Where things live.** This package's ``__init__`` is the public face; the code sits in
+modules by concern: ``closed`` (the symmetric two-Gaussian OU closed forms),
+``mesh`` (quadrature of FE fields, :func:`entropy_production`),
+``potential`` (effective potential, curvatures, speciation and bimodality times, the
+phase diagram), ``paths`` (path entropies and the fluctuation theorem) and
+``franz_parisi`` (the Franz–Parisi potential).
 """
 
 from __future__ import annotations
 
-from bridgesolve._thermo_closed import (
+from bridgesolve.thermo.closed import (
     UNSTABLE_SIGMA,
     SymmetricTwoGaussianOU,
     bimodality_time_closed,
     no_breaking_boundary,
     speciation_time_closed,
 )
-from bridgesolve._thermo_franz_parisi import FranzParisi, franz_parisi, franz_parisi_monte_carlo
-from bridgesolve._thermo_mesh import (
+from bridgesolve.thermo.franz_parisi import FranzParisi, franz_parisi, franz_parisi_monte_carlo
+from bridgesolve.thermo.mesh import (
     LOG_FLOOR,
     EntropyProduction,
     entropy_production,
 )
-from bridgesolve._thermo_mesh import _CellQuadrature as _CellQuadrature  # for tests
-from bridgesolve._thermo_paths import PathEntropies, path_entropies
-from bridgesolve._thermo_potential import (
+from bridgesolve.thermo.mesh import _CellQuadrature as _CellQuadrature  # for tests
+from bridgesolve.thermo.paths import PathEntropies, path_entropies
+from bridgesolve.thermo.potential import (
     REGIONS,
     PhaseDiagram,
     bimodality_time,
