@@ -141,6 +141,22 @@ def grid_times(levels: np.ndarray, times: Sequence[float]) -> tuple[list[float],
     return sorted({u for _, u in pairs}), note
 
 
-__all__ = ["RAW", "abort_other_ranks", "add_output_options", "captured_warnings",
+def plot_times(cfg, grid, comm_rank: int) -> tuple[list[float], dict, str | None]:
+    """The config's plot times moved to grid levels; a warning when times the user set
+    moved.
+
+    Returns:
+        ``(times, record, note)``: the times, a summary record (requested, used), and the
+        warning (already printed; the caller records it in ``summary.json``) or None.
+    """
+    used, note = grid_times(grid.times, cfg.plot_times)
+    if not note or "plot_times" not in cfg.raw.get("output", {}):
+        note = None  # the default times are not the user's: no warning
+    if note:
+        warn_line(note, comm_rank)
+    return used, {"requested": cfg.plot_times, "used": used}, note
+
+
+__all__ = ["plot_times", "RAW", "abort_other_ranks", "add_output_options", "captured_warnings",
            "grid_times", "input_warnings", "merge_warnings", "mpi_size_from_environment",
            "rank", "sayer", "warn_line", "world"]

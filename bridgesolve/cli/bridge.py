@@ -23,11 +23,11 @@ from bridgesolve.cli._common import (
     captured_warnings,
     input_warnings,
     merge_warnings,
+    plot_times,
     sayer,
     warn_line,
     world,
 )
-from bridgesolve.cli.run import plot_times
 
 BRIDGE_HELP = """\
 a bridge config has the sections of `bridgesolve run` (see `bridgesolve run --help`), with

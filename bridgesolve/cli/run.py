@@ -13,9 +13,9 @@ from bridgesolve.cli._common import (
     RAW,
     add_output_options,
     captured_warnings,
-    grid_times,
     input_warnings,
     merge_warnings,
+    plot_times,
     sayer,
     warn_line,
     world,
@@ -74,22 +74,6 @@ def add_parser(sub) -> None:
                     help="TOML config file (default: the embedded example)")
     add_output_options(ap)
     ap.set_defaults(handler=command)
-
-
-def plot_times(cfg, grid, comm_rank: int) -> tuple[list[float], dict, str | None]:
-    """The config's plot times moved to grid levels; a warning when times the user set
-    moved.
-
-    Returns:
-        ``(times, record, note)``: the times, a summary record (requested, used), and the
-        warning (already printed; the caller records it in ``summary.json``) or None.
-    """
-    used, note = grid_times(grid.times, cfg.plot_times)
-    if not note or "plot_times" not in cfg.raw.get("output", {}):
-        note = None  # the default times are not the user's: no warning
-    if note:
-        warn_line(note, comm_rank)
-    return used, {"requested": cfg.plot_times, "used": used}, note
 
 
 def _errors(field, exact, times) -> list[dict]:

@@ -52,10 +52,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from bridgesolve._dolfinx import MPI, PETSc
+from bridgesolve.solvers import INTERFACE_LU_OPTIONS
 
 #: Solver options selecting this solver (``Problem(petsc_options=OPTIONS)``).
-OPTIONS = {"ksp_type": "preonly", "pc_type": "python",
-           "pc_python_type": "bridgesolve.pde.interface_lu.InterfaceLU"}
+OPTIONS = INTERFACE_LU_OPTIONS
 
 #: Largest interface (dofs over all ranks) kept as a dense Schur matrix on every rank:
 #: 6000² doubles are 288 MB and factorize in seconds; beyond it MUMPS takes over.
