@@ -206,6 +206,26 @@ class Domain:
         return {**self.description, "dim": self.dim, "cells_global": self.num_cells,
                 "hmax": self.hmax}
 
+    @classmethod
+    def from_description(cls, desc: dict, comm=None) -> Domain:
+        """The mesh a :meth:`describe` record stands for (box, interval, disk, gmsh file);
+        collective over ``comm``.
+
+        Raises:
+            BridgesolveInputError: when the record does not describe a rebuildable mesh.
+        """
+        desc = desc if isinstance(desc, dict) else {}
+        kind = desc.get("type")
+        if kind in ("box", "interval") and "cells" in desc:
+            return cls.box(desc["lower"], desc["upper"], desc["cells"], comm=comm)
+        if kind == "disk" and "radius" in desc and "h" in desc:
+            return cls.disk(desc["radius"], desc["h"], center=desc.get("center", (0.0, 0.0)),
+                            comm=comm)
+        if kind == "gmsh" and "path" in desc:
+            return cls.from_gmsh(desc["path"], comm=comm)
+        raise BridgesolveInputError(f"domain description {desc!r}: cannot rebuild a mesh "
+                                    "from it (expected a box, interval, disk or gmsh record)")
+
     def __repr__(self) -> str:
         return f"Domain({self.description.get('type')}, dim={self.dim}, cells={self.num_cells})"
 

@@ -176,6 +176,44 @@ class Problem:
                                "ndofs": self.ndofs},
         }
 
+    @classmethod
+    def from_description(cls, desc: dict, *, times=None, process: Process | None = None,
+                         comm=None) -> Problem:
+        """The problem a :meth:`describe` record stands for (the inverse of ``describe``):
+        the mesh, the process (unless given: a ``Custom`` drift cannot be rebuilt), the time
+        grid (``times`` when given, else uniform from the record's ``T`` and ``steps``) and
+        the discretization. Collective over ``comm``.
+
+        Raises:
+            BridgesolveInputError: naming the part of the record that cannot be rebuilt.
+        """
+        if not isinstance(desc, dict):
+            raise BridgesolveInputError(f"problem description {desc!r}: expected a dict")
+        disc = desc.get("discretization") or {}
+        element = str(disc.get("element", ""))
+        if not (element.startswith("P") and element[1:].isdigit()):
+            raise BridgesolveInputError(f"problem description: discretization = {disc!r} "
+                                        "has no element degree ('P1', 'P2', ...)")
+        if times is not None:
+            grid = TimeGrid.from_times(times)
+        else:
+            time = desc.get("time") or {}
+            if "T" not in time or "steps" not in time:
+                raise BridgesolveInputError(f"problem description: time = {time!r} needs T "
+                                            "and steps (or pass times=)")
+            if not np.isclose(time.get("dt_min", 0.0), time.get("dt_max", 0.0)):
+                raise BridgesolveInputError(f"problem description: time = {time!r} is not "
+                                            "uniform; pass the levels as times=")
+            grid = TimeGrid.uniform(time["T"], int(time["steps"]))
+        scheme = disc.get("scheme", "crank-nicolson")
+        if scheme not in SCHEMES:
+            scheme = float(disc.get("theta", 0.5))
+        domain = Domain.from_description(desc.get("domain"), comm=comm)
+        return cls(domain, process if process is not None else
+                   Process.from_description(desc.get("process")), grid,
+                   degree=int(element[1:]), scheme=scheme,
+                   boundary=disc.get("boundary", "reflecting"))
+
     def __repr__(self) -> str:
         return (f"Problem({self.domain!r}, {self.process!r}, {self.grid!r}, "
                 f"P{self.degree}, {self.boundary}, {self.scheme})")

@@ -102,6 +102,11 @@ class Process(ABC):
         )
         return a, var
 
+    @staticmethod
+    def from_description(desc: dict) -> Process:
+        """The process of a :meth:`describe` record (:func:`process_from_description`)."""
+        return process_from_description(desc)
+
     def describe(self) -> dict:
         """Parameters, for summaries."""
         return {"type": type(self).__name__, **{k: v for k, v in vars(self).items()}}

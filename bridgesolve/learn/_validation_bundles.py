@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve._vocab import SCHEMES
 from bridgesolve.densities import GaussianMixture
 from bridgesolve.process import Process, process_from_description
 
@@ -47,7 +46,7 @@ def _bundle_data(bundle):
         return bundle.data()
     desc = (getattr(bundle, "metadata", None) or {}).get("data")
     if desc and desc.get("type") == "GaussianMixture":
-        return GaussianMixture(desc["weights"], desc["means"], desc["covs"])
+        return GaussianMixture.from_description(desc)
     return None
 
 
@@ -59,33 +58,15 @@ def problem_from_bundle(bundle, comm=None):
     Raises:
         BridgesolveInputError: when the metadata do not describe a rebuildable problem.
     """
-    from bridgesolve.domain import Domain
     from bridgesolve.problem import Problem
-    from bridgesolve.timegrid import TimeGrid
 
     meta = getattr(bundle, "metadata", None) or {}
-    dom, disc = meta.get("domain") or {}, meta.get("discretization") or {}
-    kind = dom.get("type")
-    if kind in ("box", "interval") and "cells" in dom:
-        domain = Domain.box(dom["lower"], dom["upper"], dom["cells"], comm=comm)
-    elif kind == "disk":
-        domain = Domain.disk(dom["radius"], dom["h"], center=dom.get("center", (0.0, 0.0)),
-                             comm=comm)
-    elif kind == "gmsh":
-        domain = Domain.from_gmsh(dom["path"], comm=comm)
-    else:
-        raise BridgesolveInputError(f"bundle metadata domain = {dom!r}: cannot rebuild a mesh "
-                                    "from it (pass problem=)")
-    element = str(disc.get("element", ""))
-    if not (element.startswith("P") and element[1:].isdigit()):
-        raise BridgesolveInputError(f"bundle metadata discretization = {disc!r}: no element "
-                                    "degree (pass problem=)")
-    scheme = disc.get("scheme", "crank-nicolson")
-    if scheme not in SCHEMES:
-        scheme = float(disc.get("theta", 0.5))
-    return Problem(domain, _bundle_process(bundle), TimeGrid.from_times(bundle.times),
-                   degree=int(element[1:]), scheme=scheme,
-                   boundary=disc.get("boundary", "reflecting"))
+    desc = {"domain": meta.get("domain"), "discretization": meta.get("discretization")}
+    try:
+        return Problem.from_description(desc, times=bundle.times,
+                                        process=_bundle_process(bundle), comm=comm)
+    except BridgesolveInputError as exc:
+        raise BridgesolveInputError(f"bundle metadata: {exc} (pass problem=)") from None
 
 
 def trapezoid_weights(t: np.ndarray) -> np.ndarray:
