@@ -148,6 +148,63 @@ def _log_floor(vals: np.ndarray, comm) -> np.ndarray:
     return np.log(np.maximum(vals, max(np.finfo(float).eps * peak, 1e-300)))
 
 
+def _kl_terms(out, problem, rho, qv, pts, w, degree, start, end, target, reference_start,
+              reference_end) -> None:
+    """Fill the KL entries of ``out`` (start, end, end cost) by quadrature of the controlled
+    density's levels ``qv``."""
+    reference = out.reference
+    action = out.action
+
+    def kl_of_level(n, law):
+        vals = qv[n]
+        logq = _log_floor(vals, problem.comm)
+        loc = float(w @ (vals * (logq - _log_pdf(law, pts)))) if w.size else 0.0
+        return float(_allsum(problem.comm, loc))
+
+    if reference == "process" and reference_start is rho:
+        out.kl_start = 0.0  # the same start law by definition
+        out.path_kl = action
+    elif reference_start is not None and hasattr(reference_start, "log_pdf"):
+        out.kl_start = kl_of_level(start, reference_start)
+        out.path_kl = out.kl_start + action
+    if target is not None:
+        out.kl_end = kl_of_level(end, target)
+    if reference_end is not None and hasattr(reference_end, "log_pdf"):
+        out.kl_end_reference = kl_of_level(end, reference_end)
+        if target is not None:
+            vals = qv[end]
+            loc = (float(w @ (vals * (_log_pdf(reference_end, pts) - _log_pdf(target, pts))))
+                   if w.size else 0.0)
+            out.end_cost = (float(_allsum(problem.comm, loc))
+                            + kl_quadrature(target, reference_end, problem, degree=degree))
+
+
+def _reference_laws(problem, rho, reference, score, reference_start, reference_end):
+    """``(extra_fn, reference_start, reference_end)``: the reference's extra drift
+    (``"reversed"``: ``g² ∇log p_t``) and its laws at the start and end (defaults in
+    :func:`control_action`)."""
+    proc, d = problem.process, problem.domain.dim
+    extra_fn = None
+    if reference == "reversed":
+        if score is None:
+            raise BridgesolveInputError(
+                "reference='reversed': pass score= (the reference's own score ∇log p_t); its "
+                "reverse-time drift is -f + g² ∇log p_t")
+        s_fn, _ = _as_callable(score, d, "score")
+
+        def extra_fn(x, t):  # the reference's g²∇log p_t
+            return float(proc.g(t)) ** 2 * np.asarray(s_fn(x, t), dtype=float).reshape(x.shape)
+    elif reference == "stationary":
+        p_inf = stationary_law(proc, d)
+        reference_start = reference_start if reference_start is not None else p_inf
+        reference_end = reference_end if reference_end is not None else p_inf
+    else:
+        reference_start = reference_start if reference_start is not None else rho
+        if (reference_end is None and isinstance(rho, GaussianMixture) and proc.linear):
+            reference_end = rho.evolve(proc, problem.grid.T)
+    return extra_fn, reference_start, reference_end
+
+
 def control_action(problem, rho, control, *, reference: str = "process", score=None,
                    target=None, reference_start=None, reference_end=None,
                    degree: int | None = None, progress: bool = False,
@@ -190,24 +247,8 @@ def control_action(problem, rho, control, *, reference: str = "process", score=N
     d = problem.domain.dim
     t_start = time.perf_counter()
     control_fn, kind = _as_callable(control, d)
-    extra_fn = None
-    if reference == "reversed":
-        if score is None:
-            raise BridgesolveInputError(
-                "reference='reversed': pass score= (the reference's own score ∇log p_t); its "
-                "reverse-time drift is -f + g² ∇log p_t")
-        s_fn, _ = _as_callable(score, d, "score")
-
-        def extra_fn(x, t):  # noqa: F811 - the reference's g²∇log p_t
-            return float(proc.g(t)) ** 2 * np.asarray(s_fn(x, t), dtype=float).reshape(x.shape)
-    elif reference == "stationary":
-        p_inf = stationary_law(proc, d)
-        reference_start = reference_start if reference_start is not None else p_inf
-        reference_end = reference_end if reference_end is not None else p_inf
-    else:
-        reference_start = reference_start if reference_start is not None else rho
-        if (reference_end is None and isinstance(rho, GaussianMixture) and proc.linear):
-            reference_end = rho.evolve(proc, problem.grid.T)
+    extra_fn, reference_start, reference_end = _reference_laws(
+        problem, rho, reference, score, reference_start, reference_end)
     q = _controlled_density(problem, rho, control_fn, kind, reference, extra_fn, progress,
                             name)
     solve_s = time.perf_counter() - t_start
@@ -230,28 +271,8 @@ def control_action(problem, rho, control, *, reference: str = "process", score=N
     out = ActionResult(action=action, rate=rate, times=np.asarray(times), reference=reference,
                        density=q)
 
-    def kl_of_level(n, law):
-        vals = qv[n]
-        logq = _log_floor(vals, problem.comm)
-        loc = float(w @ (vals * (logq - _log_pdf(law, pts)))) if w.size else 0.0
-        return float(_allsum(problem.comm, loc))
-
-    if reference == "process" and reference_start is rho:
-        out.kl_start = 0.0  # the same start law by definition
-        out.path_kl = action
-    elif reference_start is not None and hasattr(reference_start, "log_pdf"):
-        out.kl_start = kl_of_level(start, reference_start)
-        out.path_kl = out.kl_start + action
-    if target is not None:
-        out.kl_end = kl_of_level(end, target)
-    if reference_end is not None and hasattr(reference_end, "log_pdf"):
-        out.kl_end_reference = kl_of_level(end, reference_end)
-        if target is not None:
-            vals = qv[end]
-            loc = (float(w @ (vals * (_log_pdf(reference_end, pts) - _log_pdf(target, pts))))
-                   if w.size else 0.0)
-            out.end_cost = (float(_allsum(problem.comm, loc))
-                            + kl_quadrature(target, reference_end, problem, degree=degree))
+    _kl_terms(out, problem, rho, qv, pts, w, degree, start, end, target, reference_start,
+              reference_end)
     out.info = {"mass": q.info["mass"], "factorizations": q.info["factorizations"],
                 "timings": {"solve_s": solve_s, "total_s": time.perf_counter() - t_start},
                 "control": kind, "quadrature_degree": degree}

@@ -113,28 +113,42 @@ def solve_bridge(
                         newton_options=newton_options, progress=progress)
     setup_s = time.perf_counter() - t_start
     L_phi, L_hat = loop.run(log_phi_T)
+    steep = _warn_unresolved(problem, loop, L_phi, L_hat, tol, max_iter)
+    log_phi, log_phi_hat, info = _normalized_potentials(problem, L_phi, L_hat, m0, m1,
+                                                        weights)
+    info.update(_loop_info(loop, steep, stages, acceleration, tol))
+    info["timings"] = {"setup_s": setup_s, "total_s": time.perf_counter() - t_start}
+    return Bridge(problem=problem, log_phi=log_phi, log_phi_hat=log_phi_hat,
+                  history=loop.history, converged=loop.converged, mode=loop.current,
+                  info=info, killing=killing)
+
+
+def _warn_unresolved(problem, loop, L_phi, L_hat, tol, max_iter) -> float:
+    """Warn when the loop stopped unconverged, or when the linear representation is too
+    coarse for the potentials' steepness (returned)."""
     if not loop.converged:
         last = loop.history[-1]
         ends = ", ".join(f"t={end} {last[key]:.3g}" for end, key in
                          (("0", "err0_L1"), ("T", "errT_L1")) if np.isfinite(last[key]))
         warnings.warn(f"Schrödinger bridge: not converged after {max_iter} iterations "
                       f"(last L1 marginal errors: {ends}; tol {tol:g})", RuntimeWarning,
-                      stacklevel=2)
+                      stacklevel=3)
     steep = _steepness(problem, L_phi, L_hat)
     if loop.current == "linear" and steep > RESOLUTION:
         warnings.warn(
             f"Schrödinger bridge (linear mode): log φ, log φ̂ change by {steep:.3g} per cell "
             f"(ρ-weighted RMS, > {RESOLUTION:g}): the linear representation is inaccurate "
             "here; use mode='log' (or 'auto'), or refine the mesh", RuntimeWarning,
-            stacklevel=2)
-    log_phi, log_phi_hat, info = _normalized_potentials(problem, L_phi, L_hat, m0, m1,
-                                                        weights)
-    info.update({
-        "steepness": steep,
-        "acceleration": acceleration if acceleration == "anderson" else bool(acceleration),
-        "timings": {"setup_s": setup_s, "total_s": time.perf_counter() - t_start},
-        "tol": tol,
-    })
+            stacklevel=3)
+    return steep
+
+
+def _loop_info(loop, steep: float, stages, acceleration, tol) -> dict:
+    """The loop's entries of ``Bridge.info``: steepness, acceleration, continuation stages,
+    Newton and tilted-sweep counts."""
+    info = {"steepness": steep,
+            "acceleration": acceleration if acceleration == "anderson" else bool(acceleration),
+            "tol": tol}
     if stages:
         info["continuation"] = stages
         info["iterations_total"] = len(loop.history) + sum(st["iterations"] for st in stages)
@@ -142,9 +156,7 @@ def solve_bridge(
         info["newton_iterations"] = loop.sweeps.newton_iterations
         if loop.sweeps.counts["relinearizations"]:
             info["tilted"] = loop.sweeps.counters()
-    return Bridge(problem=problem, log_phi=log_phi, log_phi_hat=log_phi_hat,
-                  history=loop.history, converged=loop.converged, mode=loop.current,
-                  info=info, killing=killing)
+    return info
 
 
 #: Mass of ρ0 or ρ1 outside the domain above which :func:`solve_bridge` refuses, and above

@@ -57,13 +57,29 @@ def _pos(v) -> np.ndarray:
 
 
 def write_all(report, folder: Path) -> list[Path]:
+    """The validation figures in ``folder``: error against t, error maps, learned against
+    reference score fields and (when computed) the generated laws q_h against ρ0."""
     plt = _pyplot()
     d, P = report.data, report._plot
     folder.mkdir(parents=True, exist_ok=True)
-    pts, times, p = P["points"], P["times"], P["density"]
-    out: list[Path] = []
+    out = [_error_vs_t(plt, d, P, folder)]
+    levels = _levels(P["times"], P["plot_times"], P["t_range"])
+    sel = _plane(P["points"])
+    out.append(_error_maps(plt, P, levels, sel, folder))
+    out.append(_score_fields(plt, P, levels, sel, folder))
+    if P.get("q"):
+        out.append(_generated_laws(plt, P, sel, folder))
+    return out
 
-    # 1. error against t
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _error_vs_t(plt, d, P, folder: Path) -> Path:
+    times = P["times"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
     esm = d["esm"]
     axes[0].semilogy(times, _pos(esm["per_time"]), label="E_p|s - ∇log p|²")
@@ -87,27 +103,24 @@ def write_all(report, folder: Path) -> list[Path]:
     axes[1].set_ylabel("relative error")
     axes[0].set_title("explicit score-matching error per time")
     axes[1].set_title("relative error sqrt(E_p|s-∇log p|² / E_p|∇log p|²)")
-    path = folder / "error_vs_t.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    out.append(path)
+    return _save(plt, fig, folder / "error_vs_t.png")
 
-    levels = _levels(times, P["plot_times"], P["t_range"])
-    sel = _plane(pts)
-    q2 = pts[sel]
 
-    # 2. spatial maps of the p-weighted squared error
+def _error_maps(plt, P, levels, sel, folder: Path) -> Path:
+    """Spatial maps of the p-weighted squared error."""
+    times, p, q2 = P["times"], P["density"], P["points"][sel]
     fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.6),
                              constrained_layout=True, squeeze=False)
     for ax, n in zip(axes[0], levels, strict=True):
         _panel(ax, q2, (p[n] * P["err2"][n])[sel], title=f"p |s - ∇log p|², t = {times[n]:.3g}",
                cmap="magma")
-    path = folder / "error_maps.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    out.append(path)
+    return _save(plt, fig, folder / "error_maps.png")
 
-    # 3. learned against reference score fields
+
+def _score_fields(plt, P, levels, sel, folder: Path) -> Path:
+    """Learned against reference score: curves in 1D, arrows where the density is in 2D+."""
+    pts, times, p = P["points"], P["times"], P["density"]
+    q2 = pts[sel]
     fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.8),
                              constrained_layout=True, squeeze=False)
     learned = P["score"].at_levels(pts[sel], times[levels])
@@ -133,32 +146,26 @@ def write_all(report, folder: Path) -> list[Path]:
             ax.set_aspect("equal")
             ax.legend(fontsize=8, loc="upper right")
         ax.set_title(f"score, t = {times[n]:.3g}", fontsize=9)
-    path = folder / "score_fields.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    out.append(path)
+    return _save(plt, fig, folder / "score_fields.png")
 
-    # 4. q_h against ρ0
-    q = P.get("q") or {}
-    if q:
-        panels = [("ρ0", p[0])] + [(f"q_h, h = {h:g}", v) for h, v in q.items()]
-        if pts.shape[1] == 1:
-            fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
-            order = np.argsort(pts[:, 0])
-            for name, v in panels:
-                ax.plot(pts[order, 0], v[order], "k" if name == "ρ0" else "--", label=name)
-            ax.legend(fontsize=8)
-            ax.set_xlabel("x")
-        else:
-            fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6),
-                                     constrained_layout=True, squeeze=False)
-            for ax, (name, v) in zip(axes[0], panels, strict=True):
-                _panel(ax, q2, v[sel], title=name)
-        path = folder / "q_h.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        out.append(path)
-    return out
+
+def _generated_laws(plt, P, sel, folder: Path) -> Path:
+    """q_h of the sampler at each h against ρ0."""
+    pts, p = P["points"], P["density"]
+    panels = [("ρ0", p[0])] + [(f"q_h, h = {h:g}", v) for h, v in P["q"].items()]
+    if pts.shape[1] == 1:
+        fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+        order = np.argsort(pts[:, 0])
+        for name, v in panels:
+            ax.plot(pts[order, 0], v[order], "k" if name == "ρ0" else "--", label=name)
+        ax.legend(fontsize=8)
+        ax.set_xlabel("x")
+    else:
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6),
+                                 constrained_layout=True, squeeze=False)
+        for ax, (name, v) in zip(axes[0], panels, strict=True):
+            _panel(ax, pts[sel], v[sel], title=name)
+    return _save(plt, fig, folder / "q_h.png")
 
 
 # -- the text table ----------------------------------------------------------------------------

@@ -175,10 +175,8 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         bar.update()
         own = None
         if kind == "bridge":
-            why = ("the bundle is a Schrödinger bridge, whose marginals are not the forward "
-                   "diffusion of ρ0: the denoising identity, the §2.7 bound and q_h apply to "
-                   "diffusion bundles only")
-            dsm, kl, bound, q_levels = {"skipped": why}, {"skipped": why}, {"skipped": why}, {}
+            dsm, kl, bound = ({"skipped": BRIDGE_SKIPPED} for _ in range(3))
+            q_levels = {}
         else:
             bar.set_postfix_str("denoising loss (Monte Carlo)")
             dsm = _denoising(s, b, data, arr, esm, exact, win, process, n_mc, seed)
@@ -191,10 +189,7 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         bar.close()
     report = ValidationReport({
         "score": s.label,
-        "bundle": {"dim": arr["points"].shape[1], "n_points": arr["points"].shape[0],
-                   "n_times": int(arr["times"].size), "T": float(arr["times"][-1]),
-                   "process": process.describe(),
-                   "metadata_kind": (getattr(b, "metadata", None) or {}).get("kind")},
+        "bundle": _bundle_summary(b, arr, process),
         "weighting": weighting,
         "t_range": [win["t_lo"], win["t_hi"]],
         "esm": esm,
@@ -205,13 +200,31 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         "kl": kl,
         "bound": bound,
         "notes": notes,
-    }, _plot={"points": arr["points"], "weights": arr["weights"], "times": arr["times"],
-              "density": arr["density"], "score_ref": arr["score"], "err2": err2, "score": s,
-              "plot_times": plot_times, "t_range": (win["t_lo"], win["t_hi"]), "q": q_levels})
+    }, _plot={**_plot_arrays(arr), "err2": err2, "score": s, "plot_times": plot_times,
+              "t_range": (win["t_lo"], win["t_hi"]), "q": q_levels})
     if figures is not None:
         Path(figures).mkdir(parents=True, exist_ok=True)
         report.figures(figures)
     return report
+
+
+#: Why a bridge bundle gets no denoising loss, bound or q_h.
+BRIDGE_SKIPPED = ("the bundle is a Schrödinger bridge, whose marginals are not the forward "
+                  "diffusion of ρ0: the denoising identity, the §2.7 bound and q_h apply to "
+                  "diffusion bundles only")
+
+
+def _bundle_summary(b, arr, process) -> dict:
+    return {"dim": arr["points"].shape[1], "n_points": arr["points"].shape[0],
+            "n_times": int(arr["times"].size), "T": float(arr["times"][-1]),
+            "process": process.describe(),
+            "metadata_kind": (getattr(b, "metadata", None) or {}).get("kind")}
+
+
+def _plot_arrays(arr) -> dict:
+    """The bundle arrays the figures read, under the names they use."""
+    return {"points": arr["points"], "weights": arr["weights"], "times": arr["times"],
+            "density": arr["density"], "score_ref": arr["score"]}
 
 
 def _check_options(weighting, n_mc, hs, t_range) -> list[float]:

@@ -104,6 +104,53 @@ class _Marginals:
         return self._grad.evaluate(x, t)
 
 
+def _time_levels(marg, grid, T, steps) -> np.ndarray:
+    """The time levels of the paths: ``grid``, else the mesh field's grid, else ``steps``
+    uniform steps on ``[0, T]``."""
+    if grid is None:
+        if marg.field is not None and steps is None:
+            grid = marg.field.grid
+        else:
+            from bridgesolve.timegrid import TimeGrid
+
+            if T is None or steps is None:
+                raise BridgesolveInputError("path_entropies: pass grid=, or T= and steps=")
+            grid = TimeGrid.uniform(T, steps)
+    return np.asarray(grid.times, dtype=float)
+
+
+def _start_points(n_paths, start, marg, t_first: float, rng) -> np.ndarray:
+    """``(N, d)`` start points: given, or ``n_paths`` draws from ``start`` (default the
+    closed-form marginal at ``t_first``)."""
+    if isinstance(n_paths, int | np.integer) and not isinstance(n_paths, bool):
+        n = positive_int("n_paths", n_paths)
+        if start is None:
+            if marg.field is not None:
+                raise BridgesolveInputError(
+                    "path_entropies on a mesh density: pass start= (a sampler of p at the "
+                    "start time) or the start points as n_paths")
+            start = marg.mixture(t_first)
+        return np.asarray(start.sample(n, rng), dtype=float)
+    x = np.array(n_paths, dtype=float)
+    return x[:, None] if x.ndim == 1 else x
+
+
+def _step(process, F, method: str, x: np.ndarray, ta: float, tb: float, rng) -> np.ndarray:
+    """One step from ``ta`` to ``tb`` (either direction): the exact Gaussian transition, or
+    Euler / stochastic Heun with the drift ``F``. The noise of the SDE step is drawn in
+    every method, so that a seed gives the same stream whatever the method."""
+    var = 2.0 * process.diffusion_integral(min(ta, tb), max(ta, tb))
+    xi = math.sqrt(var) * rng.standard_normal(x.shape)
+    if method == "exact":
+        a, tv = process.transition(tb, ta)
+        c = float(getattr(process, "center", 0.0))
+        return a * x + (1 - a) * c + math.sqrt(tv) * rng.standard_normal(x.shape)
+    h = abs(tb - ta)
+    Fa = F(x, ta)
+    pred = x + Fa * h + xi
+    return pred if method == "euler" else x + 0.5 * (Fa + F(pred, tb)) * h + xi
+
+
 def path_entropies(
     process: Process,
     density,
@@ -151,16 +198,7 @@ def path_entropies(
     if not isinstance(process, Process):
         raise BridgesolveInputError(f"process = {process!r}: expected a bridgesolve process")
     marg = _Marginals(density, process)
-    if grid is None:
-        if marg.field is not None and steps is None:
-            grid = marg.field.grid
-        else:
-            from bridgesolve.timegrid import TimeGrid
-
-            if T is None or steps is None:
-                raise BridgesolveInputError("path_entropies: pass grid=, or T= and steps=")
-            grid = TimeGrid.uniform(T, steps)
-    times = np.asarray(grid.times, dtype=float)
+    times = _time_levels(marg, grid, T, steps)
     if method is None:
         method = "exact" if (not reverse and drift is None and process.linear) else "heun"
     choice("method", method, ("exact", "heun", "euler"))
@@ -168,20 +206,7 @@ def path_entropies(
         raise BridgesolveInputError(
             "method='exact' needs forward paths of a linear process with its own drift")
     rng = np.random.default_rng(rng)
-    t_first = float(times[-1] if reverse else times[0])
-    if isinstance(n_paths, int | np.integer) and not isinstance(n_paths, bool):
-        n = positive_int("n_paths", n_paths)
-        if start is None:
-            if marg.field is not None:
-                raise BridgesolveInputError(
-                    "path_entropies on a mesh density: pass start= (a sampler of p at the "
-                    "start time) or the start points as n_paths")
-            start = marg.mixture(t_first)
-        x = np.asarray(start.sample(n, rng), dtype=float)
-    else:
-        x = np.array(n_paths, dtype=float)
-        if x.ndim == 1:
-            x = x[:, None]
+    x = _start_points(n_paths, start, marg, float(times[-1] if reverse else times[0]), rng)
     x_start = x.copy()
 
     def F(y, t):
@@ -202,17 +227,7 @@ def path_entropies(
         for n_ in order:
             ta, tb = (times[n_ + 1], times[n_]) if reverse else (times[n_], times[n_ + 1])
             ta, tb = float(ta), float(tb)
-            h = abs(tb - ta)
-            var = 2.0 * process.diffusion_integral(min(ta, tb), max(ta, tb))
-            xi = math.sqrt(var) * rng.standard_normal(x.shape)
-            if method == "exact":
-                a, tv = process.transition(tb, ta)
-                c = float(getattr(process, "center", 0.0))
-                x_new = a * x + (1 - a) * c + math.sqrt(tv) * rng.standard_normal(x.shape)
-            else:
-                Fa = F(x, ta)
-                pred = x + Fa * h + xi
-                x_new = pred if method == "euler" else x + 0.5 * (Fa + F(pred, tb)) * h + xi
+            x_new = _step(process, F, method, x, ta, tb, rng)
             tm = 0.5 * (ta + tb)
             mid = 0.5 * (x + x_new)
             medium += np.sum(F(mid, tm) * (x_new - x), axis=1) / float(process.diffusion(tm))
