@@ -29,7 +29,7 @@
 # semi-discrete equation blows up there (at the same time for 4x the time steps or backward
 # Euler; also from the σ = 0.1 fixed point scaled to σ = 0.07). Both settings stop with an
 # error naming the blow-up; on 64² cells the defaults converge (234 iterations, L1 error
-# 4.1e-3 at T/2; tests/test_bridge_small_noise.py, slow).
+# 4.1e-3 at T/2; tests/bridge/test_bridge_small_noise.py, slow).
 #
 # This script sweeps σ downward in 1D and 2D, and records for each σ and each of the two
 # settings: convergence, iterations (final stage and in all), the L1 error of the

@@ -285,3 +285,24 @@ def test_front_door_modules_are_dolfinx_free(name):
         imp.split(".")[0] in DOLFINX_STACK or imp == "bridgesolve._dolfinx"
         for imp, _ in _imports(MODULES[m], module_level=True)))
     assert not heavy, f"{name} imports DOLFINx at module level through {heavy}"
+
+
+#: Longest module, in lines (the house rule is ~500; a module past this is a room to split).
+MAX_MODULE_LINES = 550
+
+
+def test_no_module_too_long():
+    long = sorted((len(p.read_text("utf-8").splitlines()), name) for name, p in MODULES.items()
+                  if len(p.read_text("utf-8").splitlines()) > MAX_MODULE_LINES)
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_top_level_has_no_topic_prefixes():
+    """A topic with several modules is a package: no ``_thermo_x.py`` beside ``thermo/``."""
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    prefixed = sorted(p.name for p in PACKAGE.glob("_*.py")
+                      if any(p.stem.startswith(f"_{pkg}_") for pkg in packages | {
+                          q.stem for q in PACKAGE.glob("*.py")}))
+    assert not prefixed, f"topic-prefixed private modules at the top level: {prefixed}"
+    assert {"thermo", "likelihood", "action", "bridge", "reference", "densities", "pde",
+            "studies", "learn", "cli"} <= packages, packages

@@ -50,7 +50,7 @@ and ``J[u] = A[u] + E[u]``. With ``P*`` the reference reweighted at its end by
 reverse process), ``KL(q_start‖r_start) + J[u] = KL(Q^u ‖ P*) + KL(target ‖ r_end)``
 (Girsanov plus the chain rule), so ``J`` is minimal exactly at the optimal control.
 
-**The identities** (each a function here, each a test in ``tests/test_action.py``):
+**The identities** (each a function here, each a test in ``tests/action/test_action.py``):
 
 1. Minimal action = KL (de Bruijn): for OU/VP with the stationary reference,
    ``A[u*] = ∫ (g²/2) E_{p_t}|∇log p_t - ∇log p_∞|² dt = KL(p_0‖p_∞) - KL(p_T‖p_∞)``

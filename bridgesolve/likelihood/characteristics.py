@@ -377,7 +377,7 @@ def wkb_coefficient(problem: Problem, score: Score, prior, x, *, fd_step: float 
       ``C = ∫ (g²/2) [ΔL0 - ∇·s + ∇L0·(∇L0 - s)] dt`` along the same characteristic —
       the paper's form after integrating ``d(δx·∇L0)/dt`` by parts (no δx).
 
-    They agree to the ODE error (checked in ``tests/test_wkb.py``); both vanish for the
+    They agree to the ODE error (checked in ``tests/likelihood/test_wkb.py``); both vanish for the
     exact score (``s = ∇L0``). Derivatives of ``v`` up to third order are 5-point central
     differences with step ``fd_step`` (a float64 score is needed).
 

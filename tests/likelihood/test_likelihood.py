@@ -243,7 +243,7 @@ def test_likelihood_vs_h_example_quick(tmp_path):
     import sys
     from pathlib import Path
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "likelihood_vs_h.py"
+    example = Path(__file__).resolve().parents[2] / "examples" / "likelihood_vs_h.py"
     res = subprocess.run([sys.executable, str(example), "--quick", "--output", str(tmp_path)],
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, "MPLBACKEND": "agg"})
