@@ -105,7 +105,7 @@ class Anderson:
 
     Args:
         weights: lumped weights of the owned dofs.
-        m1: the marginal at t = T (``_sinkhorn._Marginal``).
+        m1: the marginal at t = T (``bridgesolve.bridge.sinkhorn._Marginal``).
         comm: the mesh communicator.
         memory: how many differences to keep.
     """
