@@ -4,18 +4,54 @@ A mixture ``\sum_k w_k N(m_k, \Sigma_k)`` pushed through a linear SDE stays a mi
 with means ``a m_k + (1 - a)\mu`` and covariances ``a^2 \Sigma_k + \sigma^2 I``; density,
 log-density and score are closed-form. These are the exact references of the test suite.
 
-**Layout.** :mod:`~bridgesolve.densities.protocol` (the :class:`Density` protocol and
-:func:`density_from_description`), :mod:`~bridgesolve.densities.gaussian_mixture`
-(:class:`GaussianMixture`, :class:`ScaledMixture`), :mod:`~bridgesolve.densities.
-gaussian_bridges` (the Gaussian Schrödinger bridge in closed form). New families (curves,
-boxes, KDEs) go in modules of their own and register with :func:`register`.
+**Families** (one :class:`Density` protocol: ``dim``, ``pdf``, ``log_pdf``, ``score``,
+``sample``, ``evolve`` under a process, ``describe``/``from_description``), each exact
+under every linear process:
+
+* :class:`GaussianMixture` (and the presets :func:`eight_gaussians`,
+  :func:`twenty_five_gaussians`);
+* :class:`CurveMixture` (:mod:`~bridgesolve.densities.curves`): a point on a curve plus
+  isotropic noise, by quadrature along the curve — :func:`two_moons`, :func:`swiss_roll`,
+  :func:`rings`, :func:`circle`, :func:`s_curve`;
+* :class:`BoxMixture` and :class:`ImageDensity` (:mod:`~bridgesolve.densities.boxes`):
+  uniform on boxes (:func:`checkerboard`), images evaluated separably;
+* :class:`GaussianKDE` (:mod:`~bridgesolve.densities.kde`): from samples (arrays or files).
+
+**Layout.** :mod:`~bridgesolve.densities.protocol` (the protocol and
+:func:`density_from_description`), ``gaussian_mixture``, ``curves``, ``boxes``, ``kde``,
+``files`` (the sample-file reader), ``_gaussian_sums`` (the affine state of a linear process,
+equal-covariance Gaussian sums), ``gaussian_bridges`` (the Gaussian Schrödinger bridge in
+closed form). New families go in modules of their own and register with :func:`register`.
 """
 
 from __future__ import annotations
 
+from bridgesolve.densities.boxes import BoxMixture, ImageDensity, checkerboard, image_from_file
+from bridgesolve.densities.curves import (
+    CurveMixture,
+    circle,
+    rings,
+    s_curve,
+    swiss_roll,
+    two_moons,
+)
 from bridgesolve.densities.gaussian_bridges import gaussian_bridge, gaussian_bridge_cost
-from bridgesolve.densities.gaussian_mixture import GaussianMixture, ScaledMixture
-from bridgesolve.densities.protocol import Density, density_from_description, register
+from bridgesolve.densities.gaussian_mixture import (
+    GaussianMixture,
+    ScaledMixture,
+    eight_gaussians,
+    twenty_five_gaussians,
+)
+from bridgesolve.densities.kde import GaussianKDE, kde_from_file
+from bridgesolve.densities.protocol import (
+    Density,
+    density_from_description,
+    families,
+    register,
+)
 
-__all__ = ["Density", "GaussianMixture", "ScaledMixture", "density_from_description",
-           "gaussian_bridge", "gaussian_bridge_cost", "register"]
+__all__ = ["BoxMixture", "CurveMixture", "Density", "GaussianKDE", "GaussianMixture",
+           "ImageDensity", "ScaledMixture", "checkerboard", "circle", "density_from_description",
+           "eight_gaussians", "families", "gaussian_bridge", "gaussian_bridge_cost",
+           "image_from_file", "kde_from_file", "register", "rings", "s_curve", "swiss_roll",
+           "twenty_five_gaussians", "two_moons"]

@@ -224,3 +224,21 @@ class ScaledMixture:
 
 
 # -- Schrödinger bridges between Gaussians (Brownian reference) -----------------------------
+
+
+def eight_gaussians(radius: float = 4.0, std: float = 0.5, scale: float = 1 / 1.414
+                    ) -> GaussianMixture:
+    """Eight equal Gaussians on a circle (FFJORD / WGAN-GP convention: centres at
+    ``radius`` in the 8 compass directions, std ``std``, everything times ``scale``)."""
+    ang = np.arange(8) * np.pi / 4
+    means = scale * radius * np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    return GaussianMixture(np.full(8, 1 / 8), means, [(scale * std) ** 2 * np.eye(2)] * 8)
+
+
+def twenty_five_gaussians(spacing: float = 2.0, std: float = 0.05, scale: float = 1 / 2.828
+                          ) -> GaussianMixture:
+    """25 equal Gaussians at ``(spacing i, spacing j)``, i, j ∈ {-2..2}, std ``std``, all
+    times ``scale`` (Hirono et al.'s convention: ``/2.828``)."""
+    g = spacing * np.arange(-2, 3, dtype=float)
+    means = scale * np.array([(a, b) for a in g for b in g])
+    return GaussianMixture(np.full(25, 1 / 25), means, [(scale * std) ** 2 * np.eye(2)] * 25)

@@ -44,6 +44,17 @@ def register(cls: type) -> type:
     return cls
 
 
+def register_preset(name: str, cls: type) -> None:
+    """``density_from_description`` rebuilds records of ``"type": name`` (a preset such as
+    ``"two_moons"``) with ``cls.from_description``."""
+    _FAMILIES[name] = cls
+
+
+def families() -> list[str]:
+    """The registered ``"type"`` names (families and presets)."""
+    return sorted(_FAMILIES)
+
+
 def density_from_description(desc: dict) -> Density:
     """The density a ``describe()`` record stands for (the inverse of ``describe``)."""
     if not isinstance(desc, dict) or "type" not in desc:

@@ -2,7 +2,8 @@
 
 Sections (``examples/learn/train_*.toml`` has examples)::
 
-    [data]     type = "gaussian_mixture" (weights, means, covs) | "file" (path: .npy/.csv)
+    [data]     type = "gaussian_mixture" (weights, means, covs) | "file" (path: .npy/.csv;
+               bandwidth: "scott" | "silverman" | h, of the KDE drawn from)
                | "two_moons" (noise, scale) | "checkerboard" (scale) | "swiss_roll"
                (noise, scale) | "rings" (n_rings, noise, scale) | "mixture1d" (separation, std)
     [process]  the PDE side's vocabulary: type = "VP" | "SubVP" | "VE" | "OU" (| "Brownian")
@@ -93,7 +94,7 @@ class TrainConfig:
             path = Path(sec["path"])
             if not path.is_absolute() and (self.base_dir / path).exists():
                 path = self.base_dir / path
-            return data_mod.from_file(path)
+            return data_mod.from_file(path, sec.get("bandwidth", "scott"))
         try:
             return data_mod.TOY_SETS[kind](**sec)
         except ValueError as exc:
@@ -127,10 +128,14 @@ def _data_section(raw: dict) -> None:
         _data({"data": raw["data"]}, "data")
         return
     if kind == "file":
-        sec.only(("type", "path"))
+        sec.only(("type", "path", "bandwidth"))
         path = sec.string("path")
         if Path(path).suffix.lower() not in (".npy", ".csv"):
             sec.fail("path", path, "a .npy or .csv file of samples")
+        bw = sec.table.get("bandwidth", "scott")
+        if not (bw in ("scott", "silverman") or (isinstance(bw, int | float)
+                                                 and not isinstance(bw, bool) and bw > 0)):
+            sec.fail("bandwidth", bw, "'scott', 'silverman' or a number > 0")
         return
     from bridgesolve.learn.data import TOY_SETS
 

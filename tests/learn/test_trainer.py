@@ -81,12 +81,15 @@ def test_datasets_are_seeded_and_shaped(tmp_path):
     cb = datasets.checkerboard().sample(4000, 0)
     assert np.all(np.abs(cb) <= 2.0)
     assert np.all((np.floor(cb[:, 0]) + np.floor(cb[:, 1])) % 2 == 0)  # black squares only
-    r = np.linalg.norm(datasets.rings(n_rings=3, noise=0.0).sample(3000, 0), axis=1)
+    # noise 0 has no density (refused); a tiny noise shows the curves themselves
+    r = np.linalg.norm(datasets.rings(n_rings=3, noise=1e-13).sample(3000, 0), axis=1)
     np.testing.assert_allclose(np.sort(np.unique(np.round(r, 9))), [1.0, 2.0, 3.0])
-    roll = datasets.swiss_roll(noise=0.0).sample(2000, 0)
+    with pytest.raises(bs.BridgesolveInputError, match="noise = 0: a curve without noise"):
+        datasets.two_moons(noise=0.0)
+    roll = datasets.swiss_roll(noise=1e-13).sample(2000, 0)
     rr = np.linalg.norm(roll, axis=1) * 5.0
     assert rr.min() >= 1.5 * np.pi - 1e-9 and rr.max() <= 4.5 * np.pi + 1e-9
-    moons = datasets.two_moons(noise=0.0).sample(2000, 0)
+    moons = datasets.two_moons(noise=1e-13).sample(2000, 0)
     upper = np.hypot(moons[:, 0] + 0.5, moons[:, 1] + 0.25)
     lower = np.hypot(moons[:, 0] - 0.5, moons[:, 1] - 0.25)
     assert np.allclose(np.minimum(np.abs(upper - 1), np.abs(lower - 1)), 0.0, atol=1e-12)
@@ -97,10 +100,10 @@ def test_datasets_are_seeded_and_shaped(tmp_path):
     np.save(tmp_path / "s.npy", pts)
     (tmp_path / "s.csv").write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in pts))
     for name in ("s.npy", "s.csv"):
-        ds = datasets.from_file(tmp_path / name)
-        assert ds.dim == 2
+        ds = datasets.from_file(tmp_path / name, bandwidth=1e-9)  # the KDE of tiny bandwidth
+        assert ds.dim == 2 and ds.density.samples.shape == (50, 2)
         draw = ds.sample(100, 0)
-        assert all(any(np.allclose(p, q) for q in pts) for p in draw[:10])
+        assert all(any(np.allclose(p, q, atol=1e-7) for q in pts) for p in draw[:10])
     # a [data] file path is read relative to the config's folder
     sub = tmp_path / "cfg"
     sub.mkdir()
@@ -110,7 +113,8 @@ def test_datasets_are_seeded_and_shaped(tmp_path):
     from bridgesolve.learn.config import load_train_config
 
     ds = load_train_config(sub / "c.toml").dataset()
-    assert ds.dim == 2 and ds.params["n_samples"] == 50
+    assert ds.dim == 2 and ds.density.samples.shape == (50, 2)
+    assert ds.params["bandwidth"] == "scott"
     with pytest.raises(bs.BridgesolveInputError, match="expected a .npy or .csv"):
         datasets.from_file(tmp_path / "s.txt")
     with pytest.raises(bs.BridgesolveInputError, match="does not exist"):
