@@ -45,7 +45,7 @@ from bridgesolve._vocab import (
     SCHEMES,
     SPACINGS,
 )
-from bridgesolve.densities import GaussianMixture, ScaledMixture
+from bridgesolve.densities import GaussianMixture, ScaledMixture, catalog
 from bridgesolve.equations import EQUATIONS, Equation
 from bridgesolve.process import PROCESSES, Process
 from bridgesolve.timegrid import TimeGrid
@@ -298,24 +298,29 @@ def _process(raw: dict) -> None:
             sec.number(key)
 
 
-def _data(raw: dict, section: str) -> GaussianMixture | ScaledMixture:
+def _data(raw: dict, section: str, base_dir: Path | None = None):
+    """The density of ``[initial]``/``[final]``/``[data]`` (any type of
+    :mod:`bridgesolve.densities.catalog`), or the terminal value of ``[terminal]``."""
     sec = _Section(section, raw[section])
     # A Gaussian bump is a terminal *value* (peak 1), not a density: backward data only.
-    kinds = ("gaussian_mixture", "gaussian_bump") if section == "terminal" \
-        else ("gaussian_mixture",)
+    kinds = (*catalog.TYPES, "gaussian_bump") if section == "terminal" else catalog.TYPES
     kind = sec.string("type", kinds, default="gaussian_mixture")
+    if kind == "gaussian_bump":
+        sec.only(("type", "center", "width"))
+        center = sec.numbers("center", "a point (list of 1 to 3 numbers)")
+        return ScaledMixture.gaussian_bump(center, sec.number("width", positive=True))
+    sec.only(("type", *catalog.parameters(kind)))
     if kind == "gaussian_mixture":
-        sec.only(("type", "weights", "means", "covs"))
-        weights = sec.numbers("weights", "a list of non-negative numbers")
-        means = sec.get("means", "a (K, d) list of numbers")
-        covs = sec.get("covs", "(K, d, d) matrices, (K, d) diagonals or (K,) variances")
-        try:
-            return GaussianMixture(weights, means, covs)
-        except BridgesolveInputError as exc:
-            raise _prefixed(section, exc) from None
-    sec.only(("type", "center", "width"))
-    center = sec.numbers("center", "a point (list of 1 to 3 numbers)")
-    return ScaledMixture.gaussian_bump(center, sec.number("width", positive=True))
+        sec.numbers("weights", "a list of non-negative numbers")
+        sec.get("means", "a (K, d) list of numbers")
+        sec.get("covs", "(K, d, d) matrices, (K, d) diagonals or (K,) variances")
+    elif kind in catalog.FILES:
+        sec.string("path")
+    try:
+        return catalog.density_from_config({"type": kind, **sec.table}, where=f"[{section}]",
+                                           base_dir=base_dir)
+    except BridgesolveInputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _killing(raw: dict) -> None:
@@ -423,10 +428,10 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
 
     dim, mesh_path = _domain(raw, base_dir)
     _process(raw)
-    data = _data(raw, data_section)
+    data = _data(raw, data_section, base_dir)
     if dim is not None and data.dim != dim:
         raise ConfigError(f"[{data_section}] the data are {data.dim}D but [domain] is {dim}D")
-    final = _data(raw, "final") if equation == "bridge" else None
+    final = _data(raw, "final", base_dir) if equation == "bridge" else None
     if final is not None and final.dim != data.dim:
         raise ConfigError(f"[final] ρ1 is {final.dim}D but [initial] ρ0 is {data.dim}D")
     _bridge(raw)

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridgesolve.densities import GaussianMixture, gaussian_bridge, gaussian_bridge_cost
+from bridgesolve.densities import (
+    GaussianMixture,
+    gaussian_bridge,
+    gaussian_bridge_cost,
+    is_probability_density,
+)
 from bridgesolve.process import Brownian, Process
 
 #: ``t -> (points (N, d) -> values (N,))``: a field known in closed form at every time.
@@ -80,9 +85,9 @@ class Equation:
         if not process.linear or not (killing is None or isinstance(killing, float)):
             return None
         V = killing or 0.0
-        if self.name == "fokker-planck" and isinstance(data, GaussianMixture):
+        if self.name == "fokker-planck" and is_probability_density(data):
             return lambda t: (lambda x: math.exp(V * t) * data.evolve(process, t).pdf(x))
-        if self.name == "hjb-forward" and isinstance(data, GaussianMixture):
+        if self.name == "hjb-forward" and is_probability_density(data):
             return lambda t: (lambda x: V * t + data.evolve(process, t).log_pdf(x))
         if self.name == "kolmogorov":
             return lambda t: (lambda x: math.exp(V * (T - t))

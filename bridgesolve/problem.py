@@ -120,10 +120,11 @@ class Problem:
                 callable of points ``(N, d) -> (N,)``.
 
         Quadrature is only accurate once cells resolve the density: for mixtures (objects
-        with ``covs``) the mesh is refined, for this estimate only, until cells are at most
-        twice the narrowest component's standard deviation (three times at most in 1D/2D,
-        once in 3D); with degree-8 rules (degree 4 in 3D) the estimate is then good to about
-        1e-9. For a bare callable the mesh itself is used.
+        with ``covs``) and the other exact families (``length_scale``) the mesh is refined,
+        for this estimate only, until cells are at most twice the narrowest component's
+        standard deviation (three times at most in 1D/2D, once in 3D); with degree-8 rules
+        (degree 4 in 3D) the estimate is then good to about 1e-9 for smooth data. For a
+        bare callable the mesh itself is used.
         """
         from bridgesolve._validate import CheckedCallable
         from bridgesolve.quadrature import integrate
@@ -138,8 +139,10 @@ class Problem:
         covs = getattr(density, "covs", None)
         if covs is None and hasattr(density, "mixture"):
             covs = getattr(density.mixture, "covs", None)
+        narrowest = getattr(density, "length_scale", None)  # the other exact families
         if covs is not None:
             narrowest = float(np.sqrt(np.linalg.eigvalsh(np.asarray(covs)).min()))
+        if narrowest is not None:
             hmax = self.domain.hmax
             for _ in range(3 if self.domain.dim < 3 else 1):
                 if hmax <= 2.0 * narrowest:

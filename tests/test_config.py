@@ -78,7 +78,7 @@ BAD = [
      r"\[initial\] covs\[0\] = \[\[1.0, 2.0\], \[2.0, 1.0\]\]: expected positive definite"),
     ("covs-shape", _with("initial", "covs", [0.1, 0.2, 0.3]), r"\[initial\] covs has shape"),
     ("bump-as-density", _with("initial", "type", "gaussian_bump"),
-     r"\[initial\] type = 'gaussian_bump': expected 'gaussian_mixture'"),
+     r"\[initial\] type = 'gaussian_bump': expected one of 'gaussian_mixture', 'two_moons'"),
     # [time]
     ("wrong-type", _with("time", "T", "one"), r"\[time\] T = 'one': expected a finite positive"),
     ("T<=0", _with("time", "T", -1.0), r"\[time\] T = -1.0: expected a finite positive number"),

@@ -65,6 +65,10 @@ def add_parser(sub) -> None:
                      help="how the bundle's own score error is estimated (default auto: the "
                           "closed form where the data allow, else one degree higher up to "
                           "1e5 dofs)")
+    ref.add_argument("--fields", default="finite-element", choices=("finite-element", "exact"),
+                     help="where the fields come from: the FE solve (default), or the exact "
+                          "formulas of the data under a linear process (no PDE; the mesh "
+                          "gives only the quadrature points; metadata['fields'] says which)")
     ref.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     ref.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     ref.set_defaults(handler=command)
@@ -73,7 +77,6 @@ def add_parser(sub) -> None:
 def command(args: argparse.Namespace) -> int:
     """``bridgesolve reference CONFIG -o FILE.npz``."""
     from bridgesolve.config import ConfigError, load_config
-    from bridgesolve.reference import save_reference
 
     comm = world()
     say = sayer(comm.rank, args.quiet)
@@ -99,6 +102,48 @@ def command(args: argparse.Namespace) -> int:
     say(f"bridgesolve: reference ({cfg.equation}, {cfg.source}): {problem.ndofs} dofs, "
         f"{problem.grid.steps} steps, P{problem.degree}")
     info = {"config_source": cfg.source, "config": cfg.as_dict()}
+    if args.fields == "exact":
+        bundle = _exact(cfg, problem, data, killing, args, info, noted, out, comm)
+    else:
+        bundle = _solved(cfg, problem, data, killing, args, info, noted, out, comm)
+    if bundle is not None:
+        size = out.stat().st_size / 2**20
+        say(f"  fields      {bundle.metadata.get('fields')} "
+            f"(score error estimate: {bundle.metadata['score_error_estimate'].get('method')})")
+        say(f"  wrote       {size:.1f} MiB to {out} (schema {bundle.metadata['schema']})")
+        say(f"  points      {bundle.points.shape[0]} in {bundle.dim}D (quadrature degree "
+            f"{bundle.metadata['discretization']['quadrature_degree']}), "
+            f"{bundle.times.size} time levels")
+        mass = bundle.integrate(bundle.density)
+        say(f"  mass        {mass[0]:.8f} at t = 0, {mass[-1]:.8f} at t = {bundle.T:g}")
+        say(f"  wall time   {time.perf_counter() - t_start:.2f} s")
+    return 0
+
+
+def _exact(cfg, problem, data, killing, args, info, noted, out, comm):
+    """The bundle from the exact formulas (no PDE), written by rank 0."""
+    from bridgesolve.reference.bundle import write_on_root
+    from bridgesolve.reference.exact import exact_bundle
+
+    if cfg.equation != "fokker-planck" or killing is not None:
+        raise BridgesolveInputError(
+            "--fields exact: the exact formulas cover the Fokker-Planck equation without "
+            f"killing (this config: equation {cfg.equation!r}"
+            f"{', with killing' if killing is not None else ''}); use --fields finite-element")
+    with captured_warnings() as messages:
+        bundle = exact_bundle(problem, data, degree=args.degree, info=info)
+    for message in messages:
+        warn_line(message, comm.rank)
+    if bundle is not None:
+        bundle.metadata["info"]["warnings"] = merge_warnings(noted, messages)
+    write_on_root(bundle, out, comm, dtype=args.dtype, compress=not args.no_compress)
+    return bundle
+
+
+def _solved(cfg, problem, data, killing, args, info, noted, out, comm):
+    """The bundle of the FE solve, written by rank 0."""
+    from bridgesolve.reference import save_reference
+
     with captured_warnings() as messages:  # shown as one line each, after the progress bar
         if cfg.equation == "bridge":
             from bridgesolve.bridge import solve_bridge
@@ -118,15 +163,6 @@ def command(args: argparse.Namespace) -> int:
                             degree=args.degree, info=info, dtype=args.dtype,
                             compress=not args.no_compress,
                             error_estimate=args.error_estimate)
-    if bundle is not None:
-        size = out.stat().st_size / 2**20
-        say(f"  wrote       {size:.1f} MiB to {out} (schema {bundle.metadata['schema']})")
-        say(f"  points      {bundle.points.shape[0]} in {bundle.dim}D (quadrature degree "
-            f"{bundle.metadata['discretization']['quadrature_degree']}), "
-            f"{bundle.times.size} time levels")
-        mass = bundle.integrate(bundle.density)
-        say(f"  mass        {mass[0]:.8f} at t = 0, {mass[-1]:.8f} at t = {bundle.T:g}")
-        say(f"  wall time   {time.perf_counter() - t_start:.2f} s")
-    return 0
+    return bundle
 
 

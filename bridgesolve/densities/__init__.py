@@ -19,9 +19,11 @@ under every linear process:
 
 **Layout.** :mod:`~bridgesolve.densities.protocol` (the protocol and
 :func:`density_from_description`), ``gaussian_mixture``, ``curves``, ``boxes``, ``kde``,
-``files`` (the sample-file reader), ``_gaussian_sums`` (the affine state of a linear process,
-equal-covariance Gaussian sums), ``gaussian_bridges`` (the Gaussian Schrödinger bridge in
-closed form). New families go in modules of their own and register with :func:`register`.
+``files`` (the sample-file reader), ``catalog`` (the one vocabulary of data-set names shared
+by the trainer's ``[data]`` and the PDE side's ``[initial]``/``[final]``), ``_gaussian_sums``
+(the affine state of a linear process, equal-covariance Gaussian sums),
+``gaussian_bridges`` (the Gaussian Schrödinger bridge in closed form). New families go in
+modules of their own and register with :func:`register`.
 """
 
 from __future__ import annotations
@@ -40,18 +42,22 @@ from bridgesolve.densities.gaussian_mixture import (
     GaussianMixture,
     ScaledMixture,
     eight_gaussians,
+    mixture1d,
     twenty_five_gaussians,
 )
 from bridgesolve.densities.kde import GaussianKDE, kde_from_file
 from bridgesolve.densities.protocol import (
     Density,
+    data_from_description,
     density_from_description,
     families,
+    is_probability_density,
     register,
 )
 
 __all__ = ["BoxMixture", "CurveMixture", "Density", "GaussianKDE", "GaussianMixture",
-           "ImageDensity", "ScaledMixture", "checkerboard", "circle", "density_from_description",
+           "ImageDensity", "ScaledMixture", "checkerboard", "circle", "data_from_description",
+           "density_from_description",
            "eight_gaussians", "families", "gaussian_bridge", "gaussian_bridge_cost",
-           "image_from_file", "kde_from_file", "register", "rings", "s_curve", "swiss_roll",
-           "twenty_five_gaussians", "two_moons"]
+           "image_from_file", "is_probability_density", "kde_from_file", "mixture1d", "register",
+           "rings", "s_curve", "swiss_roll", "twenty_five_gaussians", "two_moons"]

@@ -105,6 +105,17 @@ class BoxMixture:
     def dim(self) -> int:
         return self.lower.shape[1]
 
+    @property
+    def discontinuous(self) -> bool:
+        """Uniform on boxes (no noise yet): FE solvers project instead of interpolating."""
+        return self.state.v == 0.0
+
+    @property
+    def length_scale(self) -> float:
+        """The narrowest feature: the kernel std, else the thinnest box side."""
+        side = float(np.min(self.state.a * (self.upper - self.lower)))
+        return min(side, math.sqrt(self.state.v)) if self.state.v > 0 else side
+
     def _edges(self):
         st = self.state
         b = st.shift(self.dim)
@@ -187,18 +198,23 @@ def checkerboard(scale: float = 1.0) -> BoxMixture:
 GL_MAX_RATIO = 0.15
 #: Points whose nearest pixel is farther than this many kernel stds take erf differences.
 GL_NEAR = 8.0
+#: ... and so do points farther than ``GL_TAIL / (h/s)`` stds: the rule's relative error
+#: grows like ``(ζ h/s)^8`` with the distance ``ζ`` (about 1e-13 at ``ζ h/s = 0.4``).
+GL_TAIL = 0.4
 
 
 def _gl_factors(edges: np.ndarray, x: np.ndarray, s: float, score: bool = True,
                 buffers: dict | None = None):
     """``(F̃, d log F, log row max, near)`` of a uniform pixel grid by 4-point
     Gauss–Legendre in each pixel (:mod:`~bridgesolve.densities._pixel_kernels`);
-    ``near`` marks the rows whose nearest pixel centre is within :data:`GL_NEAR` stds (the
-    others lose accuracy in the pair sums and take the erf path)."""
+    ``near`` marks the rows whose nearest pixel centre is within :data:`GL_NEAR` stds and
+    :data:`GL_TAIL` ``s/h`` stds (the others lose accuracy in the pair sums and in the rule,
+    and take the erf path)."""
     h = edges[1] - edges[0]
     n = edges.size - 1
     F, d, top = pixel_factors(x, edges[0] + 0.5 * h, h, s, n, score=score, buffers=buffers)
-    near = top >= -0.5 * GL_NEAR * GL_NEAR
+    reach = min(GL_NEAR, GL_TAIL * s / abs(h))
+    near = top >= -0.5 * reach * reach
     return F, d, top - math.log(s) - 0.5 * math.log(2.0 * math.pi), near
 
 
@@ -253,6 +269,17 @@ class ImageDensity:
     @property
     def dim(self) -> int:
         return self.masses.ndim
+
+    @property
+    def discontinuous(self) -> bool:
+        """Piecewise constant (no noise yet): FE solvers project instead of interpolating."""
+        return self.state.v == 0.0
+
+    @property
+    def length_scale(self) -> float:
+        """The narrowest feature: the kernel std, else the smallest pixel side."""
+        pix = float(np.min(self.state.a * (self.upper - self.lower) / self.masses.shape))
+        return min(pix, math.sqrt(self.state.v)) if self.state.v > 0 else pix
 
     def _factors(self, x: np.ndarray, i: int, score: bool = True,
                  buffers: dict | None = None):

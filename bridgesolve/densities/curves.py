@@ -11,9 +11,11 @@ mixture, the curves mapped by ``a c + b`` and the variance ``a²σ² + v``:
 The integral is a composite Gauss–Legendre rule in ``u`` whose panels have equal arc length,
 at most :data:`PANEL_STD` standard deviations of the kernel long (8 nodes each): the
 integrand is a Gaussian bump of that width along the curve, which the rule integrates to
-about round-off. The sum over nodes is taken in the log domain, so small noise and far tails
-stay finite. :meth:`CurveMixture.quadrature_error` compares with the rule of half the panels
-(a bound on the coarse rule's error, hence conservative for the one used).
+about round-off. Where the kernel is wide against the curve (late times), the curve's own
+bends set the count: a panel turns by at most :data:`PANEL_TURNING`, and ends at the
+curve's ``breaks`` (kinks). The sum over nodes is taken in the log domain, so small noise
+and far tails stay finite. :meth:`CurveMixture.quadrature_error` compares with the rule of
+half the panels (a bound on the coarse rule's error, hence conservative for the one used).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from bridgesolve.densities.protocol import register_preset
 
 #: Panel length along the curve, in kernel standard deviations (8 Gauss nodes a panel).
 PANEL_STD = 1.0
+#: Largest turning of the tangent within one panel (radians).
+PANEL_TURNING = math.pi / 8
 GAUSS_NODES = 8
 #: Most quadrature nodes of one evaluation (a kernel much narrower than the curve is long).
 MAX_NODES = 200_000
@@ -38,10 +42,13 @@ _ARC_SAMPLES = 4097
 
 @dataclass(frozen=True)
 class Curve:
-    """``c(u)`` for ``u`` in [0, 1], vectorized: ``(n,) -> (n, d)``; ``weight`` its mass."""
+    """``c(u)`` for ``u`` in [0, 1], vectorized: ``(n,) -> (n, d)``; ``weight`` its mass;
+    ``breaks`` the parameters in (0, 1) where ``c`` is not smooth (panels end there: a rule
+    across a kink would lose its accuracy)."""
 
     fn: Callable[[np.ndarray], np.ndarray]
     weight: float = 1.0
+    breaks: tuple[float, ...] = ()
 
 
 class CurveMixture:
@@ -81,6 +88,11 @@ class CurveMixture:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def length_scale(self) -> float:
+        """The kernel std (features narrower than the curve's own bends)."""
+        return math.sqrt(self.variance)
 
     @property
     def variance(self) -> float:
@@ -128,15 +140,18 @@ class CurveMixture:
         """``|log p - log p_coarse|`` at ``x``: the rule against the one with half the
         panels (a bound on the coarse rule's error; the rule used is far more accurate)."""
         x = check_points(x, self.dim)
-        panels = self._panel_counts()
-        coarse = self._rule([max(1, p // 2) for p in panels])
-        return np.abs(self._rule().log_pdf(x) - coarse.log_pdf(x))
+        return np.abs(self._rule().log_pdf(x) - self.coarse_rule().log_pdf(x))
+
+    def coarse_rule(self) -> EqualCovarianceSum:
+        """The rule with half the panels (for error estimates): ``log_pdf``,
+        ``log_pdf_and_score`` on checked points."""
+        return self._rule([max(1, p // 2) for p in self._panel_counts()])
 
     @property
     def n_nodes(self) -> int:
-        return GAUSS_NODES * sum(self._panel_counts())
+        return GAUSS_NODES * (sum(self._panel_counts()) + sum(len(c.breaks) for c in self.curves))
 
-    def _arc_table(self, curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    def _arc_table(self, curve: Curve) -> tuple[np.ndarray, np.ndarray, float]:
         u = np.linspace(0.0, 1.0, _ARC_SAMPLES)
         pts = np.asarray(curve.fn(u), dtype=float)
         if pts.ndim != 2 or pts.shape != (u.size, getattr(self, "_dim", pts.shape[1])):
@@ -144,20 +159,26 @@ class CurveMixture:
                                         f"{pts.shape}, expected ({u.size}, d)")
         if not np.all(np.isfinite(pts)):
             raise BridgesolveInputError(f"curve {self.name!r}: c(u) is not finite")
-        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
-        return u, arc
+        steps = np.diff(pts, axis=0)
+        lengths = np.linalg.norm(steps, axis=1)
+        arc = np.concatenate([[0.0], np.cumsum(lengths)])
+        tangents = steps[lengths > 0] / lengths[lengths > 0, None]
+        turning = float(np.sum(np.arccos(np.clip(
+            np.sum(tangents[1:] * tangents[:-1], axis=1), -1.0, 1.0))))
+        return u, arc, turning
 
     def _panel_counts(self) -> list[int]:
         std = math.sqrt(self.variance)
-        return [max(1, math.ceil(abs(self.state.a) * arc[-1] / (PANEL_STD * std)))
-                for _, arc in self._arc]
+        return [max(2, math.ceil(abs(self.state.a) * arc[-1] / (PANEL_STD * std)),
+                    math.ceil(turning / PANEL_TURNING))
+                for _, arc, turning in self._arc]
 
     def _rule(self, panels: list[int] | None = None) -> EqualCovarianceSum:
         panels = panels or self._panel_counts()
         key = tuple(panels)
         if key in self._rules:
             return self._rules[key]
-        total = GAUSS_NODES * sum(panels)
+        total = GAUSS_NODES * (sum(panels) + sum(len(c.breaks) for c in self.curves))
         if total > MAX_NODES:
             raise BridgesolveInputError(
                 f"curve mixture {self.name!r}: the kernel std {math.sqrt(self.variance):.3g} "
@@ -165,13 +186,15 @@ class CurveMixture:
                 f"needed (at most {MAX_NODES}); use a larger noise")
         g, gw = np.polynomial.legendre.leggauss(GAUSS_NODES)
         nodes, logw = [], []
-        for curve, wj, (u_tab, arc), p in zip(self.curves, self.weights, self._arc, panels,
+        for curve, wj, (u_tab, arc, _), p in zip(self.curves, self.weights, self._arc, panels,
                                               strict=True):
             if wj == 0:
                 continue
             # panel ends at equal arc length (u uniform carries the mass, arc places nodes)
             ends = np.interp(np.linspace(0.0, arc[-1], p + 1), arc, u_tab) if arc[-1] > 0 \
                 else np.linspace(0.0, 1.0, p + 1)
+            if curve.breaks:
+                ends = np.union1d(ends, curve.breaks)
             lo, hi = ends[:-1, None], ends[1:, None]
             u = (0.5 * (hi - lo) * g[None, :] + 0.5 * (hi + lo)).ravel()
             w = (0.5 * (hi - lo) * gw[None, :]).ravel()
@@ -259,7 +282,7 @@ def s_curve(noise: float = 0.1, scale: float = 1.0) -> CurveMixture:
         t = 3.0 * np.pi * (u - 0.5)
         return scale * np.stack([np.sin(t), np.sign(t) * (np.cos(t) - 1.0)], axis=1)
 
-    return CurveMixture([Curve(fn)], scale * noise, name="s_curve",
+    return CurveMixture([Curve(fn, breaks=(0.5,))], scale * noise, name="s_curve",
                         params={"noise": noise, "scale": scale})
 
 

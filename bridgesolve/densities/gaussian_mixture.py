@@ -9,7 +9,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
-from bridgesolve._validate import BridgesolveInputError, points
+from bridgesolve._validate import BridgesolveInputError, points, positive
 from bridgesolve.densities.protocol import register
 from bridgesolve.process import Process
 
@@ -242,3 +242,9 @@ def twenty_five_gaussians(spacing: float = 2.0, std: float = 0.05, scale: float 
     g = spacing * np.arange(-2, 3, dtype=float)
     means = scale * np.array([(a, b) for a in g for b in g])
     return GaussianMixture(np.full(25, 1 / 25), means, [(scale * std) ** 2 * np.eye(2)] * 25)
+
+
+def mixture1d(separation: float = 2.5, std: float = 0.5) -> GaussianMixture:
+    """A bimodal 1D mixture ``0.4 N(-0.6 s, std²) + 0.6 N(0.4 s, (1.2 std)²)``."""
+    s, std = positive("separation", separation), positive("std", std)
+    return GaussianMixture([0.4, 0.6], [[-0.6 * s], [0.4 * s]], [std**2, (1.2 * std) ** 2])

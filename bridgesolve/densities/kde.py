@@ -78,6 +78,11 @@ class GaussianKDE:
         """The kernel covariance at the current time, ``a² H + v I``."""
         return self.state.a**2 * self.H + self.state.v * np.eye(self.dim)
 
+    @property
+    def length_scale(self) -> float:
+        """The kernel's smallest std."""
+        return float(np.sqrt(np.linalg.eigvalsh(self.covariance).min()))
+
     def _kernel_sum(self) -> EqualCovarianceSum:
         if self._sum is None:
             st = self.state

@@ -34,6 +34,12 @@ class Density(Protocol):
     def describe(self) -> dict: ...
 
 
+def is_probability_density(obj) -> bool:
+    """Whether ``obj`` is a normalized density of this package (the :class:`Density`
+    protocol, with ``sample``: unnormalized values such as ``ScaledMixture`` are not)."""
+    return isinstance(obj, Density)
+
+
 _FAMILIES: dict[str, type] = {}
 
 
@@ -65,3 +71,14 @@ def density_from_description(desc: dict) -> Density:
         raise BridgesolveInputError(f"density type {kind!r}: expected one of "
                                     f"{', '.join(map(repr, sorted(_FAMILIES)))}")
     return _FAMILIES[kind].from_description(desc)
+
+
+def data_from_description(desc: dict | None) -> Density | None:
+    """The density a bundle's or checkpoint's ``data`` record names, or None when there is
+    none or it cannot be rebuilt (an unknown type, a sample file that has moved)."""
+    if not desc:
+        return None
+    try:
+        return density_from_description(desc)
+    except (BridgesolveInputError, KeyError, TypeError):
+        return None

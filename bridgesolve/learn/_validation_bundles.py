@@ -1,5 +1,5 @@
 """Reference bundles for the validator: loading, the process, data and Problem they were
-computed for, exact laws of Gaussian-mixture data, samples of ρ0 (NumPy only; split from
+computed for, exact laws of the data, samples of ρ0 (NumPy only; split from
 :mod:`bridgesolve.learn.validation`, which re-exports the public names)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.densities import GaussianMixture
+from bridgesolve.densities import data_from_description, is_probability_density
+from bridgesolve.densities.fields import exact_fields
 from bridgesolve.process import Process, process_from_description
 
 # -- bundles -----------------------------------------------------------------------------
@@ -42,12 +43,11 @@ def _bundle_process(bundle) -> Process | None:
 
 
 def _bundle_data(bundle):
+    """The bundle's ρ0 as an exact density, when its metadata describe one (else None)."""
     if callable(getattr(bundle, "data", None)):
         return bundle.data()
     desc = (getattr(bundle, "metadata", None) or {}).get("data")
-    if desc and desc.get("type") == "GaussianMixture":
-        return GaussianMixture.from_description(desc)
-    return None
+    return data_from_description(desc)
 
 
 def problem_from_bundle(bundle, comm=None):
@@ -87,7 +87,7 @@ def _x0_sampler(data, bundle, pts, w, p0):
         ds = as_dataset(data)
         return lambda n, rng: ds.sample(n, rng)
     mixture = _bundle_data(bundle)
-    if isinstance(mixture, GaussianMixture):
+    if is_probability_density(mixture):
         return lambda n, rng: mixture.sample(n, rng)
     prob = np.maximum(w * p0, 0.0)
     prob = prob / prob.sum()
@@ -95,29 +95,17 @@ def _x0_sampler(data, bundle, pts, w, p0):
     return lambda n, rng: pts[rng.choice(pts.shape[0], size=n, p=prob)]
 
 
-def mixture_fields(mixture: GaussianMixture, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(log ρ, ∇log ρ)`` of a Gaussian mixture at points ``(N, d)``, vectorized with
-    einsum (no BLAS calls: this stays fast on machines where BLAS threads oversubscribe)."""
-    x = np.asarray(x, dtype=float)
-    d = x.shape[1]
-    prec = np.linalg.inv(mixture.covs)
-    logdet = np.linalg.slogdet(mixture.covs)[1]
-    diff = x[:, None, :] - mixture.means[None, :, :]                       # (N, K, d)
-    pd = np.einsum("kij,nkj->nki", prec, diff)                             # Σ_k^{-1}(x - m_k)
-    logc = (np.log(mixture.weights)[None, :] - 0.5 * (np.einsum("nki,nki->nk", diff, pd)
-                                                      + logdet[None, :] + d * np.log(2 * np.pi)))
-    top = logc.max(axis=1, keepdims=True)
-    r = np.exp(logc - top)
-    total = r.sum(axis=1, keepdims=True)
-    log_p = (top + np.log(total))[:, 0]
-    return log_p, -np.einsum("nk,nki->ni", r / total, pd)
+def mixture_fields(mixture, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(log ρ, ∇log ρ)`` of an exact density (a Gaussian mixture or any family of
+    :mod:`bridgesolve.densities`) at points ``(N, d)``."""
+    return exact_fields(mixture, x)
 
 
 def _law(mixture, process, t, pts, density) -> tuple[np.ndarray, np.ndarray]:
-    """``(p, log p)`` at the points: exact when the data are a Gaussian mixture and the
+    """``(p, log p)`` at the points: exact when the data are an exact density and the
     process is linear (the likelihood parts then carry no bundle discretization error),
     else the bundle's density and its logarithm (a consistent pair, floored)."""
-    if isinstance(mixture, GaussianMixture) and process.linear:
+    if is_probability_density(mixture) and process.linear:
         law = mixture.evolve(process, t) if t > 0 else mixture
         log_p = mixture_fields(law, pts)[0]
         return np.exp(log_p), log_p

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.densities import GaussianMixture
+from bridgesolve.densities import is_probability_density
 from bridgesolve.learn._validation_bundles import (
     _law,
     _x0_sampler,
@@ -39,9 +39,9 @@ def _explicit(err2: np.ndarray, arr: dict) -> dict:
 
 def _exact_part(S, arr, mixture, process, kind) -> dict | None:
     """``e(t)``, the Fisher information and the bundle's own error against the exact law of
-    a Gaussian-mixture ρ0 under a linear process (None otherwise): separates the score's
-    error from the bundle's discretization error."""
-    if not (isinstance(mixture, GaussianMixture) and process.linear and kind != "bridge"):
+    an exact ρ0 (any family of :mod:`bridgesolve.densities`) under a linear process (None
+    otherwise): separates the score's error from the bundle's discretization error."""
+    if not (is_probability_density(mixture) and process.linear and kind != "bridge"):
         return None
     times, pts, w, S_ref = arr["times"], arr["points"], arr["weights"], arr["score"]
     exact = {"esm": np.empty(times.size), "fisher": np.empty(times.size),

@@ -18,7 +18,6 @@ Sections (``examples/learn/train_*.toml`` has examples)::
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import tomllib
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ from pathlib import Path
 
 from bridgesolve._vocab import WEIGHTINGS
 from bridgesolve.config import ConfigError, _data, _process, _Section
+from bridgesolve.densities import catalog
 from bridgesolve.process import PROCESSES, Process
 
 SECTIONS = ("data", "process", "model", "train", "output")
-DATA_TYPES = ("gaussian_mixture", "file", "two_moons", "checkerboard", "swiss_roll", "rings",
-              "mixture1d")
+DATA_TYPES = catalog.TYPES
 
 #: defaults of ``[model]`` and ``[train]``
 MODEL_DEFAULTS = {"width": 128, "depth": 3, "fourier_features": 16, "parameterization": "eps"}
@@ -86,19 +85,10 @@ class TrainConfig:
         """The :class:`~bridgesolve.learn.data.Dataset` of ``[data]``."""
         from bridgesolve.learn import data as data_mod
 
-        sec = dict(self.raw["data"])
-        kind = sec.pop("type")
-        if kind == "gaussian_mixture":
-            return data_mod.gaussian_mixture(_data({"data": self.raw["data"]}, "data"))
-        if kind == "file":
-            path = Path(sec["path"])
-            if not path.is_absolute() and (self.base_dir / path).exists():
-                path = self.base_dir / path
-            return data_mod.from_file(path, sec.get("bandwidth", "scott"))
-        try:
-            return data_mod.TOY_SETS[kind](**sec)
-        except ValueError as exc:
-            raise ConfigError(f"[data] {exc}") from None
+        density = _data({"data": self.raw["data"]}, "data", self.base_dir)
+        return data_mod.from_density(density, name=self.raw["data"]["type"],
+                                     params={k: v for k, v in self.raw["data"].items()
+                                             if k != "type"})
 
     @property
     def output_dir(self) -> Path | None:
@@ -121,32 +111,13 @@ class TrainConfig:
         return raw
 
 
-def _data_section(raw: dict) -> None:
+def _data_section(raw: dict, base_dir: Path | None) -> None:
+    """Check ``[data]`` up front: its type, keys and values (the density is built once here,
+    files read; :meth:`TrainConfig.dataset` builds it again)."""
     sec = _Section("data", raw["data"])
     kind = sec.string("type", DATA_TYPES)
-    if kind == "gaussian_mixture":
-        _data({"data": raw["data"]}, "data")
-        return
-    if kind == "file":
-        sec.only(("type", "path", "bandwidth"))
-        path = sec.string("path")
-        if Path(path).suffix.lower() not in (".npy", ".csv"):
-            sec.fail("path", path, "a .npy or .csv file of samples")
-        bw = sec.table.get("bandwidth", "scott")
-        if not (bw in ("scott", "silverman") or (isinstance(bw, int | float)
-                                                 and not isinstance(bw, bool) and bw > 0)):
-            sec.fail("bandwidth", bw, "'scott', 'silverman' or a number > 0")
-        return
-    from bridgesolve.learn.data import TOY_SETS
-
-    params = inspect.signature(TOY_SETS[kind]).parameters
-    sec.only(("type", *params))
-    for key in params:
-        if key in sec.table:
-            if key == "n_rings":
-                sec.integer(key)
-            else:
-                sec.number(key, positive=key not in ("noise",))
+    sec.only(("type", *catalog.parameters(kind)))
+    _data(raw, "data", base_dir)
 
 
 def _model_section(raw: dict) -> dict:
@@ -214,7 +185,7 @@ def validate_train_config(raw: dict, *, source: str = "<dict>", text: str = "",
         if name not in raw:
             raise ConfigError(f"missing section [{name}]")
     raw = copy.deepcopy(raw)
-    _data_section(raw)
+    _data_section(raw, base_dir)
     _process(raw)
     cfg = TrainConfig(raw=raw, source=source, text=text, base_dir=base_dir or Path.cwd())
     T = cfg.T

@@ -18,14 +18,15 @@ reference; files of samples are Gaussian KDEs of a stated bandwidth;
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 
 import numpy as np
 
 from bridgesolve import densities
-from bridgesolve._validate import BridgesolveInputError, check_values, positive, positive_int
-from bridgesolve.densities import Density, GaussianKDE, GaussianMixture
+from bridgesolve._validate import BridgesolveInputError, check_values, positive_int
+from bridgesolve.densities import Density, GaussianKDE, GaussianMixture, catalog
 from bridgesolve.densities.files import read_samples
 
 
@@ -62,6 +63,11 @@ class Dataset:
         return np.asarray(out, dtype=float).reshape(n, self.dim)
 
     def describe(self) -> dict:
+        """The law's own record when it has a density (what bundles store, so that the
+        validator can tell whether a score was trained on a bundle's data), else the set's
+        name and parameters."""
+        if self.density is not None:
+            return self.density.describe()
         return {"type": self.name, **self.params}
 
     def __repr__(self) -> str:
@@ -80,11 +86,9 @@ def gaussian_mixture(mixture: GaussianMixture) -> Dataset:
 
 
 def mixture1d(separation: float = 2.5, std: float = 0.5) -> Dataset:
-    """A bimodal 1D mixture ``0.4 N(-s/2·1.2, std²) + 0.6 N(s/2·0.8, (1.2 std)²)``."""
-    s, std = positive("separation", separation), positive("std", std)
-    mix = GaussianMixture([0.4, 0.6], [[-0.6 * s], [0.4 * s]], [std**2, (1.2 * std) ** 2])
-    ds = gaussian_mixture(mix)
-    ds.name, ds.params = "mixture1d", {"separation": s, "std": std}
+    """A bimodal 1D mixture ``0.4 N(-0.6 s, std²) + 0.6 N(0.4 s, (1.2 std)²)``."""
+    ds = gaussian_mixture(densities.mixture1d(separation, std))
+    ds.name, ds.params = "mixture1d", {"separation": float(separation), "std": float(std)}
     return ds
 
 
@@ -151,8 +155,21 @@ def from_file(path: str | os.PathLike, bandwidth: str | float = "scott") -> Data
     return from_density(kde, name="file", params={"path": str(path), "bandwidth": bandwidth})
 
 
-#: ``[data] type`` -> (factory, its keyword parameters)
+def named(kind: str, **params) -> Dataset:
+    """The named set ``kind`` of :data:`bridgesolve.densities.catalog.NAMED` (two moons,
+    checkerboard, ..., 8 and 25 Gaussians, mixture1d), drawn from its exact density."""
+    if kind == "mixture1d":
+        return mixture1d(**params)
+    if kind not in catalog.NAMED:
+        raise BridgesolveInputError(f"data set {kind!r}: expected one of "
+                                    f"{', '.join(map(repr, catalog.NAMED))}")
+    return from_density(catalog.NAMED[kind](**params), name=kind, params=params)
+
+
+#: ``[data] type`` -> factory (its keyword parameters are the config keys): every named set
+#: of the catalog, the four with their own function here included.
 TOY_SETS: dict[str, Callable[..., Dataset]] = {
+    **{k: functools.partial(named, k) for k in catalog.NAMED},
     "two_moons": two_moons,
     "checkerboard": checkerboard,
     "swiss_roll": swiss_roll,

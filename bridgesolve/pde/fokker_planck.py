@@ -22,7 +22,7 @@ import numpy as np
 
 from bridgesolve._dolfinx import MPI, dolfinx, fem, ufl
 from bridgesolve._validate import BridgesolveInputError, warn
-from bridgesolve.densities import GaussianMixture
+from bridgesolve.densities import is_probability_density
 from bridgesolve.pde.killing import check_rate, killing_term
 from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
 from bridgesolve.problem import Problem
@@ -42,11 +42,15 @@ RESOLUTION_WARN = 1e-2
 
 
 def initial_function(problem: Problem, rho0, name: str, *, label: str | None = None,
-                     nonnegative: bool = False) -> fem.Function:
-    """``rho0`` (mixture, callable of points, or FE function) as a function of ``problem.V``.
+                     nonnegative: bool = False, report: dict | None = None) -> fem.Function:
+    """``rho0`` (density, callable of points, or FE function) as a function of ``problem.V``.
 
     A callable is checked on its call (collectively): it must return one finite number per
     point (and no negative values when ``nonnegative``); ``label`` names it in messages.
+    Discontinuous densities (``rho0.discontinuous``: boxes and images at ``t = 0``) are
+    L2-projected (mass-conserving, :mod:`~bridgesolve.pde.projection`), others interpolated;
+    ``report`` (a dict) receives ``initial_projection`` with the L1 error of the projection
+    and both masses.
     """
     label = label or f"initial value {name}"
     u = fem.Function(problem.V, name=name)
@@ -59,8 +63,17 @@ def initial_function(problem: Problem, rho0, name: str, *, label: str | None = N
                 f"{label} is {rho0.dim}D but the domain is {dim}D"
             )
         fn = as_numpy_callable(rho0, dim, name=label, nonnegative=nonnegative, deferred=True)
-        u.interpolate(fn)
-        fn.checked.raise_pending(problem.comm)
+        if getattr(rho0, "discontinuous", False):
+            from bridgesolve.pde.projection import initial_error, l2_project
+
+            points_fn = fn.checked  # the checked pdf, on points (N, d)
+            u = l2_project(problem, points_fn, name)
+            fn.checked.raise_pending(problem.comm)
+            if report is not None:
+                report["initial_projection"] = initial_error(problem, u, points_fn)
+        else:
+            u.interpolate(fn)
+            fn.checked.raise_pending(problem.comm)
     if not np.all(np.isfinite(u.x.array)):
         raise BridgesolveInputError(f"{label} has non-finite values on the mesh")
     local = float(np.abs(u.x.array).max()) if u.x.array.size else 0.0
@@ -81,10 +94,11 @@ def _bounds_text(problem: Problem) -> str:
 
 
 def check_mass_inside(problem: Problem, density, what: str, sink: list | None) -> float | None:
-    """``1 - ∫_Ω density`` for a :class:`GaussianMixture` (None for other data), refused when
+    """``1 - ∫_Ω density`` for a probability density of :mod:`bridgesolve.densities`
+    (None for other data: callables, unnormalized values), refused when
     less than :data:`MASS_INSIDE_REFUSE` of the mass lies in Ω and warned about (into
     ``sink`` too) above :data:`MASS_OUTSIDE_WARN`."""
-    if not isinstance(density, GaussianMixture):
+    if not is_probability_density(density):
         return None
     inside = problem.mass_inside(density)
     outside = 1.0 - inside
@@ -113,11 +127,14 @@ def _level_extremes(field: SpaceTimeField) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_positivity(problem: Problem, field: SpaceTimeField, what: str,
-                     sink: list | None) -> None:
+                     sink: list | None, *, first: int = 0) -> None:
     """Warn (into ``sink`` too) when a field that should stay non-negative went negative by
     more than :data:`NEGATIVE_WARN` of its level's peak: the θ-scheme oscillates or the
-    mesh does not resolve the solution."""
+    mesh does not resolve the solution. Levels before ``first`` are not checked (an L2
+    projection of discontinuous data undershoots at its jumps by design)."""
     lo, hi = _level_extremes(field)
+    lo, hi = lo.copy(), hi.copy()
+    lo[:first], hi[:first] = 0.0, 0.0
     peak = np.maximum(np.abs(hi), np.abs(lo))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(peak > 0, -lo / peak, 0.0)
@@ -261,8 +278,9 @@ def solve_fokker_planck(
     t_start = time.perf_counter()
     V = problem.V
     found: list[str] = []
+    projection: dict = {}
     p_old = initial_function(problem, rho0, name, label="initial density rho0",
-                             nonnegative=True)
+                             nonnegative=True, report=projection)
     mass_outside = (check_mass_inside(problem, rho0, "the initial density rho0", found)
                     if check_mass else None)
 
@@ -287,6 +305,7 @@ def solve_fokker_planck(
     info = {
         "equation": "fokker-planck",
         "mass_outside_initial": mass_outside,
+        **projection,
         "factorizations": stepper.factorizations,
         "assemblies": stepper.assemblies,
         **killing_info,
@@ -307,7 +326,7 @@ def solve_fokker_planck(
                  f"{field.info['mass'][0]:.4g} where rho0 has {inside:.4g} in the domain "
                  f"({gap:.1%} apart; h = {problem.domain.hmax:.3g}); refine the mesh where "
                  "rho0 is narrow", found)
-    check_positivity(problem, field, "the density", found)
+    check_positivity(problem, field, "the density", found, first=1 if projection else 0)
     check_walls(problem, field, found)
     if killing_info.get("killing") == "callable(x, t)":
         check_rate(killing_info, problem.theta, float(problem.grid.dt.max()), sink=found,

@@ -73,8 +73,9 @@ in the units of the validator's ``e(t_n) = Σ_i w_i p_i |s(x_i, t_n) - s_{ref}(x
 triangle inequality the error of a score against the true ``∇log p`` lies within
 ``sqrt(e) ± sqrt(ε)``). It is obtained (``metadata["score_error_estimate"]["method"]``):
 
-* ``"closed-form"`` when ρ0 is a Gaussian mixture under a linear process (no killing,
-  reflecting walls): ``p`` and ``∇log p`` are the mixture pushed through the process, so ε
+* ``"closed-form"`` when ρ0 is an exact density (:mod:`bridgesolve.densities`: Gaussian
+  mixtures, curve and box mixtures, images, KDEs) under a linear process (no killing,
+  reflecting walls): ``p`` and ``∇log p`` are ρ0 pushed exactly through the process, so ε
   is exact up to quadrature (it includes the truncation of the domain and the time error);
 * ``"higher-degree"`` otherwise when ρ0 and the problem are known (and, for
   ``error_estimate="auto"``, the P_{k+1} problem has at most 1e5 dofs): the same problem is
@@ -90,7 +91,11 @@ triangle inequality the error of a score against the true ``∇log p`` lies with
   under a Brownian reference without killing: ``p`` is the closed-form bridge marginal
   (:func:`bridgesolve.densities.gaussian_bridge`);
 * ``None`` (not stored) otherwise: other bridges (a second bridge solve is not cheap),
-  solves with killing, files written before this key existed.
+  solves with killing, files written before this key existed;
+* ``"quadrature"`` / ``"exact"`` for bundles whose fields come from the exact formulas
+  (``metadata["fields"] == "exact"``, :func:`~bridgesolve.reference.exact.exact_bundle`;
+  no PDE): the quadrature error along a curve mixture's curve, or zero (round-off) for
+  the closed forms. FE bundles have ``metadata["fields"] == "finite-element"``.
 
 How the values are obtained from a Fokker–Planck solution ``p_h`` of degree k:
 ``density`` is ``p_h`` at the points (``Σ w · density`` is the discrete mass);
@@ -109,12 +114,14 @@ naming the file and what is wrong.
 
 **Where things live.** :mod:`~bridgesolve.reference.bundle` (:class:`ReferenceBundle`,
 :func:`save_reference`), :mod:`~bridgesolve.reference.schema` (the format's names and
-checks), :mod:`~bridgesolve.reference.error` (the FE error estimate of the score).
+checks), :mod:`~bridgesolve.reference.error` (the FE error estimate of the score),
+:mod:`~bridgesolve.reference.exact` (bundles from the exact formulas).
 """
 
 from __future__ import annotations
 
 from bridgesolve.reference.bundle import ReferenceBundle, save_reference
+from bridgesolve.reference.exact import exact_bundle
 from bridgesolve.reference.schema import (
     BRIDGE_FIELDS,
     DEFAULT_COMPRESS,
@@ -126,4 +133,4 @@ from bridgesolve.reference.schema import (
 )
 
 __all__ = ["BRIDGE_FIELDS", "DEFAULT_COMPRESS", "DEFAULT_DTYPE", "DTYPES", "FIELDS", "KINDS",
-           "SCHEMA", "ReferenceBundle", "save_reference"]
+           "SCHEMA", "ReferenceBundle", "exact_bundle", "save_reference"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve._validate import first_line as _first_line
-from bridgesolve.densities import GaussianMixture
+from bridgesolve.densities import data_from_description
 from bridgesolve.process import Process, process_from_description
 from bridgesolve.reference.error import bridge_score_error_estimate, score_error_estimate
 from bridgesolve.reference.schema import (
@@ -120,12 +120,10 @@ class ReferenceBundle:
             raise BridgesolveInputError("reference bundle: metadata has no process")
         return process_from_description(desc)
 
-    def data(self) -> GaussianMixture | None:
-        """The data mixture ρ0 (None when the data were not a Gaussian mixture)."""
-        desc = self.metadata.get("data")
-        if not desc or desc.get("type") != "GaussianMixture":
-            return None
-        return GaussianMixture.from_description(desc)
+    def data(self):
+        """The data ρ0 as an exact density (None when the metadata name none that can be
+        rebuilt: a callable, a sample file that has moved)."""
+        return data_from_description(self.metadata.get("data"))
 
     def level(self, t: float) -> int:
         """Index of the grid time ``t``."""
@@ -341,6 +339,7 @@ class ReferenceBundle:
             dens = values_at_quadrature(p_field.space, p_field.values, degree)
             logs = values_at_quadrature(p_field.space, log_piece.values, degree)
         meta = _metadata("diffusion", p_field, problem, process, data, degree, info)
+        meta["fields"] = "finite-element"
         est, how = score_error_estimate(error_estimate, p_field, problem, data, meta, degree,
                                         pts, wts, dens, svals)
         meta["score_error_estimate"] = how
@@ -384,6 +383,7 @@ class ReferenceBundle:
                  "converged": getattr(bridge, "converged", None),
                  "mode": getattr(bridge, "mode", None), **(info or {})}
         meta = _metadata("bridge", lp, bridge.problem, None, data, degree, extra)
+        meta["fields"] = "finite-element"
         est, meta["score_error_estimate"] = bridge_score_error_estimate(
             error_estimate, bridge, data, final, pts, wts, g + gh)
         return _gathered(cls, lp.comm, root, meta, points=pts, weights=wts,
@@ -423,6 +423,13 @@ def save_reference(source, path: str | os.PathLike, *, problem=None, data=None, 
         bundle = ReferenceBundle.from_fokker_planck(source, problem=problem, data=data,
                                                     degree=degree, info=info,
                                                     error_estimate=error_estimate)
+    write_on_root(bundle, path, comm, dtype=dtype, compress=compress)
+    return bundle
+
+
+def write_on_root(bundle, path, comm, *, dtype: str = DEFAULT_DTYPE,
+                  compress: bool = DEFAULT_COMPRESS) -> None:
+    """Rank 0 writes ``bundle`` (gathered there); a failure is raised on every rank."""
     error = None
     if comm.rank == 0:
         try:
@@ -432,25 +439,33 @@ def save_reference(source, path: str | os.PathLike, *, problem=None, data=None, 
     error = comm.bcast(error, root=0)
     if error is not None:
         raise error
-    return bundle
 
 
 
 def _metadata(kind, field, problem, process, data, degree, info) -> dict:
+    """The metadata of a bundle built from an FE ``field`` (space-time field)."""
+    k = field.space.ufl_element().embedded_superdegree
+    field_info = {k: v for k, v in getattr(field, "info", {}).items()
+                  if k in ("equation", "mass", "factorizations", "timings")}
+    return metadata_record(kind, k, int(field.times.size), problem, process, data, degree,
+                           {**field_info, **(info or {})})
+
+
+def metadata_record(kind, element_degree, time_levels, problem, process, data, degree,
+                    info) -> dict:
+    """The metadata dict of the schema (module doc of :mod:`bridgesolve.reference`)."""
     from bridgesolve import __version__
     from bridgesolve._dolfinx import versions
     from bridgesolve._json import jsonable as _jsonable
 
     process = process if process is not None else getattr(problem, "process", None)
     desc = problem.describe() if problem is not None else {}
-    k = field.space.ufl_element().embedded_superdegree
-    disc = {"element": f"P{k}", **desc.get("discretization", {}),
+    disc = {"element": f"P{element_degree}", **desc.get("discretization", {}),
             "quadrature_degree": degree, "time": desc.get("time"),
-            "time_levels": int(field.times.size)}
+            "time_levels": int(time_levels)}
     if data is not None and not hasattr(data, "describe"):
-        raise BridgesolveInputError(f"data = {data!r}: expected a GaussianMixture or None")
-    field_info = {k: v for k, v in getattr(field, "info", {}).items()
-                  if k in ("equation", "mass", "factorizations", "timings")}
+        raise BridgesolveInputError(f"data = {data!r}: expected a density of "
+                                    "bridgesolve.densities (with describe()) or None")
     return _jsonable({
         "kind": kind,
         "process": None if process is None else process.describe(),
@@ -458,7 +473,7 @@ def _metadata(kind, field, problem, process, data, degree, info) -> dict:
         "domain": desc.get("domain"),
         "discretization": disc,
         "versions": {"bridgesolve": __version__, **versions()},
-        "info": {**field_info, **(info or {})},
+        "info": dict(info or {}),
         "schema": SCHEMA,
     })
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.densities import GaussianMixture
+from bridgesolve.densities import GaussianMixture, is_probability_density
+from bridgesolve.densities.fields import exact_fields
 from bridgesolve.process import process_from_description
 
 METHODS = ("auto", "closed-form", "higher-degree", "none")
@@ -52,8 +53,8 @@ def _closed_form_obstacle(p_field, problem, data, meta) -> str | None:
     process = getattr(problem, "process", None)
     if process is None and meta.get("process"):
         process = process_from_description(meta["process"])
-    if not isinstance(data, GaussianMixture):
-        return "the data are not a Gaussian mixture"
+    if not is_probability_density(data):
+        return f"the data {data!r} are not an exact density of bridgesolve.densities"
     if process is None or not process.linear:
         return f"the process {process!r} is not linear"
     if "killing" in getattr(p_field, "info", {}):
@@ -64,13 +65,13 @@ def _closed_form_obstacle(p_field, problem, data, meta) -> str | None:
 
 
 def _closed_form_estimate(comm, times, process, data, pts, wts, svals) -> np.ndarray:
-    """``Σ_i w_i p(x_i, t_n) |s_ref - ∇log p|²`` with ``p`` the mixture pushed through the
-    linear process."""
+    """``Σ_i w_i p(x_i, t_n) |s_ref - ∇log p|²`` with ``p`` the data pushed exactly through
+    the linear process."""
     local = np.zeros(times.size)
     if pts.shape[0]:
         for n, t in enumerate(times):
             law = data.evolve(process, float(t)) if t > 0 else data
-            log_p, score = _mixture_fields(law, pts)
+            log_p, score = exact_fields(law, pts)
             local[n] = (np.exp(log_p) * _sqnorm(svals[n] - score)) @ wts
     return _allsum(comm, local)
 
@@ -82,36 +83,6 @@ def _sqnorm(v: np.ndarray) -> np.ndarray:
     for j in range(1, v.shape[-1]):
         out += v[..., j] * v[..., j]
     return out
-
-
-def _mixture_fields(mix: GaussianMixture, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(log ρ, ∇log ρ)`` of a Gaussian mixture at points ``(N, d)``: one pass per
-    component with column-wise products (the bundle's 49,152 points x 101 levels of the
-    default 2D problem in about a second)."""
-    d = x.shape[1]
-    prec = np.linalg.inv(mix.covs)
-    logdet = np.linalg.slogdet(mix.covs)[1]
-    logc = np.empty((x.shape[0], mix.weights.size), order="F")
-    grads = []
-    for k in range(mix.weights.size):
-        diff = x - mix.means[k]
-        pd = diff @ prec[k]  # Σ_k^{-1}(x - m_k)
-        grads.append(pd)
-        maha = diff[:, 0] * pd[:, 0]
-        for j in range(1, d):
-            maha += diff[:, j] * pd[:, j]
-        logc[:, k] = np.log(mix.weights[k]) - 0.5 * (maha + logdet[k] + d * np.log(2 * np.pi))
-    top = logc[:, 0].copy()  # column loops: reductions over a short axis are slow
-    for k in range(1, logc.shape[1]):
-        np.maximum(top, logc[:, k], out=top)
-    r = [np.exp(logc[:, k] - top) for k in range(logc.shape[1])]
-    total = r[0].copy()
-    for rk in r[1:]:
-        total += rk
-    score = np.zeros_like(x)
-    for rk, pd in zip(r, grads, strict=True):
-        score -= (rk / total)[:, None] * pd
-    return top + np.log(total), score
 
 
 def _higher_degree_obstacle(p_field, problem, data, *, auto: bool) -> str | None:
@@ -194,7 +165,7 @@ def bridge_score_error_estimate(method, bridge, rho0, rho1, pts, wts, svals):
     local = np.zeros(times.size)
     if pts.shape[0]:
         for n, t in enumerate(times):
-            log_p, score = _mixture_fields(marginal(float(t)), pts)
+            log_p, score = exact_fields(marginal(float(t)), pts)
             local[n] = (np.exp(log_p) * _sqnorm(svals[n] - score)) @ wts
     return _allsum(bridge.log_phi.comm, local), {"method": "closed-form",
                                                  "weighting": "exact density"}

@@ -114,7 +114,7 @@ def test_datasets_are_seeded_and_shaped(tmp_path):
 
     ds = load_train_config(sub / "c.toml").dataset()
     assert ds.dim == 2 and ds.density.samples.shape == (50, 2)
-    assert ds.params["bandwidth"] == "scott"
+    assert ds.density.bandwidth == "scott"
     with pytest.raises(bs.BridgesolveInputError, match="expected a .npy or .csv"):
         datasets.from_file(tmp_path / "s.txt")
     with pytest.raises(bs.BridgesolveInputError, match="does not exist"):
