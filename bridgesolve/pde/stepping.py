@@ -115,14 +115,16 @@ class ThetaStepper:
     def dynamic(self) -> bool:
         return any(t.update is not None for t in self.terms)
 
-    def _operators(self, rates: tuple[float, ...]) -> tuple[PETSc.KSP, PETSc.Mat]:
-        if not self.dynamic and rates == self._last[0]:
+    def _operators(self, rates: tuple[float, ...], theta: float) -> tuple[PETSc.KSP, PETSc.Mat]:
+        key = (theta, *rates)
+        if not self.dynamic and key == self._last[0]:
             return self._last[1]  # the common case: the same step as before
-        ops = self._lookup(rates)
-        self._last = (rates, ops)
+        ops = self._lookup(key)
+        self._last = (key, ops)
         return ops
 
     def _lookup(self, rates: tuple[float, ...]) -> tuple[PETSc.KSP, PETSc.Mat]:
+        """The step solver of ``rates = (θ, rate_1, ...)``, from the cache or factorized."""
         # Steps equal up to round-off (linspace) share one factorization.
         if not self.dynamic:
             for key, ops in self._cache.items():
@@ -131,15 +133,16 @@ class ThetaStepper:
                     self._cache.move_to_end(key)
                     return ops
         key = rates
+        theta, rates = rates[0], rates[1:]
         tic = time.perf_counter()
         lhs = self.M.copy()
-        rhs = self.M.copy() if self.theta < 1.0 else None
+        rhs = self.M.copy() if theta < 1.0 else None
         for term, r in zip(self.terms, rates, strict=True):
             if r == 0.0:
                 continue
-            lhs.axpy(self.theta * r, term.matrix, _SAME)
+            lhs.axpy(theta * r, term.matrix, _SAME)
             if rhs is not None:
-                rhs.axpy(-(1.0 - self.theta) * r, term.matrix, _SAME)
+                rhs.axpy(-(1.0 - theta) * r, term.matrix, _SAME)
         if self.bc_rows.size:
             lhs.zeroRowsColumnsLocal(self.bc_rows, diag=1.0)
         ksp = PETSc.KSP().create(self.comm)
@@ -164,8 +167,11 @@ class ThetaStepper:
             _free(*self._cache.popitem(last=False)[1])
         return ksp, rhs
 
-    def step(self, u_old: fem.Function, u_new: fem.Function, t0: float, t1: float) -> None:
-        """``u_new`` ← one θ-step of ``u_old`` from ``t0`` to ``t1``."""
+    def step(self, u_old: fem.Function, u_new: fem.Function, t0: float, t1: float, *,
+             theta: float | None = None) -> None:
+        """``u_new`` ← one θ-step of ``u_old`` from ``t0`` to ``t1`` (``theta`` overrides
+        the stepper's, e.g. backward-Euler start-up steps)."""
+        theta = self.theta if theta is None else float(theta)
         for term in self.terms:
             if term.update is not None:
                 term.update(0.5 * (t0 + t1))
@@ -178,7 +184,7 @@ class ThetaStepper:
                 PETSC_TIME["assemble_s"] += time.perf_counter() - tic
                 self.assemblies += 1
         rates = tuple(term.rate_integral(t0, t1) for term in self.terms)
-        ksp, rhs = self._operators(rates)
+        ksp, rhs = self._operators(rates, theta)
         tic = time.perf_counter()
         if rhs is None and self._diagonal is not None:
             self._b.pointwiseMult(self._diagonal, u_old.x.petsc_vec)
@@ -246,11 +252,14 @@ def _lump(M: PETSc.Mat) -> None:
 
 
 def evolve(stepper: ThetaStepper, grid, u_init: fem.Function, *, backward: bool = False,
-           desc: str = "", progress: bool = True) -> np.ndarray:
+           desc: str = "", progress: bool = True, startup: int = 0) -> np.ndarray:
     """Run ``stepper`` over every step of ``grid`` and return the ``(nt + 1, n_local)`` values.
 
     Forward runs start from ``u_init`` at ``t_0``; backward runs (``backward=True``) start
     from ``u_init`` at ``t_N`` and fill the levels downwards. A progress bar shows on rank 0.
+    ``startup``: the first that many steps are each taken as two backward-Euler half steps
+    (Rannacher's start-up: Crank–Nicolson does not damp the high frequencies of rough data,
+    the implicit half steps do, and the scheme stays second order).
     """
     from tqdm.auto import tqdm
 
@@ -263,8 +272,15 @@ def evolve(stepper: ThetaStepper, grid, u_init: fem.Function, *, backward: bool 
     bar = tqdm(total=grid.steps, desc=desc, unit="step", leave=False,
                disable=not progress or stepper.comm.rank != 0)
     try:
-        for n in levels:
-            stepper.step(u_old, u_new, times[n], times[n + 1])
+        for i, n in enumerate(levels):
+            if i < startup and stepper.theta < 1.0:
+                t0, t1 = (times[n + 1], times[n]) if backward else (times[n], times[n + 1])
+                mid = 0.5 * (t0 + t1)
+                stepper.step(u_old, u_new, *sorted((t0, mid)), theta=1.0)
+                u_old, u_new = u_new, u_old
+                stepper.step(u_old, u_new, *sorted((mid, t1)), theta=1.0)
+            else:
+                stepper.step(u_old, u_new, times[n], times[n + 1])
             values[n if backward else n + 1] = u_new.x.array
             u_old, u_new = u_new, u_old
             bar.update()

@@ -98,10 +98,15 @@ def exact_bundle(problem, data, *, degree: int | None = None, root: int | None =
     outside = 1.0 - mass
     n_worst = int(np.argmax(np.abs(outside)))
     found: list[str] = []
-    if abs(outside[n_worst]) > MASS_OUTSIDE_WARN:
+    if outside[n_worst] > MASS_OUTSIDE_WARN:
         warn(f"the exact law has mass {outside[n_worst]:.3g} outside the domain at "
              f"t = {times[n_worst]:.4g} (> {MASS_OUTSIDE_WARN:g}): the bundle stands for R^d "
              "only inside it; enlarge the domain", found, stacklevel=2)
+    elif -outside[n_worst] > MASS_OUTSIDE_WARN:
+        warn(f"the quadrature points do not resolve the law at t = {times[n_worst]:.4g}: "
+             f"its mass comes out {mass[n_worst]:.8g} (> 1 + {MASS_OUTSIDE_WARN:g}); refine "
+             "the mesh or raise the quadrature degree where the data are narrow", found,
+             stacklevel=2)
     how = ({"method": "quadrature", "weighting": "exact density"}
            if isinstance(data, CurveMixture) else
            {"method": "exact", "weighting": "exact density", "note": "closed form: round-off"})
