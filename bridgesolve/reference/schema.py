@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -19,9 +20,10 @@ DTYPES = ("float64", "float32")
 # float64 plain on the default 2D bundle, and the validator's numbers agree to 3e-8).
 DEFAULT_DTYPE = "float32"
 DEFAULT_COMPRESS = True
-# what a damaged .npz raises while it is opened or read (truncated, garbage, bad members)
+# what a damaged .npz raises while it is opened or read (truncated, garbage, bad members;
+# numpy tokenizes a member's header, so null bytes there raise tokenize.TokenError)
 _FILE_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
-                UnicodeDecodeError)
+                UnicodeDecodeError, tokenize.TokenError, SyntaxError)
 
 
 
