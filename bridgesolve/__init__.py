@@ -10,7 +10,7 @@ from importlib import import_module
 
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities import GaussianMixture, gaussian_bridge, gaussian_bridge_cost
-from bridgesolve.process import OU, VE, VP, Brownian, Cosine, Custom, Process, SubVP
+from bridgesolve.process import OU, VE, VP, Brownian, Cosine, Custom, Process, SubVP, Tabulated
 from bridgesolve.timegrid import TimeGrid
 
 __version__ = "0.1.0"
@@ -60,7 +60,7 @@ def __getattr__(name: str):
 # import must not pull in PyTorch). tests/test_architecture.py keeps the two lists in step.
 __all__ = [
     "OU", "VE", "VP", "Brownian", "BridgesolveInputError", "Cosine", "Custom", "Domain",
-    "GaussianMixture", "Problem", "Process", "SpaceTimeField", "SubVP", "TimeGrid",
+    "GaussianMixture", "Problem", "Process", "SpaceTimeField", "SubVP", "Tabulated", "TimeGrid",
     "solve_fokker_planck", "solve_hjb", "solve_hjb_forward", "solve_kolmogorov",
     "Bridge", "BridgeError", "gaussian_bridge", "gaussian_bridge_cost", "solve_bridge",
     "ReferenceBundle", "VectorField", "grad_log", "drift_field", "generated_density",

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bridgesolve._tabulated import Schedule, diffusers_alphas_cumprod
 from bridgesolve._validate import BridgesolveInputError, positive
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
@@ -321,6 +322,75 @@ class VE(Process):
         return 1.0, float(self.sigma(t) ** 2 - self.sigma(s) ** 2)
 
 
+class Tabulated(Process):
+    r"""A discrete schedule ``ᾱ_k`` (``alphas_cumprod`` of DDPM, diffusers) in continuous time:
+    ``X_t | X_0 ~ N(\sqrt{ᾱ(t)} X_0, (1 - ᾱ(t)) I)``, a VP process with
+    ``β(t) = -d\log ᾱ/dt``.
+
+    Step ``k`` sits at ``t_k = (k + 1)/N`` (or ``times[k]``), so ``T = 1`` and ``t = 0`` is
+    the data; ``B(t) = -\log ᾱ(t)`` is a monotone cubic through ``(0, 0)`` and
+    ``(t_k, -\log ᾱ_k)``: ``transition(t_k)`` reproduces ``ᾱ_k`` and ``β > 0``.
+    :meth:`timestep` maps ``t`` back to the fractional step ``k``.
+
+    Args:
+        alphas_cumprod: ``N`` strictly decreasing values in (0, 1).
+        times: the times ``t_k`` (default ``(k + 1)/N``).
+    """
+
+    def __init__(self, alphas_cumprod, times=None):
+        self.schedule = Schedule(alphas_cumprod, times)
+        self.T = self.schedule.T
+        self._times_given = times is not None
+
+    @classmethod
+    def from_scheduler_config(cls, config, times=None) -> Tabulated:
+        """From a diffusers scheduler config (a dict or ``scheduler_config.json``), with
+        ``alphas_cumprod`` computed as ``DDPMScheduler`` does (float32, bit for bit)."""
+        return cls(diffusers_alphas_cumprod(config), times)
+
+    @property
+    def alphas_cumprod(self) -> np.ndarray:
+        return self.schedule.alphas_cumprod
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.schedule.times
+
+    def beta(self, t):
+        return self.schedule.beta(t)
+
+    def B(self, t):
+        """``∫_0^t β = -log ᾱ(t)``."""
+        return self.schedule.B(t)
+
+    def timestep(self, t):
+        """The fractional step ``k`` at time ``t`` (``t_k = t``; -1 at ``t = 0``)."""
+        return self.schedule.timestep(t)
+
+    def drift_rate(self, t):
+        return 0.5 * self.beta(t)
+
+    def diffusion(self, t):
+        return 0.5 * self.beta(t)
+
+    def drift_rate_integral(self, t0, t1):
+        return 0.5 * float(self.B(t1) - self.B(t0))
+
+    def diffusion_integral(self, t0, t1):
+        return 0.5 * float(self.B(t1) - self.B(t0))
+
+    def transition(self, t, s=0.0):
+        dB = float(self.B(t) - self.B(s))
+        return math.exp(-0.5 * dB), -math.expm1(-dB)
+
+    def describe(self) -> dict:
+        out = {"type": "Tabulated", "alphas_cumprod": self.alphas_cumprod.tolist()}
+        return {**out, "times": self.times.tolist()} if self._times_given else out
+
+    def __repr__(self) -> str:
+        return f"Tabulated(N={self.alphas_cumprod.size}, T={self.T!r})"
+
+
 class Custom(Process):
     r"""``dX = k(t) f_0(X) dt + g(t) dW`` with a user drift shape ``f_0``.
 
@@ -386,6 +456,7 @@ PROCESSES: dict[str, type[Process]] = {
     "subvp": SubVP,
     "ve": VE,
     "cosine": Cosine,
+    "tabulated": Tabulated,
 }
 
 

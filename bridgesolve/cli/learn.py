@@ -13,7 +13,7 @@ from pathlib import Path
 from bridgesolve import __version__
 from bridgesolve._folders import AtomicFolder
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve._vocab import WEIGHTINGS
+from bridgesolve._vocab import CONVENTIONS, WEIGHTINGS, conventions_text
 from bridgesolve.cli._common import RAW, mpi_size_from_environment, rank
 
 TRAIN_HELP = """\
@@ -47,8 +47,16 @@ table also on stdout):
   time grid, or on the Problem of --config); the bound KL(p_T ‖ π) + ½∫g² e dt for h = 1;
   figures error_vs_t.png, error_maps.png, score_fields.png, q_h.png.
 
+networks of other codebases (--convention NAME): --score is then a TorchScript file
+(torch.jit.save) or a torch.export archive (.pt2, batch dimension dynamic) of the network,
+read as a score of the bundle's process and time (bridgesolve.learn.adapters; diffusers
+conventions also need --scheduler-config):
+""" + conventions_text() + """
+
 exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
-example: bridgesolve validate --score results/train_mixture2d --reference ref.npz"""
+example: bridgesolve validate --score results/train_mixture2d --reference ref.npz
+         bridgesolve validate --score unet.pt --convention diffusers_epsilon \\
+             --scheduler-config scheduler_config.json --reference ref.npz"""
 
 
 def add_parsers(sub) -> None:
@@ -75,7 +83,12 @@ def add_parsers(sub) -> None:
                                     "(.npz) of the PDE solution.",
                         epilog=VALIDATE_HELP, formatter_class=fmt)
     va.add_argument("--score", required=True, metavar="CKPT",
-                    help="checkpoint.pt or the training output folder")
+                    help="checkpoint.pt or the training output folder (with --convention: "
+                         "a TorchScript file or .pt2 archive)")
+    va.add_argument("--convention", choices=list(CONVENTIONS), metavar="NAME",
+                    help="the convention of a network from another codebase (listed below)")
+    va.add_argument("--scheduler-config", type=Path, metavar="JSON",
+                    help="diffusers scheduler_config.json (diffusers conventions)")
     va.add_argument("--reference", required=True, type=Path, metavar="NPZ",
                     help="reference bundle (.npz)")
     va.add_argument("-o", "--output", type=Path, metavar="DIR",
@@ -145,6 +158,26 @@ def _world_or_none():
     return MPI.COMM_WORLD
 
 
+def _adapted(args, path: Path, bundle):
+    """The TorchScript or ``torch.export`` network of ``--score`` in ``--convention``, as a
+    bridgesolve score of the bundle's process."""
+    from bridgesolve.learn.adapters import adapt, load_network
+
+    if args.scheduler_config is not None and not args.convention.startswith("diffusers"):
+        raise BridgesolveInputError(f"--scheduler-config with --convention {args.convention}: "
+                                    "expected a diffusers convention (or no scheduler config)")
+    try:
+        model = load_network(path, device=args.device)
+    except BridgesolveInputError as exc:
+        raise BridgesolveInputError(f"--score {args.score!r} with --convention "
+                                    f"{args.convention}: {exc} (bridgesolve checkpoints need no "
+                                    "--convention)") from None
+    process = bundle.process() if (getattr(bundle, "metadata", None) or {}).get("process") \
+        else None
+    return adapt(model, args.convention, process=process,
+                 scheduler_config=args.scheduler_config)
+
+
 def validate_command(args) -> int:
     """``bridgesolve validate --score CKPT --reference NPZ``."""
     from bridgesolve.learn.validation import load_bundle, validate
@@ -161,7 +194,13 @@ def validate_command(args) -> int:
         from bridgesolve.config import load_config
 
         problem = load_config(args.config).build()[0]
-    stem = score.parent.name if score.is_file() else score.name
+    if args.convention is not None:
+        score = _adapted(args, score, bundle)
+    elif args.scheduler_config is not None:
+        raise BridgesolveInputError("--scheduler-config without --convention: expected a "
+                                    "diffusers convention (--convention diffusers, ...)")
+    path = Path(args.score)
+    stem = path.parent.name if path.is_file() else path.name
     output = args.output or Path("results") / f"validate-{stem or 'score'}"
     folder = AtomicFolder(output, overwrite=args.overwrite, comm=_world_or_none())
     with folder:

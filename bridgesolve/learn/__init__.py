@@ -5,6 +5,8 @@
 ``torch.nn.Module`` or a NumPy callable ``score(x, t)``) against a
 :class:`~bridgesolve.reference.ReferenceBundle`: explicit score-matching error per time,
 the denoising identity ``J_DSM - J_ESM = C``, exact ``KL(ρ0 ‖ q_h)`` and the §2.7 bound.
+``bs.learn.adapt(model, convention, process=...)`` reads a network of another codebase
+(score_sde, diffusers, EDM, k-diffusion, flow matching) as a score of bridgesolve's time.
 
 This is the only place in bridgesolve that imports torch, and only when a name that needs
 it is first used (the validator of NumPy callables works without torch).
@@ -25,6 +27,8 @@ _LAZY = {
     "validate": "bridgesolve.learn.validation",
     "ValidationReport": "bridgesolve.learn.validation",
     "as_numpy_score": "bridgesolve.learn.validation",
+    "adapt": "bridgesolve.learn.adapters",
+    "AdaptedScore": "bridgesolve.learn.adapters",
     "load_train_config": "bridgesolve.learn.config",
     "TrainConfig": "bridgesolve.learn.config",
     "Dataset": "bridgesolve.learn.data",

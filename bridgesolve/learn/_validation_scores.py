@@ -126,7 +126,12 @@ def as_numpy_score(score, *, device: str | None = "auto", chunk: int = 1 << 16,
                           data=(getattr(score, "checkpoint_info", None) or {}).get("data"),
                           dim=_module_dim(score))
     if callable(score):
-        return NumpyScore(score, label=getattr(score, "__name__", type(score).__name__))
+        # An adapted score (bridgesolve.learn.adapters) carries its process and t_min.
+        proc = getattr(score, "process", None)
+        return NumpyScore(score, label=getattr(score, "label", None)
+                          or getattr(score, "__name__", type(score).__name__),
+                          process=proc if isinstance(proc, Process) else None,
+                          t_min=getattr(score, "t_min", None))
     raise BridgesolveInputError(f"score = {score!r}: expected a checkpoint path, a "
                                 "torch.nn.Module or a callable score(x, t)")
 
