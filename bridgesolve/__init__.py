@@ -45,6 +45,9 @@ _LAZY = {
     "wkb_coefficient": "bridgesolve.likelihood",
     "control_action": "bridgesolve.action",
     "ActionResult": "bridgesolve.action",
+    "kernel_bridge": "bridgesolve.kernel",
+    "kernel_fokker_planck": "bridgesolve.kernel",
+    "kernel": "bridgesolve.kernel",  # the exact-kernel path (a subpackage)
     "learn": "bridgesolve.learn",  # a subpackage (PyTorch, imported when first used)
 }
 
@@ -68,4 +71,5 @@ __all__ = [
     "entropy_production", "effective_potential", "speciation_time", "bimodality_time",
     "path_entropies", "franz_parisi", "phase_diagram", "SymmetricTwoGaussianOU",
     "nll", "wkb_coefficient", "control_action", "ActionResult",
+    "kernel_bridge", "kernel_fokker_planck",
 ]

@@ -20,6 +20,10 @@ SCHEMES = ("crank-nicolson", "backward-euler")
 WEIGHTINGS = ("sigma2", "g2", "none")
 #: Boundary conditions (``[discretization] boundary``, ``Problem(boundary=...)``).
 BOUNDARIES = ("reflecting", "absorbing")
+#: Solution methods of the solvers (``method=``, ``[discretization] method``): finite
+#: elements, exact transition kernels (linear processes on boxes), or the kernel where it
+#: applies.
+METHODS = ("fe", "kernel", "auto")
 
 #: Conventions of score networks from other codebases (``bridgesolve.learn.adapters.adapt``,
 #: ``validate --convention``): name -> what the model computes, from what input.
@@ -55,5 +59,5 @@ def conventions_text() -> str:
     return "\n".join(f"  {name:<{width}}  {text}" for name, text in CONVENTIONS.items())
 
 
-__all__ = ["BOUNDARIES", "BRIDGE_MODES", "CONVENTIONS", "REFERENCES", "REFINEMENTS", "SCHEMES",
+__all__ = ["BOUNDARIES", "BRIDGE_MODES", "CONVENTIONS", "METHODS", "REFERENCES", "REFINEMENTS", "SCHEMES",
            "SPACINGS", "WEIGHTINGS", "conventions_text"]

@@ -44,6 +44,7 @@ def solve_bridge(
     newton_options: dict | None = None,
     initial_log_phi_T=None,
     continuation: Sequence[float] | None = None,
+    method: str = "fe",
 ) -> Bridge:
     """Solve the Schrödinger system between ``rho0`` and ``rho1`` (module doc).
 
@@ -73,6 +74,10 @@ def solve_bridge(
             by ``σ_prev²/σ²`` (potentials scale like 1/σ²); the problem's bridge then starts
             from the last. For processes with a number ``sigma`` (Brownian, OU). The
             stages are in ``info["continuation"]``; ``history`` is the final stage's.
+        method: ``"fe"`` (the modes above), ``"kernel"`` (Sinkhorn with the exact kernel of
+            a linear process on a box, :func:`bridgesolve.kernel.kernel_bridge`; fields at
+            the dofs of every level; the grid solution in ``bridge.kernel_bridge``) or
+            ``"auto"`` (the kernel where it applies).
 
     Returns:
         A :class:`Bridge`.
@@ -87,6 +92,11 @@ def solve_bridge(
     mode = choice("mode", mode, BRIDGE_MODES)
     tol = positive("tol", tol)
     max_iter = positive_int("max_iter", max_iter)
+    from bridgesolve.bridge.kernel import bridge_on_mesh
+    from bridgesolve.kernel.fields import use_kernel
+
+    if use_kernel(method, problem, killing=killing):
+        return bridge_on_mesh(problem, rho0, rho1, tol=tol, max_iter=max_iter)
     if problem.boundary != "reflecting":
         raise BridgesolveInputError(
             f"boundary = {problem.boundary!r}: the Schrödinger bridge needs 'reflecting' "

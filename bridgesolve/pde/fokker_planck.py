@@ -246,6 +246,7 @@ def solve_fokker_planck(
     progress: bool = True,
     check_mass: bool = True,
     name: str = "p",
+    method: str = "fe",
 ) -> SpaceTimeField:
     """Solve the forward Fokker–Planck equation on ``problem`` from ``rho0``.
 
@@ -259,6 +260,9 @@ def solve_fokker_planck(
         check_mass: estimate ``1 - ∫_Ω ρ0`` (the initial mass the domain misses) and warn
             above 1e-6; this costs a refined quadrature, comparable to a small solve.
         name: the field's name in output files.
+        method: ``"fe"`` (finite elements), ``"kernel"`` (the exact transition kernel of a
+            linear process on a box, :mod:`bridgesolve.kernel`: free space, no stepping;
+            ``info["mass_outside"]`` per level) or ``"auto"`` (the kernel where it applies).
 
     Returns:
         The density at every time level. ``info`` holds ``mass`` (∫p per level),
@@ -276,6 +280,10 @@ def solve_fokker_planck(
     - after the run: negative densities beyond 1 % of the peak (θ-scheme oscillations) and
       mass reaching reflecting walls (above 0.1 %, estimated) are warned about.
     """
+    from bridgesolve.kernel.fields import fokker_planck_field, use_kernel
+
+    if use_kernel(method, problem, killing=killing):
+        return fokker_planck_field(problem, rho0, name=name)
     timings = {}
     t_start = time.perf_counter()
     V = problem.V
@@ -316,6 +324,7 @@ def solve_fokker_planck(
         **projection,
         "factorizations": stepper.factorizations,
         "assemblies": stepper.assemblies,
+        "linear_solver": stepper.solver_info(),
         **killing_info,
     }
     mass_vector = stepper.row_sums()

@@ -36,7 +36,7 @@ from bridgesolve.spacetime import SpaceTimeField
 
 
 def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = True,
-                     name: str = "phi") -> SpaceTimeField:
+                     name: str = "phi", method: str = "fe") -> SpaceTimeField:
     """Solve the backward Kolmogorov equation from ``φ(·, T) = phi_T`` down to t = 0.
 
     Args:
@@ -47,6 +47,8 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
         killing: optional rate ``V`` (a number, ``V(x)``, ``V(x, t)`` or UFL); ``V < 0``
             discounts, as in Feynman–Kac.
         progress: progress bar over time steps (rank 0).
+        method: ``"fe"``, ``"kernel"`` (``E[φ_T(X_T) | X_t]`` by the exact kernel of a
+            linear process on a box, no killing) or ``"auto"`` (the kernel where it applies).
 
     Returns:
         φ at every time level; ``info`` has ``factorizations``, ``assemblies``, ``timings``,
@@ -59,6 +61,10 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
     warned about; a non-negative ``phi_T`` whose φ goes negative (beyond 1 % of the peak)
     is warned about. Warnings are ``RuntimeWarning``s and are kept in ``info["warnings"]``.
     """
+    from bridgesolve.kernel.fields import kolmogorov_field, use_kernel
+
+    if use_kernel(method, problem, killing=killing):
+        return kolmogorov_field(problem, phi_T, name=name)
     t_start = time.perf_counter()
     V = problem.V
     found: list[str] = []
@@ -83,7 +89,8 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
     t_loop = time.perf_counter()
     values = evolve(stepper, problem.grid, phi, backward=True, desc="Kolmogorov",
                     progress=progress)
-    info.update(factorizations=stepper.factorizations, assemblies=stepper.assemblies)
+    info.update(factorizations=stepper.factorizations, assemblies=stepper.assemblies,
+                linear_solver=stepper.solver_info())
     stepper.destroy()
     info["timings"] = {"setup_s": setup, "stepping_s": time.perf_counter() - t_loop,
                        "total_s": time.perf_counter() - t_start}
