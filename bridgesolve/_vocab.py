@@ -59,5 +59,5 @@ def conventions_text() -> str:
     return "\n".join(f"  {name:<{width}}  {text}" for name, text in CONVENTIONS.items())
 
 
-__all__ = ["BOUNDARIES", "BRIDGE_MODES", "CONVENTIONS", "METHODS", "REFERENCES", "REFINEMENTS", "SCHEMES",
-           "SPACINGS", "WEIGHTINGS", "conventions_text"]
+__all__ = ["BOUNDARIES", "BRIDGE_MODES", "CONVENTIONS", "METHODS", "REFERENCES",
+           "REFINEMENTS", "SCHEMES", "SPACINGS", "WEIGHTINGS", "conventions_text"]
