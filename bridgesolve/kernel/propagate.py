@@ -1,9 +1,10 @@
 """A log-density source carried by transition kernels to any time: the source grid that
 resolves each kernel, chosen and cached, and values or gradients on grids or points.
 
-The trapezoid rule resolves ``∫ f(x) k(x, y) dx`` when its spacing is below both the
-source's own length scale and the kernel's width ``√v/a`` (:data:`~bridgesolve.kernel.grid.
-RESOLUTION` nodes per standard deviation). Short times need fine grids: spacings are
+The trapezoid rule resolves ``∫ f(x) k(x, y) dx`` when its spacing resolves the integrand,
+whose width is that of a product of the source's length scale ``ℓ`` and the kernel's width
+``s = √v/a``: ``(ℓ^{-2} + s^{-2})^{-1/2}`` (:data:`~bridgesolve.kernel.grid.RESOLUTION`
+nodes per standard deviation). Short times need fine grids: spacings are
 ``h_data / 2^m``, so few distinct grids are built, and capped at ``max_nodes`` (beyond, the
 predicted aliasing error is reported instead of being negligible).
 """
@@ -31,6 +32,12 @@ HERMITE_NODES = {1: 24, 2: 16, 3: 10}
 _POINTS_PER_BLOCK = 1 << 14
 
 
+def product_width(*widths: float) -> float:
+    """The standard deviation of a product of Gaussians of the given widths: the integrand
+    ``f(x) k(x, y)`` is narrower than either factor."""
+    return float(sum(w**-2.0 for w in widths) ** -0.5)
+
+
 class Propagator:
     """``log ∫ exp(log_source(x)) k(x, ·) dx`` (forward) or ``log ∫ k(·, y) exp(log_source
     (y)) dy`` (backward) for kernels of any width.
@@ -50,12 +57,12 @@ class Propagator:
         self.direction = direction
         self.max_nodes = max_nodes or MAX_NODES[self.lower.size]
         self._grids: dict[int, tuple[TensorGrid, np.ndarray]] = {}
-        #: ``(kernel width / h)`` of the coarsest resolution met, for the error estimate.
+        #: ``(integrand width / h)`` of the coarsest resolution met, for the error estimate.
         self.worst_ratio = math.inf
 
     def source(self, kernel: Transition) -> tuple[TensorGrid, np.ndarray]:
         """The source grid resolving ``kernel`` and the log source on it (cached)."""
-        need = min(self.h_data, kernel.source_width / RESOLUTION)
+        need = product_width(self.h_data * RESOLUTION, kernel.source_width) / RESOLUTION
         m = max(0, math.ceil(math.log2(self.h_data / need) - 1e-12))
         while True:
             h = self.h_data / 2**m
@@ -67,7 +74,8 @@ class Propagator:
             grid = TensorGrid.covering(self.lower, self.upper, h)
             self._grids[m] = grid, self.log_source(grid.points()).reshape(grid.shape)
         grid, values = self._grids[m]
-        self.worst_ratio = min(self.worst_ratio, kernel.source_width / grid.spacing.max())
+        width = product_width(self.h_data * RESOLUTION, kernel.source_width)
+        self.worst_ratio = min(self.worst_ratio, width / grid.spacing.max())
         return grid, values
 
     @property
