@@ -26,6 +26,11 @@ It reports (DESIGN.md §2.7):
   :class:`~bridgesolve.Problem`), and the bound for h = 1,
   ``KL(ρ0 ‖ q_1) ≤ KL(p_T ‖ π) + ½ ∫_0^T g^2 e(t) dt``;
 
+* a convention check (:mod:`~bridgesolve.learn._validation_conventions`): when the relative
+  error at mid times is large, the usual conversion mistakes (ε̂ taken as the score, std
+  against σ = std/α, reversed time, 999 t against t, VE against VP coordinates) are undone
+  one by one at a few levels, and the one that fits is named in ``notes`` and a warning;
+
 * figures: error against t, maps of the p-weighted error, learned against reference score
   fields, and ``q_h`` against ρ0.
 
@@ -63,6 +68,7 @@ from bridgesolve.learn._validation_bundles import (
     problem_from_bundle,
     trapezoid_weights,
 )
+from bridgesolve.learn._validation_conventions import convention_check
 from bridgesolve.learn._validation_measures import (
     ACCURACY_RATIO,
     _bound_and_kl,
@@ -171,6 +177,7 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         S = _levels_blockwise(s, arr["points"], arr["times"], chunk)
         err2 = ((S - arr["score"]) ** 2).sum(axis=2)
         esm = _explicit(err2, arr)
+        conventions = convention_check(s, arr, esm, process, notes)
         mixture = _bundle_data(b)
         exact = _exact_part(S, arr, mixture, process, kind)
         win = _window(s, arr["times"], t_range, process, weighting)
@@ -197,6 +204,7 @@ def validate(score, bundle, *, hs: Sequence[float] = (0.0, 0.5, 1.0), weighting:
         "weighting": weighting,
         "t_range": [win["t_lo"], win["t_hi"]],
         "esm": esm,
+        "convention_check": conventions,
         "accuracy": accuracy,
         "action": action,
         "dsm": dsm,
