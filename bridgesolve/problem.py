@@ -13,7 +13,10 @@ from bridgesolve.solvers import (  # noqa: F401  (re-exported)
     PARALLEL_LU,
     SERIAL_LU,
     SERIAL_LU_MAX_DOFS,
+    SOLVERS,
     default_solver,
+    is_iterative,
+    solver_options,
 )
 from bridgesolve.timegrid import TimeGrid
 
@@ -32,9 +35,13 @@ class Problem:
             (homogeneous Dirichlet).
         scheme: ``"crank-nicolson"`` (θ = 1/2, second order) or ``"backward-euler"``
             (θ = 1, first order, L-stable), or θ ∈ [1/2, 1] as a number.
-        petsc_options: linear-solver options (default: direct solves, PETSc's own LU on
-            one rank up to 2·10⁵ dofs, else :mod:`bridgesolve.pde.interface_lu`; options
-            naming ``pc_type`` or ``pc_factor_mat_solver_type`` start from LU).
+        solver: ``"auto"`` (direct in the direct solvers' range, iterative beyond it:
+            :func:`bridgesolve.solvers.default_solver`), ``"direct"`` (PETSc's own LU on
+            one rank up to 2·10⁵ dofs, else :mod:`bridgesolve.pde.interface_lu`) or
+            ``"iterative"`` (CG/GMRES with AMG or Jacobi, :mod:`bridgesolve.pde.krylov`).
+        petsc_options: linear-solver options on top of ``solver``'s (options naming
+            ``pc_type`` or ``pc_factor_mat_solver_type`` start from LU, a Krylov
+            ``ksp_type`` from the iterative set).
     """
 
     def __init__(
@@ -47,6 +54,7 @@ class Problem:
         boundary: str = "reflecting",
         scheme: str | float = "crank-nicolson",
         petsc_options: dict | None = None,
+        solver: str = "auto",
     ):
         if not isinstance(domain, Domain):
             raise BridgesolveInputError(f"domain = {domain!r}: expected a bridgesolve.Domain")
@@ -69,15 +77,9 @@ class Problem:
             self.scheme, self.theta = f"theta={theta:g}", theta
         self.V = fem.functionspace(domain.mesh, ("Lagrange", self.degree))
         self.check_memory(fields=1)
-        serial = domain.comm.size == 1
-        user = dict(petsc_options or {})
-        if "pc_type" in user or "pc_factor_mat_solver_type" in user:
-            # The user chose a preconditioner or a factorization package: LU is the base.
-            base = {**DEFAULT_PETSC_OPTIONS,
-                    "pc_factor_mat_solver_type": SERIAL_LU if serial else PARALLEL_LU}
-        else:
-            base = default_solver(serial, self.ndofs)
-        self.petsc_options = {**base, **user}
+        self.solver = choice("solver", solver, SOLVERS)
+        self.petsc_options = solver_options(self.solver, petsc_options,
+                                            ranks=domain.comm.size, ndofs=self.ndofs)
         self._forms: dict = {}
 
     def form(self, key, build):
@@ -154,6 +156,11 @@ class Problem:
         value = float(integrate(mesh, fn, degree=degree))
         fn.raise_pending(self.comm)
         return value
+
+    @property
+    def iterative(self) -> bool:
+        """Whether the linear solves are iterative (Krylov) rather than direct."""
+        return is_iterative(self.petsc_options)
 
     @property
     def mesh(self):

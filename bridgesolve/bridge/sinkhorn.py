@@ -243,6 +243,7 @@ class SinkhornLoop:
         self.mode, self.tol, self.max_iter = mode, tol, max_iter
         self.killing, self.newton_options = killing, newton_options
         self.current = "log" if mode == "log" else "linear"
+        self.solver_records: list[dict] = []  # linear solvers of closed sweeps
         self.sweeps = self._new_sweeps()
         self.anderson = (Anderson(weights, m1, self.comm) if acceleration == "anderson"
                          else None)
@@ -265,7 +266,12 @@ class SinkhornLoop:
         if self.current == "log":
             return _LogSweeps(self.problem, self.killing, self.newton_options,
                               tilted=self.mode in TILTED_MODES)
-        return _LinearSweeps(self.problem, self.killing)
+        return _LinearSweeps(self.problem, self.killing, tol=self.tol)
+
+    def _close_sweeps(self) -> None:
+        """Close the sweeps, keeping their linear-solver record (``solver_records``)."""
+        self.solver_records.append(self.sweeps.solver_info())
+        self.sweeps.close()
 
     def fail(self, message: str):
         raise BridgeError(f"Schrödinger bridge: {message}", self.history)
@@ -277,7 +283,7 @@ class SinkhornLoop:
         if self.mode != "auto":
             self.fail(f"iteration {len(self.history) + 1} ({self.current} mode): {reason}. "
                       "Use mode='log' (or 'auto'), or scheme='backward-euler' for positivity")
-        self.sweeps.close()
+        self._close_sweeps()
         self.current = "log"
         self.sweeps = self._new_sweeps()
         if seed and self.L_phi is not None and self.L_hat is not None:
@@ -317,7 +323,7 @@ class SinkhornLoop:
                     self._roll_back(str(exc))
         finally:
             self.bar.close()
-            self.sweeps.close()
+            self._close_sweeps()
         if self.L_phi is None or self.L_hat is None:  # pragma: no cover - max_iter >= 1
             self.fail("no iteration completed")
         return self.L_phi, self.L_hat

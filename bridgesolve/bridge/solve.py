@@ -26,6 +26,7 @@ from bridgesolve.bridge.sinkhorn import (
     _steepness,
 )
 from bridgesolve.bridge.sweeps import _finite, _LogSweeps
+from bridgesolve.pde.krylov import merge
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
 
@@ -158,7 +159,7 @@ def _loop_info(loop, steep: float, stages, acceleration, tol) -> dict:
     Newton and tilted-sweep counts."""
     info = {"steepness": steep,
             "acceleration": acceleration if acceleration == "anderson" else bool(acceleration),
-            "tol": tol}
+            "tol": tol, "linear_solver": merge(loop.solver_records)}
     if stages:
         info["continuation"] = stages
         info["iterations_total"] = len(loop.history) + sum(st["iterations"] for st in stages)

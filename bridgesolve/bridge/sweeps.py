@@ -12,6 +12,7 @@ change of representation may cure (``mode="auto"`` then switches); and ``close()
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -19,8 +20,10 @@ from bridgesolve._dolfinx import MPI, fem
 from bridgesolve.pde.fokker_planck import mass_form, transport_terms
 from bridgesolve.pde.hjb import LogEvolution, LogLinearization
 from bridgesolve.pde.killing import killing_term
+from bridgesolve.pde.krylov import merge
 from bridgesolve.pde.stepping import ThetaStepper
 from bridgesolve.problem import Problem
+from bridgesolve.solvers import ITERATIVE_RTOL, tied_to
 
 #: Smallest positive value (relative to the maximum of its time level) that the linear
 #: mode accepts; below it the level's dynamic range is about to leave double precision.
@@ -31,6 +34,12 @@ UNDERFLOW = 1e-250
 #: σ = 0.1 (P2, 641 dofs) 9.65 s -> 8.87 s; same results.
 BRIDGE_NEWTON = {"snes_lag_jacobian": 3, "snes_max_it": 100}
 _LOG_CAP = 700.0  # exp(700) ~ 1e304
+#: Iterative linear sweeps: a solve to relative tolerance ``rtol`` leaves values wrong by
+#: about ``rtol`` of the level's maximum, so values below ``rtol`` of it (round-off
+#: negatives included) are clipped to that floor to keep φ, φ̂ positive; a negative value
+#: below ``-NEGATIVE_WARN · rtol`` of the maximum is more than the tolerance explains and
+#: is warned about.
+NEGATIVE_WARN = 1e3
 
 
 def _finite(log_values: np.ndarray, comm) -> np.ndarray:
@@ -49,8 +58,12 @@ def _finite(log_values: np.ndarray, comm) -> np.ndarray:
 class _LinearSweeps:
     """φ backward and φ̂ forward with the lumped θ-scheme, rescaled at every step."""
 
-    def __init__(self, problem: Problem, killing):
+    def __init__(self, problem: Problem, killing, *, tol: float = 1e-8):
         self.problem = problem
+        options = tied_to(problem.petsc_options, tol)
+        self.floor = (float(options.get("ksp_rtol", ITERATIVE_RTOL)) if problem.iterative
+                      else 0.0)
+        self.clipped = {"values": 0, "most_negative": 0.0, "warned": False}
         steppers = []
         for adjoint in (True, False):
             terms = transport_terms(problem, adjoint=adjoint)
@@ -59,7 +72,7 @@ class _LinearSweeps:
                 kt[0].lump = True  # V M_L: a constant rate is then a uniform factor
                 terms.append(kt[0])
             steppers.append(ThetaStepper(mass_form(problem), terms, problem.theta,
-                                         petsc_options=problem.petsc_options, lumped=True))
+                                         petsc_options=options, lumped=True))
         self.backward, self.forward = steppers
         self.u_old = fem.Function(problem.V)
         self.u_new = fem.Function(problem.V)
@@ -87,6 +100,8 @@ class _LinearSweeps:
             if not (np.isfinite(top) and top > 0.0):
                 return out, f"non-finite or vanishing values at t = {times[k]:.6g}"
             vals /= top
+            if self.floor:
+                self._clip(vals, times[k + 1])
             scale += math.log(top)
             level = k if backward else k + 1
             lows[level] = float(np.min(vals[:n], initial=np.inf))
@@ -104,6 +119,35 @@ class _LinearSweeps:
             return out, f"underflow: values down to {smallest:.3g} of the level's maximum " \
                         f"at t = {where:.6g}"
         return out, None
+
+    def _clip(self, vals: np.ndarray, t: float) -> None:
+        """Iterative solves: values below the solve's accuracy (``floor`` of the level's
+        maximum, 1) set to it; a negative beyond what the tolerance explains warns once."""
+        low = vals < self.floor
+        comm = self.problem.comm
+        n = self.n_owned
+        count = comm.allreduce(int(np.count_nonzero(low[:n])), MPI.SUM)
+        if not count:
+            return
+        worst = comm.allreduce(float(np.min(vals[:n], initial=0.0)), MPI.MIN)
+        self.clipped["values"] += count
+        self.clipped["most_negative"] = min(self.clipped["most_negative"], worst)
+        if worst < -NEGATIVE_WARN * self.floor and not self.clipped["warned"]:
+            self.clipped["warned"] = True
+            warnings.warn(
+                f"Schrödinger bridge (linear mode, iterative solver): a sweep went negative "
+                f"at t = {t:.6g}: {worst:.3g} of the level's maximum, beyond the solve "
+                f"tolerance {self.floor:.1e}; {count} values clipped to {self.floor:.1e} of "
+                "the maximum. Use solver='direct' or mode='log' if the marginals' tails "
+                "matter", RuntimeWarning, stacklevel=4)
+        vals[low] = self.floor
+
+    def solver_info(self) -> dict:
+        """The linear-solver record of both sweeps, with the values clipped to positivity."""
+        record = merge([self.backward.solver_info(), self.forward.solver_info()])
+        if self.floor:
+            record["clipped"] = {k: v for k, v in self.clipped.items() if k != "warned"}
+        return record
 
     def close(self) -> None:
         self.backward.destroy()
@@ -168,6 +212,7 @@ class _LogSweeps:
         self.tilted = tilted
         self.tilt = {**TILT, **(tilt or {})}
         self.linear: dict[str, LogLinearization] = {}
+        self.linear_records: list[dict] = []  # closed linearizations' solver records
         self.since = 0  # iterations since the last linearization
         self.best = np.inf  # best error of the linearized phase
         self.fresh = False  # the next iteration runs right after a linearization
@@ -252,6 +297,11 @@ class _LogSweeps:
         self.tilted = False
         self.previous = previous
 
+    def solver_info(self) -> dict:
+        """The linear-solver record of the Newton (and tilted) sweeps' inner solves."""
+        return merge([self.backward.solver_info(), self.forward.solver_info(),
+                      *self.linear_records, *(lin.solver_info() for lin in self.linear.values())])
+
     def counters(self) -> dict:
         """How the tilted phase went: sweeps, linearizations, factorizations."""
         return dict(self.counts)
@@ -273,6 +323,7 @@ class _LogSweeps:
     def _close_linear(self) -> None:
         for lin in self.linear.values():
             self.counts["factorizations"] += lin.factorizations
+            self.linear_records.append(lin.solver_info())
             lin.close()
         self.linear = {}
 

@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 
 from bridgesolve._dolfinx import MPI, PETSc, fem, ufl
 from bridgesolve._validate import BridgesolveInputError, deferred_checks
+from bridgesolve.pde.krylov import newton_options as newton_krylov
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField
 
@@ -149,8 +150,7 @@ class GeneratedLogDensity:
             tau = 0.5 / ufl.sqrt(1.0 + ufl.inner(B, B) / (hK * hK))
             res = self.L - self.L_prev - theta * rate(self.L) - (1 - theta) * rate(self.L_prev)
             F -= tau * ufl.inner(B, ufl.grad(v)) * res * ufl.dx  # upwind: v + τ c·∇v, c = -B
-        opts = {**_NEWTON, **{k: val for k, val in problem.petsc_options.items()
-                              if k.startswith(("ksp_", "pc_"))}, **(newton_options or {})}
+        opts = {**_NEWTON, **newton_krylov(problem.petsc_options), **(newton_options or {})}
         self.nl = fem.petsc.NonlinearProblem(F, self.L, petsc_options_prefix=f"bs_gen_{id(self)}_",
                                              petsc_options=opts)
         self.setup_s = time.perf_counter() - t0

@@ -54,6 +54,8 @@ from tqdm.auto import tqdm
 from bridgesolve._dolfinx import MPI, fem, ufl
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.pde.killing import killing_coefficient
+from bridgesolve.pde.krylov import KrylovCounter, make_ksp, newton_record
+from bridgesolve.pde.krylov import newton_options as newton_krylov
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField
 
@@ -161,8 +163,10 @@ class LogEvolution:
 
         theta = problem.theta
         F = (S - S_prev) * v * ufl.dx + theta * G(S) + (1.0 - theta) * G(S_prev)
-        opts = {**DEFAULT_NEWTON, **{k: val for k, val in problem.petsc_options.items()
-                                     if k.startswith(("ksp_", "pc_"))}, **(newton_options or {})}
+        # Newton–Krylov on the iterative path: GMRES (the Jacobian is non-symmetric) + AMG.
+        opts = {**DEFAULT_NEWTON, **newton_krylov(problem.petsc_options),
+                **(newton_options or {})}
+        self.krylov: list[int] = []  # linear iterations of every Newton solve
         prefix = f"bs_hjb_{id(S)}_"
         # LogLinearization reads these: the θ-step residual F(S, S_prev), the operator G(S)
         # and the mass form.
@@ -202,6 +206,7 @@ class LogEvolution:
         self.nl.solve()
         snes = self.nl.solver
         its = snes.getIterationNumber()
+        self.krylov.append(snes.getLinearSolveIterations())
         # Collective verdict: a NaN on one rank must send every rank into the halving. A
         # "converged" step that moved the potential by far more than its size is a
         # blow-up that met the step-size test (seen: values of -1e78), not a solution.
@@ -216,7 +221,8 @@ class LogEvolution:
         if depth == self.max_halvings:
             raise RuntimeError(
                 f"{self.name}: Newton did not converge for t in [{lo:.6g}, {hi:.6g}] after "
-                f"{self.max_halvings} step halvings (SNES reason {snes.getConvergedReason()})"
+                f"{self.max_halvings} step halvings (SNES reason {snes.getConvergedReason()}, "
+                f"last linear solve: KSP reason {snes.getKSP().getConvergedReason()})"
                 f"{self._blowup()}; refine the time grid near the stiff end "
                 "(TimeGrid.graded) or the mesh"
             )
@@ -283,10 +289,15 @@ class LogEvolution:
             bar.close()
         info = {**self.info, "equation": "hjb-forward" if forward else "hjb",
                 "newton_iterations": iterations, "substeps": substeps,
+                "linear_solver": self.solver_info(),
                 "timings": {"setup_s": self.setup_s,
                             "stepping_s": time.perf_counter() - t_loop}}
         return SpaceTimeField(self.problem.V, grid, values, name=self.name,
                               representation="log", info=info)
+
+    def solver_info(self) -> dict:
+        """The ``linear_solver`` record of the Newton steps' inner solves."""
+        return newton_record(self.problem.petsc_options, self.krylov, self.nl)
 
     def close(self) -> None:
         """Free the Newton solver now, at the same point on every rank (its PETSc objects
@@ -326,8 +337,7 @@ class LogLinearization:
         problem = evolution.problem
         self.problem = problem
         du = ufl.TrialFunction(problem.V)
-        self.options = {k: v for k, v in problem.petsc_options.items()
-                        if k.startswith(("ksp_", "pc_"))}
+        self.options = newton_krylov(problem.petsc_options, rtol=1e-8)
         self.steps = evolution.steps()
         self.theta = problem.theta
         self.uniform = evolution.V_update is None and self._same_integrals()
@@ -348,6 +358,7 @@ class LogLinearization:
         self.solvers: list = []  # per step: (KSP of A, A, B or None)
         self.levels: np.ndarray | None = None
         self.factorizations = 0
+        self.krylov = KrylovCounter()
         self._b = self._x = self._y = None
 
     def _same_integrals(self) -> bool:
@@ -378,21 +389,13 @@ class LogLinearization:
         return mat
 
     def _solver(self, A, key: str):
-        from bridgesolve._dolfinx import PETSc
-
-        ksp = PETSc.KSP().create(self.problem.comm)
-        ksp.setOperators(A)
-        prefix = f"bs_lin_{id(self)}_{key}_"
-        ksp.setOptionsPrefix(prefix)
-        opts = PETSc.Options()
-        for k, val in self.options.items():
-            opts[f"{prefix}{k}"] = val
-        ksp.setFromOptions()
-        for k in self.options:
-            del opts[f"{prefix}{k}"]
-        ksp.setUp()
+        ksp = make_ksp(A, self.options, f"bs_lin_{id(self)}_{key}_", symmetric=False)
+        self.krylov.built(ksp)
         self.factorizations += 1
         return ksp
+
+    def solver_info(self) -> dict:
+        return self.krylov.info(self.problem.petsc_options)
 
     def relinearize(self, levels: np.ndarray, *, jacobian: bool) -> None:
         """Linearize about ``levels`` (``(nt + 1, n_local)``, ghosts included): residuals
@@ -467,10 +470,7 @@ class LogLinearization:
             self._apply_B(A, B, delta.x.petsc_vec, b)
             b.array[:] = -r[:n] - b.array
             ksp.solve(b, x)
-            reason = ksp.getConvergedReason()
-            if reason < 0:
-                raise RuntimeError(f"{self.evolution.name}: linearized step to level {new} "
-                                   f"failed (PETSc KSP reason {reason})")
+            self.krylov.add(ksp, f"{self.evolution.name}: linearized step to level {new}")
             delta.x.array[:n] = x.array
             delta.x.scatter_forward()
             out[new] = S_bar[new] + delta.x.array

@@ -25,6 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bridgesolve._dolfinx import PETSc, fem
+from bridgesolve.pde.krylov import (
+    JACOBI_MAX_STIFFNESS,
+    KrylovCounter,
+    make_ksp,
+    stiffness_ratio,
+)
+from bridgesolve.solvers import is_iterative
 
 _SAME = PETSc.Mat.Structure.SAME_NONZERO_PATTERN
 
@@ -67,7 +74,10 @@ class ThetaStepper:
         terms: the operator terms.
         theta: 1/2 (Crank–Nicolson) ... 1 (backward Euler).
         dirichlet_dofs: local indices of owned dofs held at zero (absorbing boundary).
-        petsc_options: KSP/PC options, set under a private prefix.
+        petsc_options: KSP/PC options, set under a private prefix (direct or iterative:
+            :mod:`bridgesolve.pde.krylov` chooses CG/GMRES and Jacobi/AMG per step matrix
+            where the options leave it open; the preconditioner is cached like a
+            factorization, and each solve starts from the level before).
         cache_size: how many distinct factorizations to keep.
         lumped: replace the mass matrix by its diagonal lumping (row sums for P1; the
             diagonal scaled to the total mass, "HRZ", for higher degrees, whose row sums
@@ -99,6 +109,8 @@ class ThetaStepper:
         self.bc_rows = (np.asarray(dirichlet_dofs, dtype=np.int32)
                         if dirichlet_dofs is not None else np.zeros(0, dtype=np.int32))
         self.petsc_options = dict(petsc_options)
+        self.iterative = is_iterative(self.petsc_options)
+        self.krylov = KrylovCounter()
         self._cache: OrderedDict[tuple, tuple[PETSc.KSP, PETSc.Mat]] = OrderedDict()
         self.cache_size = cache_size
         self.factorizations = 0
@@ -145,16 +157,10 @@ class ThetaStepper:
                 rhs.axpy(-(1.0 - theta) * r, term.matrix, _SAME)
         if self.bc_rows.size:
             lhs.zeroRowsColumnsLocal(self.bc_rows, diag=1.0)
-        ksp = PETSc.KSP().create(self.comm)
-        ksp.setOperators(lhs)
-        ksp.setOptionsPrefix(self._prefix)
-        opts = PETSc.Options()
-        for k, v in self.petsc_options.items():
-            opts[f"{self._prefix}{k}"] = v
-        ksp.setFromOptions()
-        for k in self.petsc_options:
-            del opts[f"{self._prefix}{k}"]
-        ksp.setUp()
+        mass = (stiffness_ratio(lhs, self.M, self.bc_rows) <= JACOBI_MAX_STIFFNESS
+                if self.iterative else None)
+        ksp = make_ksp(lhs, self.petsc_options, self._prefix, mass_dominated=mass)
+        self.krylov.built(ksp)
         PETSC_TIME["setup_s"] += time.perf_counter() - tic
         self.factorizations += 1
         if self.dynamic:
@@ -194,14 +200,16 @@ class ThetaStepper:
         PETSC_TIME["mult_s"] += toc - tic
         if self.bc_rows.size:
             self._b.array[self.bc_rows] = 0.0
+        if self.iterative:  # the level before is the initial guess
+            u_old.x.petsc_vec.copy(u_new.x.petsc_vec)
         ksp.solve(self._b, u_new.x.petsc_vec)
         PETSC_TIME["solve_s"] += time.perf_counter() - toc
-        reason = ksp.getConvergedReason()
-        if reason < 0:
-            raise RuntimeError(
-                f"linear solve failed at t = {t1:.6g} (PETSc KSP reason {reason})"
-            )
+        self.krylov.add(ksp, f"step to t = {t1:.6g}")
         u_new.x.scatter_forward()
+
+    def solver_info(self) -> dict:
+        """The ``linear_solver`` record: path, methods built, Krylov iterations per step."""
+        return self.krylov.info(self.petsc_options)
 
     def row_sums(self) -> np.ndarray:
         """``M · 1`` on this rank's rows: the weights of ``∫ u dx = Σ_i (M·1)_i u_i``."""
