@@ -48,6 +48,7 @@ from bridgesolve._vocab import (
 from bridgesolve.densities import GaussianMixture, ScaledMixture, catalog
 from bridgesolve.equations import EQUATIONS, Equation
 from bridgesolve.process import PROCESSES, Process
+from bridgesolve.solvers import SOLVERS
 from bridgesolve.timegrid import TimeGrid
 
 SECTIONS = ("problem", "domain", "process", "initial", "terminal", "killing", "time",
@@ -184,7 +185,8 @@ class Config:
         try:
             problem = Problem(dom, process, self.grid(process), degree=disc.get("degree", 1),
                               boundary=disc.get("boundary", "reflecting"),
-                              scheme=disc.get("scheme", "crank-nicolson"))
+                              scheme=disc.get("scheme", "crank-nicolson"),
+                              solver=disc.get("solver", "auto"))
         except BridgesolveInputError as exc:
             raise _prefixed("discretization", exc) from None
         return problem, self.data, self.killing()
@@ -349,8 +351,9 @@ def _time(raw: dict) -> float:
 
 def _discretization(raw: dict, equation: str) -> None:
     sec = _Section("discretization", raw.get("discretization", {}))
-    sec.only(("degree", "scheme", "boundary"))
+    sec.only(("degree", "scheme", "boundary", "solver"))
     sec.integer("degree", default=1)
+    sec.string("solver", SOLVERS, default="auto")
     sec.string("scheme", SCHEMES, default="crank-nicolson")
     boundary = sec.string("boundary", BOUNDARIES, default="reflecting")
     if equation == "bridge" and boundary != "reflecting":

@@ -179,6 +179,7 @@ def _summary(cfg, problem, bridge, cost, errors, messages, exact, times_record) 
         "converged": bridge.converged,
         "iterations": bridge.iterations,
         "mode": bridge.mode,
+        "linear_solver": bridge.info.get("linear_solver"),
         "events": [{"iteration": h["iteration"], "event": h["event"]}
                    for h in bridge.history if h.get("event")],
         "final_errors": {**bridge.info["final_errors"],
