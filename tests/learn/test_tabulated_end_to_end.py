@@ -1,0 +1,99 @@
+"""A diffusers schedule as a process, end to end: FE solve, bundles, validate.
+
+For diffusers' own ``DDPMScheduler`` of each beta schedule, the Fokker–Planck solve under
+``Tabulated`` has, at the step times ``t_k = (k + 1)/N`` of the grid, the law of the
+discrete forward process ``x_k = √ᾱ_k x_0 + √(1 - ᾱ_k) ε`` (a mixture
+``N(√ᾱ_k μ, ᾱ_k Σ + (1 - ᾱ_k))``, written from diffusers' ``alphas_cumprod`` directly, not
+through the process). Bundles of it (solved and exact) keep the process through their
+metadata, and a diffusers ε-model of the exact score validates against them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bridgesolve as bs
+from bridgesolve.learn.adapters import adapt
+from bridgesolve.learn.validation import problem_from_bundle, validate
+from bridgesolve.process import Tabulated
+from bridgesolve.reference import ReferenceBundle, exact_bundle
+
+SCHEDULES = {
+    "linear": {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02,
+               "beta_schedule": "linear"},
+    "scaled_linear": {"num_train_timesteps": 1000, "beta_start": 0.00085,
+                      "beta_end": 0.012, "beta_schedule": "scaled_linear"},
+    "squaredcos_cap_v2": {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"},
+}
+MIX1 = bs.GaussianMixture([0.4, 0.6], [[-1.0], [1.2]], [0.1, 0.2])
+#: Step times t_k = (k + 1)/N only: every 20th step, then each of the last 20, where the
+#: cosine schedule's ᾱ falls 1000-fold in one step (∫β = 12.9 from 0.98 to 1: one
+#: Crank–Nicolson step of that size does not damp, 4e-3 L1 error at T).
+TIMES = np.concatenate([np.arange(50) / 50, (np.arange(981, 1001)) / 1000])
+
+
+def discrete_law(abar_k: float) -> bs.GaussianMixture:
+    return bs.GaussianMixture(MIX1.weights, np.sqrt(abar_k) * MIX1.means,
+                              abar_k * MIX1.covs + (1.0 - abar_k))
+
+
+def solved(cfg, comm):
+    proc = Tabulated.from_scheduler_config(cfg)
+    problem = bs.Problem(bs.Domain.box([-6.0], [6.0], [96], comm=comm), proc,
+                         bs.TimeGrid.from_times(TIMES), degree=2)
+    return problem, bs.solve_fokker_planck(problem, MIX1, progress=False)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_fe_marginals_are_the_discrete_forward_process(schedule, comm):
+    diffusers = pytest.importorskip("diffusers")
+    cfg = SCHEDULES[schedule]
+    abar = diffusers.DDPMScheduler(**cfg).alphas_cumprod.double().numpy()
+    problem, p = solved(cfg, comm)
+    steps = [round(float(t) * abar.size) - 1 for t in problem.grid.times[1:]]
+    errors = np.array([p.error(discrete_law(float(abar[k])).pdf, float(t), norm="L1")
+                       for k, t in zip(steps, problem.grid.times[1:], strict=True)])
+    shown = {k: f"{e:.2e}" for k, e in zip(steps, errors, strict=True)
+             if k in (199, 499, 799, 979, 999)}
+    print(schedule, "L1 error at step k:", shown)
+    assert errors.max() < 1e-3, errors
+    # the law of the next grid time (20 steps on) is far: the comparison sees the table
+    shifted = p.error(discrete_law(float(abar[499 + 20])).pdf, 0.5, norm="L1")
+    assert shifted > 10 * errors[24], (shifted, errors[24])
+    assert problem.grid.times[25] == 0.5
+
+
+@pytest.mark.mpi
+def test_bundles_keep_the_tabulated_process_and_validate(comm):
+    cfg = SCHEDULES["squaredcos_cap_v2"]
+    problem, p = solved(cfg, comm)
+    fe = ReferenceBundle.from_fokker_planck(p, problem=problem, data=MIX1, root=None)
+    ex = exact_bundle(problem, MIX1, root=None)
+    for b in (fe, ex):
+        back = b.process()
+        assert isinstance(back, Tabulated)
+        np.testing.assert_array_equal(back.alphas_cumprod, problem.process.alphas_cumprod)
+        rebuilt = problem_from_bundle(b, comm=comm)
+        assert rebuilt.process.describe() == problem.process.describe()
+    # the same points: the solved density against the exact one, level by level
+    l1 = np.abs(fe.density - ex.density) @ fe.weights
+    assert np.all(l1 < 1e-3), l1
+
+    def eps(x, k):  # diffusers unet(x, k): the exact ε̂ of step k (fractional k allowed)
+        abar_k = problem.process.transition((float(k[0]) + 1) / 1000)[0] ** 2
+        law = bs.GaussianMixture(MIX1.weights, np.sqrt(abar_k) * MIX1.means,
+                                 abar_k * MIX1.covs + (1.0 - abar_k))
+        return -np.sqrt(1.0 - abar_k) * law.score(x)
+
+    model = adapt(eps, "diffusers_epsilon", scheduler_config=cfg, time_shape="vector")
+    on_exact = validate(model, ex, hs=(), n_mc=64, progress=False)
+    assert max(on_exact["esm"]["relative"][1:]) < 1e-9
+    assert not on_exact["convention_check"]["triggered"]
+    with pytest.warns(RuntimeWarning, match="bundle's own score error is not small"):
+        on_fe = validate(model, fe, hs=(1.0,), n_mc=64, progress=False, problem=problem)
+    print("against the FE bundle: relative ESM", np.round(on_fe["esm"]["relative"][1::10], 5),
+          "KL(ρ0‖q_1)", on_fe["kl"])
+    assert max(on_fe["esm"]["relative"][1:]) < 0.05
+    assert not any("trained for" in n for n in on_fe["notes"])
