@@ -6,7 +6,9 @@
 :class:`~bridgesolve.reference.ReferenceBundle`: explicit score-matching error per time,
 the denoising identity ``J_DSM - J_ESM = C``, exact ``KL(ρ0 ‖ q_h)`` and the §2.7 bound.
 ``bs.learn.adapt(model, convention, process=...)`` reads a network of another codebase
-(score_sde, diffusers, EDM, k-diffusion, flow matching) as a score of bridgesolve's time.
+(score_sde, diffusers, EDM, k-diffusion, flow matching) as a score of bridgesolve's time;
+``bs.learn.validate_bridge(forward, backward, bundle)`` measures learned bridge drifts
+against a bridge bundle (drift errors, the FE law of the learned SDE, its KL cost).
 
 This is the only place in bridgesolve that imports torch, and only when a name that needs
 it is first used (the validator of NumPy callables works without torch).
@@ -27,6 +29,8 @@ _LAZY = {
     "validate": "bridgesolve.learn.validation",
     "ValidationReport": "bridgesolve.learn.validation",
     "as_numpy_score": "bridgesolve.learn.validation",
+    "validate_bridge": "bridgesolve.learn.bridges",
+    "BridgeReport": "bridgesolve.learn.bridges",
     "adapt": "bridgesolve.learn.adapters",
     "AdaptedScore": "bridgesolve.learn.adapters",
     "load_train_config": "bridgesolve.learn.config",
