@@ -62,17 +62,22 @@ class KernelBridge:
     def __post_init__(self):
         self.dim = self.grid.dim
         h = float(self.grid.spacing.max())
-        self._phi = Propagator(self._log_phi_T_at, self.lower, self.upper, h, "backward")
-        self._hat = Propagator(self._log_phi_hat_0_at, self.lower, self.upper, h, "forward")
+        self._phi = Propagator(self._log_phi_T_at, self.lower, self.upper, h, "backward",
+                               on_grid=self._log_phi_T_at)
+        self._hat = Propagator(self._log_phi_hat_0_at, self.lower, self.upper, h, "forward",
+                               on_grid=self._log_phi_hat_0_at)
+        # the Sinkhorn grid is both propagators' base grid: its potentials are known there
+        self._phi._grids[0] = (self.grid, self.log_phi_T)
+        self._hat._grids[0] = (self.grid, self.log_phi_hat_0)
 
-    # -- the end potentials off the grid ---------------------------------------------
-    def _log_phi_T_at(self, y: np.ndarray) -> np.ndarray:
+    # -- the end potentials off the grid (points, or a tuple of axes: separable) -------
+    def _log_phi_T_at(self, y) -> np.ndarray:
         hat_T = convolve(self.log_phi_hat_0, self.grid, self.kernel, y, direction="forward")
-        return self.sources[1](y) - self.info["log_mass"][1] - hat_T
+        return _data_at(self.sources[1], y) - self.info["log_mass"][1] - hat_T
 
-    def _log_phi_hat_0_at(self, x: np.ndarray) -> np.ndarray:
+    def _log_phi_hat_0_at(self, x) -> np.ndarray:
         phi_0 = convolve(self.log_phi_T, self.grid, self.kernel, x, direction="backward")
-        return self.sources[0](x) - self.info["log_mass"][0] - phi_0
+        return _data_at(self.sources[0], x) - self.info["log_mass"][0] - phi_0
 
     def _kernels(self, t: float) -> tuple[Transition | None, Transition | None]:
         if not 0.0 <= t <= self.T:
@@ -134,6 +139,13 @@ class KernelBridge:
     @property
     def iterations(self) -> int:
         return len(self.history)
+
+
+def _data_at(source, out) -> np.ndarray:
+    if isinstance(out, tuple):
+        grid = TensorGrid(out)
+        return source(grid.points()).reshape(grid.shape)
+    return source(out)
 
 
 def _sinkhorn_grid(process, rho0, rho1, lo, hi, T, h) -> tuple[TensorGrid, Transition]:
