@@ -53,6 +53,10 @@ read as a score of the bundle's process and time (bridgesolve.learn.adapters; di
 conventions also need --scheduler-config):
 """ + conventions_text() + """
 
+learned bridges (--forward NET [--backward NET], TorchScript or .pt2, against a bridge
+bundle): drift errors in L²(ρ_t) per time, the FE law of the learned forward SDE and its
+L1/KL miss of ρ1 at T, its KL cost against the optimal (bridgesolve.learn.bridges).
+
 exit codes: 0 success, 2 invalid input (nothing written), 1 unexpected failure.
 example: bridgesolve validate --score results/train_mixture2d --reference ref.npz
          bridgesolve validate --score unet.pt --convention diffusers_epsilon \\
@@ -82,9 +86,17 @@ def add_parsers(sub) -> None:
                         description="Validate a score (checkpoint) against a reference bundle "
                                     "(.npz) of the PDE solution.",
                         epilog=VALIDATE_HELP, formatter_class=fmt)
-    va.add_argument("--score", required=True, metavar="CKPT",
+    va.add_argument("--score", metavar="CKPT",
                     help="checkpoint.pt or the training output folder (with --convention: "
                          "a TorchScript file or .pt2 archive)")
+    va.add_argument("--forward", type=Path, metavar="NET",
+                    help="a learned bridge instead of a score: the forward drift network "
+                         "b(x, t) ≈ f + g²∇log φ (TorchScript or .pt2); needs a bridge bundle")
+    va.add_argument("--backward", type=Path, metavar="NET",
+                    help="with --forward: the backward drift network ≈ f - g²∇log φ̂")
+    va.add_argument("--backward-time", choices=("forward", "reverse"), default="forward",
+                    help="reverse: --backward is a network of τ = T - t returning the "
+                         "reverse-time drift g²∇log φ̂ - f (DSB)")
     va.add_argument("--convention", choices=list(CONVENTIONS), metavar="NAME",
                     help="the convention of a network from another codebase (listed below)")
     va.add_argument("--scheduler-config", type=Path, metavar="JSON",
@@ -183,6 +195,14 @@ def validate_command(args) -> int:
     from bridgesolve.learn.validation import load_bundle, validate
 
     t0 = time.perf_counter()
+    if (args.score is None) == (args.forward is None):
+        raise BridgesolveInputError("expected exactly one of --score CKPT (a score) or "
+                                    "--forward NET (a learned bridge)")
+    if args.forward is not None:
+        return _bridge_command(args, t0)
+    if args.backward is not None:
+        raise BridgesolveInputError("--backward without --forward: expected both drifts of "
+                                    "a learned bridge")
     score = Path(args.score)
     if not score.exists():
         raise BridgesolveInputError(f"--score {args.score!r}: no such checkpoint or folder")
@@ -220,4 +240,38 @@ def validate_command(args) -> int:
     if not args.quiet and rank() == 0:
         print(report.table())
         print(f"\nreport: {final}/ (summary.json, report.txt, figures)")
+    return 0
+
+
+def _bridge_command(args, t0: float) -> int:
+    """``bridgesolve validate --forward NET [--backward NET] --reference BRIDGE.npz``."""
+    from bridgesolve.learn.adapters import load_network
+    from bridgesolve.learn.bridges import validate_bridge
+    from bridgesolve.learn.validation import load_bundle
+
+    if args.convention is not None or args.scheduler_config is not None:
+        raise BridgesolveInputError("--convention/--scheduler-config with --forward: expected "
+                                    "them only for scores (--score)")
+    bundle = load_bundle(args.reference)
+    nets = [load_network(p, device=args.device) if p is not None else None
+            for p in (args.forward, args.backward)]
+    problem = None
+    if args.config is not None:
+        from bridgesolve.config import load_config
+
+        problem = load_config(args.config).build()[0]
+    output = args.output or Path("results") / f"validate-{args.forward.stem}"
+    folder = AtomicFolder(output, overwrite=args.overwrite, comm=_world_or_none())
+    with folder:
+        report = validate_bridge(*nets, bundle, problem=problem,
+                                 backward_time=args.backward_time, device=args.device,
+                                 progress=not args.quiet)
+        report.data |= {"timings": {"total_s": time.perf_counter() - t0},
+                        "bridgesolve": __version__, "reference": str(args.reference)}
+        folder.write_text("summary.json", report.to_json() + "\n")
+        folder.write_text("report.txt", report.table() + "\n")
+        final = folder.commit()
+    if not args.quiet and rank() == 0:
+        print(report.table())
+        print(f"\nreport: {final}/ (summary.json, report.txt)")
     return 0

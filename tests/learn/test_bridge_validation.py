@@ -144,3 +144,63 @@ def test_bad_inputs(case, vp_bundle_2d):
         validate_bridge(fd, None, vp_bundle_2d)
     with pytest.raises(bs.BridgesolveInputError, match="backward_time = 'sideways'"):
         validate_bridge(fd, None, bundle, backward_time="sideways")
+
+
+def closed_form_drifts(torch):
+    """TorchScript-able forward and backward drifts of the closed-form bridge (f = 0, σ = 1):
+    ``b = A_t (x - μ_t) + 2`` and ``b̂ = b + (x - μ_t)/Σ_t``."""
+    p2, p1, p0 = (float(c) for c in sigma_poly().coeffs)
+
+    class Forward(torch.nn.Module):
+        def __init__(self, backward: bool = False):
+            super().__init__()
+            self.backward = backward
+            self.p2, self.p1, self.p0 = p2, p1, p0
+
+        def forward(self, x, t):
+            S = (self.p2 * t + self.p1) * t + self.p0
+            A = ((2.0 * self.p2 * t + self.p1) - 1.0) / (2.0 * S)
+            dx = x - (2.0 * t - 1.0)[:, None]
+            b = A[:, None] * dx + 2.0
+            if self.backward:
+                b = b + dx / S[:, None]
+            return b
+
+    return Forward(), Forward(backward=True)
+
+
+def test_validate_cli_with_a_learned_bridge(case, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    import json
+
+    from bridgesolve.cli import main
+
+    _, _, bundle = case
+    ref = bundle.save(tmp_path / "bridge.npz", dtype="float64")
+    fwd, bwd = closed_form_drifts(torch)
+    torch.jit.script(fwd).save(str(tmp_path / "fwd.pt"))
+    torch.jit.script(bwd).save(str(tmp_path / "bwd.pt"))
+    out = tmp_path / "report"
+    base = ["validate", "--reference", str(ref), "--quiet"]
+    args = [*base, "--forward", str(tmp_path / "fwd.pt"), "--backward", str(tmp_path / "bwd.pt")]
+    assert main([*args, "-o", str(out)]) == 0
+    data = json.loads((out / "summary.json").read_text())
+    rel_f = np.asarray(data["drift_error"]["forward_relative"])
+    rel_b = np.asarray(data["drift_error"]["backward_relative"])
+    with capsys.disabled():
+        print("closed-form drifts against the FE bridge: relative L2 error, max over t:",
+              rel_f.max(), rel_b.max(), "law at T", data["law"]["l1_T"], data["law"]["kl_T"])
+    assert rel_f.max() < 1e-2 and rel_b.max() < 1e-2
+    assert data["law"]["kl_T"] < 1e-4
+    capsys.readouterr()
+    for extra, message in (
+            (["--score", str(tmp_path / "fwd.pt"), "--forward", str(tmp_path / "fwd.pt")],
+             "exactly one of --score"),
+            (["--score", str(tmp_path / "fwd.pt"), "--backward", str(tmp_path / "bwd.pt")],
+             "--backward without --forward"),
+            (["--forward", str(tmp_path / "fwd.pt"), "--convention", "edm"],
+             "only for scores"),
+            (["--forward", str(tmp_path / "missing.pt")], "expected a TorchScript or .pt2")):
+        assert main([*base, *extra, "-o", str(tmp_path / "r2")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
