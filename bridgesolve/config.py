@@ -12,7 +12,7 @@ Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has 
     [bridge]         tol, max_iter, mode = "auto" | "linear" | "log", acceleration
     [killing]        optional V(x) = constant + quadratic * |x|^2
     [time]           T, steps, spacing = "clock" | "uniform" | "graded" (power, near)
-    [discretization] degree, scheme, boundary
+    [discretization] degree, scheme, boundary, solver, method (fe | kernel | auto)
     [output]         directory, plot_times, vtx
     [convergence]    refine = "h" | "p" | "dt" | "hdt", levels, reference, generated
                      (h values: KL of generated densities) for bridgesolve convergence
@@ -40,6 +40,7 @@ from bridgesolve._validate import BridgesolveInputError
 from bridgesolve._vocab import (
     BOUNDARIES,
     BRIDGE_MODES,
+    METHODS,
     REFERENCES,
     REFINEMENTS,
     SCHEMES,
@@ -97,8 +98,16 @@ class Config:
 
     @property
     def bridge_options(self) -> dict:
-        """``[bridge]`` with defaults: keywords of :func:`bridgesolve.solve_bridge`."""
-        return {**BRIDGE_DEFAULTS, **self.raw.get("bridge", {})}
+        """``[bridge]`` with defaults: keywords of :func:`bridgesolve.solve_bridge` (with
+        ``[discretization] method``)."""
+        return {**BRIDGE_DEFAULTS, **self.raw.get("bridge", {}), **self.solver_options}
+
+    @property
+    def solver_options(self) -> dict:
+        """``method=`` of the solver when ``[discretization] method`` is given (FP,
+        Kolmogorov, bridge: ``fe``, ``kernel`` or ``auto``)."""
+        method = self.raw.get("discretization", {}).get("method")
+        return {} if method is None else {"method": method}
 
     @property
     def forward(self) -> bool:
@@ -351,8 +360,12 @@ def _time(raw: dict) -> float:
 
 def _discretization(raw: dict, equation: str) -> None:
     sec = _Section("discretization", raw.get("discretization", {}))
-    sec.only(("degree", "scheme", "boundary", "solver"))
+    sec.only(("degree", "scheme", "boundary", "solver", "method"))
     sec.integer("degree", default=1)
+    method = sec.string("method", METHODS, default="fe")
+    if method != "fe" and equation not in ("fokker-planck", "kolmogorov", "bridge"):
+        sec.fail("method", method, "'fe' for the hjb equations (the kernel path solves "
+                 "fokker-planck, kolmogorov and bridge)")
     sec.string("solver", SOLVERS, default="auto")
     sec.string("scheme", SCHEMES, default="crank-nicolson")
     boundary = sec.string("boundary", BOUNDARIES, default="reflecting")

@@ -154,7 +154,7 @@ def _solved(cfg, problem, data, killing, args, info, noted, out, comm):
             import bridgesolve as bs
 
             source = bs.solve_fokker_planck(problem, data, killing=killing,
-                                            progress=not args.quiet)
+                                            progress=not args.quiet, **cfg.solver_options)
     for message in messages:
         warn_line(message, comm.rank)
     info["warnings"] = merge_warnings(noted, messages)

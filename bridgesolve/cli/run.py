@@ -140,7 +140,8 @@ def command(args: argparse.Namespace) -> int:
     with folder:
         with captured_warnings() as messages:  # e.g. mass outside the domain
             field = getattr(bs, eq.solver)(problem, data, killing=killing,
-                                           progress=not args.quiet, name=eq.field)
+                                           progress=not args.quiet, name=eq.field,
+                                           **cfg.solver_options)
         for message in messages:
             warn_line(message, comm.rank)
         t_output = time.perf_counter()

@@ -37,7 +37,7 @@ def _solve(lcfg, problem, data, killing, progress: bool):
         else:
             eq = lcfg.record
             u = getattr(bs, eq.solver)(problem, data, killing=killing, progress=progress,
-                                       name=eq.field)
+                                       name=eq.field, **lcfg.solver_options)
             u_t = at_time(u, t)
             sol = Solution(problem, u_t, u.representation, u_t, u.representation,
                             _generated_kl(lcfg, problem, data, u, progress))
