@@ -23,6 +23,7 @@ _LAZY = {
     "solve_kolmogorov": "bridgesolve.pde.kolmogorov",
     "solve_hjb": "bridgesolve.pde.hjb",
     "solve_hjb_forward": "bridgesolve.pde.hjb",
+    "extrapolated": "bridgesolve.pde",
     "solve_bridge": "bridgesolve.bridge",
     "Bridge": "bridgesolve.bridge",
     "BridgeError": "bridgesolve.bridge",
@@ -71,5 +72,5 @@ __all__ = [
     "entropy_production", "effective_potential", "speciation_time", "bimodality_time",
     "path_entropies", "franz_parisi", "phase_diagram", "SymmetricTwoGaussianOU",
     "nll", "wkb_coefficient", "control_action", "ActionResult",
-    "kernel_bridge", "kernel_fokker_planck",
+    "kernel_bridge", "kernel_fokker_planck", "extrapolated",
 ]

@@ -3,5 +3,7 @@
 from bridgesolve.pde.fokker_planck import solve_fokker_planck
 from bridgesolve.pde.hjb import solve_hjb, solve_hjb_forward
 from bridgesolve.pde.kolmogorov import solve_kolmogorov
+from bridgesolve.pde.richardson import extrapolated
 
-__all__ = ["solve_fokker_planck", "solve_hjb", "solve_hjb_forward", "solve_kolmogorov"]
+__all__ = ["extrapolated", "solve_fokker_planck", "solve_hjb", "solve_hjb_forward",
+           "solve_kolmogorov"]
