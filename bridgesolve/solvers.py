@@ -38,7 +38,9 @@ SERIAL_LU_MAX_DOFS = 200_000
 #: path is the default there.
 DIRECT_MAX_RANKS = 6
 #: ``solver="auto"``: from this many dofs on the iterative path is the default on any rank
-#: count (benchmarks/README.md, "Iterative solvers": measured set-up and per-step cost).
+#: count. Not measured at 1e6 yet (benchmarks/README.md, "Iterative solvers"): PETSc's LU
+#: took 51 s to factorize there; at 2e5 (2D P1, VP) the direct path stays the default: one
+#: bridge iteration 1.42 s with LU against 33-36 s with GMRES + GAMG.
 ITERATIVE_MIN_DOFS = 1_000_000
 
 #: Relative residual of the iterative path outside a bridge (a bridge ties it to its

@@ -171,8 +171,8 @@ def check(ksp: PETSc.KSP, what: str) -> int:
             f"{what}: the linear solve ({describe(ksp)}) failed: PETSc reason {reason} "
             f"({_REASONS.get(reason, '?')}) after {its} iterations, residual norm "
             f"{ksp.getResidualNorm():.3e} (rtol {rtol:.1e}, atol {atol:.1e}, max_it "
-            f"{max_it}); try solver='direct', or a stronger preconditioner "
-            "(petsc_options={'pc_type': 'gamg'})")
+            f"{max_it}); try solver='direct', shorter time steps, or another "
+            "preconditioner (petsc_options={'pc_type': ...})")
     return its
 
 
