@@ -165,7 +165,34 @@ class OU(Process):
         return a, self.sigma**2 / (2.0 * self.theta) * (1.0 - a * a)
 
 
-class VP(Process):
+class _BetaProcess(Process):
+    """A VP-type process given by its rate ``β(t)`` and ``B(t) = ∫_0^t β``: drift
+    ``-β x/2``, ``D = β/2``, ``X_t | X_s ~ N(e^{-ΔB/2} X_s, (1 - e^{-ΔB}) I)``."""
+
+    def beta(self, t):
+        raise NotImplementedError
+
+    def B(self, t):
+        raise NotImplementedError
+
+    def drift_rate(self, t):
+        return 0.5 * self.beta(t)
+
+    def diffusion(self, t):
+        return 0.5 * self.beta(t)
+
+    def drift_rate_integral(self, t0, t1):
+        return 0.5 * float(self.B(t1) - self.B(t0))
+
+    def diffusion_integral(self, t0, t1):
+        return 0.5 * float(self.B(t1) - self.B(t0))
+
+    def transition(self, t, s=0.0):
+        dB = float(self.B(t) - self.B(s))
+        return math.exp(-0.5 * dB), -math.expm1(-dB)
+
+
+class VP(_BetaProcess):
     r"""Variance preserving: ``dX = -\tfrac12 \beta(t) X dt + \sqrt{\beta(t)} dW``.
 
     ``\beta(t) = \beta_{min} + (t / T)(\beta_{max} - \beta_{min})`` with ``T`` the
@@ -199,21 +226,6 @@ class VP(Process):
         t = np.asarray(t, dtype=float)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t / self.T
 
-    def drift_rate(self, t):
-        return 0.5 * self.beta(t)
-
-    def diffusion(self, t):
-        return 0.5 * self.beta(t)
-
-    def drift_rate_integral(self, t0, t1):
-        return 0.5 * float(self.B(t1) - self.B(t0))
-
-    def diffusion_integral(self, t0, t1):
-        return 0.5 * float(self.B(t1) - self.B(t0))
-
-    def transition(self, t, s=0.0):
-        dB = float(self.B(t) - self.B(s))
-        return math.exp(-0.5 * dB), -math.expm1(-dB)
 
 
 class Cosine(Process):
@@ -322,7 +334,7 @@ class VE(Process):
         return 1.0, float(self.sigma(t) ** 2 - self.sigma(s) ** 2)
 
 
-class Tabulated(Process):
+class Tabulated(_BetaProcess):
     r"""A discrete schedule ``ᾱ_k`` (``alphas_cumprod`` of DDPM, diffusers) in continuous time:
     ``X_t | X_0 ~ N(\sqrt{ᾱ(t)} X_0, (1 - ᾱ(t)) I)``, a VP process with
     ``β(t) = -d\log ᾱ/dt``.
@@ -367,21 +379,6 @@ class Tabulated(Process):
         """The fractional step ``k`` at time ``t`` (``t_k = t``; -1 at ``t = 0``)."""
         return self.schedule.timestep(t)
 
-    def drift_rate(self, t):
-        return 0.5 * self.beta(t)
-
-    def diffusion(self, t):
-        return 0.5 * self.beta(t)
-
-    def drift_rate_integral(self, t0, t1):
-        return 0.5 * float(self.B(t1) - self.B(t0))
-
-    def diffusion_integral(self, t0, t1):
-        return 0.5 * float(self.B(t1) - self.B(t0))
-
-    def transition(self, t, s=0.0):
-        dB = float(self.B(t) - self.B(s))
-        return math.exp(-0.5 * dB), -math.expm1(-dB)
 
     def describe(self) -> dict:
         out = {"type": "Tabulated", "alphas_cumprod": self.alphas_cumprod.tolist()}
