@@ -16,9 +16,9 @@ DEFAULT_NODES = 129
 def log_source(rho, dim: int, name: str):
     """``points -> log rho(points)``, checked: one finite, non-negative value per point."""
     if hasattr(rho, "log_pdf"):
-        def call(x):
+        def logged(x):
             return _checked(np.asarray(rho.log_pdf(x), dtype=float), x, name, log=True)
-        return call
+        return logged
     f = rho.pdf if hasattr(rho, "pdf") else rho
     if not callable(f):
         raise BridgesolveInputError(f"{name} = {rho!r}: expected a density of "
