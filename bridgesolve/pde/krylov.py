@@ -13,7 +13,9 @@ for one matrix. For the iterative path it chooses, per matrix, what the user lef
   small number of iterations whatever h is — else algebraic multigrid (hypre's BoomerAMG
   where the PETSc build has it, PETSc's GAMG otherwise). Without a mass matrix (a
   Jacobian) the test is the rows' off-diagonal sum against the diagonal
-  (:func:`offdiagonal_ratio` ≤ s/(1 + s), its value for a lumped mass).
+  (:func:`offdiagonal_ratio` ≤ s/(1 + s), its value for a lumped mass);
+* GAMG's level smoother on non-symmetric steps: Richardson + SOR
+  (:data:`NONSYMMETRIC_GAMG_SMOOTHER`) instead of Chebyshev, which needs a real spectrum.
 
 The KSP (with its preconditioner) is built once per matrix; the callers cache it across
 time steps and Sinkhorn iterations exactly as they cache factorizations.
@@ -33,6 +35,16 @@ from bridgesolve.solvers import is_iterative
 #: (lumped: κ(D⁻¹A) ≤ 1 + 2s = 3, CG contracts by ``(√κ − 1)/(√κ + 1) ≤ 0.27`` per
 #: iteration).
 JACOBI_MAX_STIFFNESS = 1.0
+
+#: GAMG's level smoother for non-symmetric (drift) steps, unless the user names one.
+#: GAMG's default, Chebyshev/Jacobi, targets an interval of a real spectrum; the
+#: transport term makes the step non-symmetric (cell Péclet ``|f| h / D`` about 3 near the
+#: walls of a 15³-cell VP box on [-5, 5]³) and GMRES + GAMG then stalled (2000 iterations,
+#: residual 5e-5 of 1e-10 on the first Crank–Nicolson clock step). Richardson with PETSc's
+#: local symmetric SOR sweep needs no eigenvalue estimate: 3 iterations on that step;
+#: 2D (100² cells) 8.1 per step instead of 11.2 (benchmarks/README.md, issue 24).
+NONSYMMETRIC_GAMG_SMOOTHER = {"mg_levels_ksp_type": "richardson",
+                              "mg_levels_pc_type": "sor"}
 
 _REASONS = {getattr(PETSc.KSP.ConvergedReason, name): name
             for name in dir(PETSc.KSP.ConvergedReason) if not name.startswith("_")}
@@ -105,6 +117,8 @@ def resolve(options: dict, A: PETSc.Mat | None = None, *, symmetric: bool | None
         out["pc_type"] = "jacobi" if mass_dominated else amg()
     if out.get("ksp_type") != "gmres":
         out.pop("ksp_gmres_restart", None)
+    elif out.get("pc_type") == "gamg" and not any(k.startswith("mg_levels_") for k in out):
+        out.update(NONSYMMETRIC_GAMG_SMOOTHER)
     return out
 
 
@@ -149,9 +163,11 @@ def make_ksp(A: PETSc.Mat, options: dict, prefix: str, *, symmetric: bool | None
     for k, v in resolved.items():
         opts[f"{prefix}{k}"] = v
     ksp.setFromOptions()
+    # Multigrid reads its level options (``mg_levels_*``, ``mg_coarse_*``) when it builds
+    # the levels in setUp, not in setFromOptions: remove them only after.
+    ksp.setUp()
     for k in resolved:
         del opts[f"{prefix}{k}"]
-    ksp.setUp()
     return ksp
 
 
