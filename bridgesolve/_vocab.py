@@ -24,6 +24,9 @@ BOUNDARIES = ("reflecting", "absorbing")
 #: elements, exact transition kernels (linear processes on boxes), or the kernel where it
 #: applies.
 METHODS = ("fe", "kernel", "auto")
+#: Where fields keep their time levels (``Problem(storage=...)``, ``[discretization]
+#: storage``): memory, disk (memory-mapped files), or disk beyond a memory budget.
+STORAGES = ("auto", "memory", "disk")
 
 #: Conventions of score networks from other codebases (``bridgesolve.learn.adapters.adapt``,
 #: ``validate --convention``): name -> what the model computes, from what input.
@@ -60,4 +63,4 @@ def conventions_text() -> str:
 
 
 __all__ = ["BOUNDARIES", "BRIDGE_MODES", "CONVENTIONS", "METHODS", "REFERENCES",
-           "REFINEMENTS", "SCHEMES", "SPACINGS", "WEIGHTINGS", "conventions_text"]
+           "REFINEMENTS", "SCHEMES", "SPACINGS", "STORAGES", "WEIGHTINGS", "conventions_text"]

@@ -12,7 +12,8 @@ Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has 
     [bridge]         tol, max_iter, mode = "auto" | "linear" | "log", acceleration
     [killing]        optional V(x) = constant + quadratic * |x|^2
     [time]           T, steps, spacing = "clock" | "uniform" | "graded" (power, near)
-    [discretization] degree, scheme, boundary, solver, method (fe | kernel | auto)
+    [discretization] degree, scheme, boundary, solver, method (fe | kernel | auto),
+                     storage (auto | memory | disk), storage_dir, memory_budget
     [output]         directory, plot_times, vtx
     [convergence]    refine = "h" | "p" | "dt" | "hdt", levels, reference, generated
                      (h values: KL of generated densities) for bridgesolve convergence
@@ -45,11 +46,13 @@ from bridgesolve._vocab import (
     REFINEMENTS,
     SCHEMES,
     SPACINGS,
+    STORAGES,
 )
 from bridgesolve.densities import GaussianMixture, ScaledMixture, catalog
 from bridgesolve.equations import EQUATIONS, Equation
 from bridgesolve.process import PROCESSES, Process
 from bridgesolve.solvers import SOLVERS
+from bridgesolve.storage import parse_bytes
 from bridgesolve.timegrid import TimeGrid
 
 SECTIONS = ("problem", "domain", "process", "initial", "terminal", "killing", "time",
@@ -195,7 +198,10 @@ class Config:
             problem = Problem(dom, process, self.grid(process), degree=disc.get("degree", 1),
                               boundary=disc.get("boundary", "reflecting"),
                               scheme=disc.get("scheme", "crank-nicolson"),
-                              solver=disc.get("solver", "auto"))
+                              solver=disc.get("solver", "auto"),
+                              storage=disc.get("storage", "auto"),
+                              storage_dir=disc.get("storage_dir"),
+                              memory_budget=disc.get("memory_budget"))
         except BridgesolveInputError as exc:
             raise _prefixed("discretization", exc) from None
         return problem, self.data, self.killing()
@@ -360,8 +366,24 @@ def _time(raw: dict) -> float:
 
 def _discretization(raw: dict, equation: str) -> None:
     sec = _Section("discretization", raw.get("discretization", {}))
-    sec.only(("degree", "scheme", "boundary", "solver", "method"))
+    sec.only(("degree", "scheme", "boundary", "solver", "method", "storage", "storage_dir",
+              "memory_budget"))
     sec.integer("degree", default=1)
+    storage = sec.string("storage", STORAGES, default="auto")
+    if "storage_dir" in sec.table:
+        if not sec.string("storage_dir").strip():
+            sec.fail("storage_dir", sec.table["storage_dir"], "a non-empty folder path")
+        if storage == "memory":
+            sec.fail("storage_dir", sec.table["storage_dir"], "no folder with storage = "
+                     "'memory' (the folder is used by storage 'disk' or 'auto')")
+    if "memory_budget" in sec.table:
+        if storage != "auto":
+            sec.fail("memory_budget", sec.table["memory_budget"], "no budget with storage = "
+                     f"{storage!r} (the budget decides storage 'auto')")
+        try:
+            parse_bytes("memory_budget", sec.table["memory_budget"])
+        except BridgesolveInputError as exc:
+            raise _prefixed("discretization", exc) from None
     method = sec.string("method", METHODS, default="fe")
     if method != "fe" and equation not in ("fokker-planck", "kolmogorov", "bridge"):
         sec.fail("method", method, "'fe' for the hjb equations (the kernel path solves "

@@ -18,6 +18,7 @@ from bridgesolve.solvers import (  # noqa: F401  (re-exported)
     is_iterative,
     solver_options,
 )
+from bridgesolve.storage import FieldStorage
 from bridgesolve.timegrid import TimeGrid
 
 SCHEMES = {"crank-nicolson": 0.5, "backward-euler": 1.0}
@@ -42,6 +43,16 @@ class Problem:
         petsc_options: linear-solver options on top of ``solver``'s (options naming
             ``pc_type`` or ``pc_factor_mat_solver_type`` start from LU, a Krylov
             ``ksp_type`` from the iterative set).
+        storage: where the solvers keep the time levels of fields
+            (:mod:`bridgesolve.storage`): ``"auto"`` (disk when one field exceeds
+            ``memory_budget``, else memory), ``"memory"`` or ``"disk"`` (memory-mapped
+            files, written level by level, removed with the field). The choice is
+            ``problem.storage.kind`` and in :meth:`describe`.
+        storage_dir: the folder of disk fields (default: the temporary folder); its
+            writability and free space are checked here, before any solve.
+        memory_budget: bytes (or a string such as ``"4 GiB"``) of one field over all ranks
+            above which ``"auto"`` stores on disk (default: an eighth of the memory
+            available on the nodes).
     """
 
     def __init__(
@@ -55,6 +66,9 @@ class Problem:
         scheme: str | float = "crank-nicolson",
         petsc_options: dict | None = None,
         solver: str = "auto",
+        storage: str = "auto",
+        storage_dir=None,
+        memory_budget=None,
     ):
         if not isinstance(domain, Domain):
             raise BridgesolveInputError(f"domain = {domain!r}: expected a bridgesolve.Domain")
@@ -76,6 +90,9 @@ class Problem:
                 raise BridgesolveInputError(f"scheme = {scheme!r}: expected θ in [0.5, 1]")
             self.scheme, self.theta = f"theta={theta:g}", theta
         self.V = fem.functionspace(domain.mesh, ("Lagrange", self.degree))
+        self.storage = FieldStorage(storage, directory=storage_dir,
+                                    memory_budget=memory_budget).resolve(
+            self.grid.steps + 1, self.ndofs, domain.comm)
         self.check_memory(fields=1)
         self.solver = choice("solver", solver, SOLVERS)
         self.petsc_options = solver_options(self.solver, petsc_options,
@@ -97,9 +114,10 @@ class Problem:
 
     def memory_estimate(self, fields: int = 1) -> int:
         """A lower estimate of the bytes a solve needs over all ranks: ``fields`` solutions
-        stored at every time level (``(steps + 1) × ndofs × 8``) and four sparse matrices of
-        at least ``(degree + 1)^d`` entries per row (12 bytes each; LU fill comes on top)."""
-        levels = self.grid.steps + 1
+        stored at every time level (``(steps + 1) × ndofs × 8``; two levels each on disk
+        storage) and four sparse matrices of at least ``(degree + 1)^d`` entries per row
+        (12 bytes each; LU fill comes on top)."""
+        levels = 2 if self.storage.on_disk else self.grid.steps + 1
         row = (self.degree + 1) ** self.domain.dim
         return int(fields * levels * self.ndofs * 8 + 4 * self.ndofs * row * 12)
 
@@ -113,8 +131,26 @@ class Problem:
             f"levels (P{self.degree})",
             self.memory_estimate(fields), comm=self.comm,
             fix="use fewer steps, fewer cells or a lower degree "
-                "(every field keeps (steps + 1) × dofs × 8 bytes)",
+                "(every field keeps (steps + 1) × dofs × 8 bytes), or storage='disk'",
         )
+        self.storage.check(self.comm, fields=fields)
+
+    def levels(self, n_local: int | None = None, *, name: str = "u",
+               count: int | None = None) -> np.ndarray:
+        """An uninitialized ``(count, n_local)`` array (default: every level of the grid,
+        this rank's owned and ghost dofs) where :attr:`storage` keeps fields."""
+        if n_local is None:
+            im = self.V.dofmap.index_map
+            n_local = (im.size_local + im.num_ghosts) * self.V.dofmap.index_map_bs
+        return self.storage.allocate((self.grid.steps + 1 if count is None else count,
+                                      n_local), name=name)
+
+    def storage_options(self) -> dict:
+        """The keywords that give another :class:`Problem` this one's storage (the budget
+        as resolved here)."""
+        st = self.storage
+        return {"storage": st.requested, "storage_dir": st.directory,
+                "memory_budget": st.budget if st.requested == "auto" else None}
 
     def mass_inside(self, density) -> float:
         """``∫_Ω density dx`` by quadrature on the mesh (rank-independent).
@@ -190,7 +226,7 @@ class Problem:
                      "dt_min": float(self.grid.dt.min()), "dt_max": float(self.grid.dt.max())},
             "discretization": {"element": f"P{self.degree}", "scheme": self.scheme,
                                "theta": self.theta, "boundary": self.boundary,
-                               "ndofs": self.ndofs},
+                               "ndofs": self.ndofs, **self.storage.describe()},
         }
 
     @classmethod
@@ -232,8 +268,9 @@ class Problem:
                    boundary=disc.get("boundary", "reflecting"))
 
     def __repr__(self) -> str:
+        disk = ", fields on disk" if self.storage.on_disk else ""
         return (f"Problem({self.domain!r}, {self.process!r}, {self.grid!r}, "
-                f"P{self.degree}, {self.boundary}, {self.scheme})")
+                f"P{self.degree}, {self.boundary}, {self.scheme}{disk})")
 
 
 def _mass_key(density) -> str | None:

@@ -56,6 +56,7 @@ from bridgesolve._validate import (
 )
 from bridgesolve.process import Process
 from bridgesolve.spacetime import PointLocator, SpaceTimeField
+from bridgesolve.storage import level_blocks, map_levels
 
 #: Relative floor of nodal density values before taking logarithms: ``LOG_FLOOR`` times the
 #: peak of the level (values below are round-off); never below ``1e-300``.
@@ -416,10 +417,16 @@ def grad_log(field: SpaceTimeField, *, mode: str = "log", floor: float = LOG_FLO
     elif mode == "log":
         if not floor > 0:
             raise BridgesolveInputError(f"floor = {floor!r}: expected a positive number")
-        local = field.values.max(axis=1) if field.values.shape[1] else np.full(len(field), -np.inf)
+        local = np.full(len(field), -np.inf)
+        if field.values.shape[1]:
+            for block in level_blocks(field.values):
+                local[block] = field.values[block].max(axis=1)
         peak = np.empty_like(local)
         field.comm.Allreduce(local, peak, op=MPI.MAX)
-        logs = np.log(np.maximum(field.values, np.maximum(1e-300, floor * peak)[:, None]))
+        floors = np.broadcast_to(np.maximum(1e-300, floor * peak)[:, None], field.values.shape)
+        # in the field's storage (on disk: level by level)
+        logs = map_levels(lambda u, f: np.log(np.maximum(u, f)), field.values, floors,
+                          name=f"log_{field.name}")
         piece = _GradPiece(field.space, field.grid, logs, "grad", label)
     else:
         piece = _GradPiece(field.space, field.grid, field.values, "quotient", label)

@@ -8,6 +8,7 @@ import numpy as np
 
 from bridgesolve._dolfinx import MPI, dolfinx, fem, ufl
 from bridgesolve._validate import BridgesolveInputError, CheckedCallable, points
+from bridgesolve.storage import level_blocks, on_disk
 from bridgesolve.timegrid import TimeGrid
 
 
@@ -92,7 +93,9 @@ class SpaceTimeField:
     Attributes:
         space: the DOLFINx function space.
         grid: the :class:`TimeGrid`.
-        values: ``(nt + 1, n_local)`` dof values of this rank (owned then ghost dofs).
+        values: ``(nt + 1, n_local)`` dof values of this rank (owned then ghost dofs): a
+            NumPy array, or a :class:`numpy.memmap` on disk storage
+            (:mod:`bridgesolve.storage`), read the same way.
         name: a label for output.
         representation: ``"linear"`` or ``"log"`` (values hold ``log u``).
         info: solver diagnostics (masses, timings, factorizations, ``warnings``, ...).
@@ -108,6 +111,11 @@ class SpaceTimeField:
         self.info = info if info is not None else {}
         self._work = fem.Function(space, name=name)
         self._norm_cache: dict = {}
+
+    @property
+    def storage(self) -> str:
+        """Where the levels live: ``"memory"`` or ``"disk"`` (a memory-mapped file)."""
+        return "disk" if on_disk(self.values) else "memory"
 
     @property
     def times(self) -> np.ndarray:
@@ -187,7 +195,9 @@ class SpaceTimeField:
             vec = fem.assemble_vector(fem.form(v * ufl.dx))
             vec.scatter_reverse(dolfinx.la.InsertMode.add)
             self._norm_cache["mass_vector"] = vec.array[: self._n_owned].copy()
-        local = self.values[:, : self._n_owned] @ self._norm_cache["mass_vector"]
+        local = np.empty(len(self))
+        for block in level_blocks(self.values):  # all at once in memory, blocks on disk
+            local[block] = self.values[block, : self._n_owned] @ self._norm_cache["mass_vector"]
         return self.comm.allreduce(local, MPI.SUM)
 
     @property
@@ -242,4 +252,5 @@ class SpaceTimeField:
 
     def __repr__(self) -> str:
         return (f"SpaceTimeField({self.name!r}, {self.representation}, "
-                f"levels={len(self)}, ndofs={self.space.dofmap.index_map.size_global})")
+                f"levels={len(self)}, ndofs={self.space.dofmap.index_map.size_global}, "
+                f"storage={self.storage})")

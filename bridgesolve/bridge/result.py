@@ -12,6 +12,7 @@ from bridgesolve._dolfinx import MPI, fem, ufl
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField
+from bridgesolve.storage import map_levels
 
 #: Relative gap of the two KL cost formulas above which a bridge is flagged under-resolved.
 COST_GAP_WARNING = 0.1
@@ -51,29 +52,33 @@ class Bridge:
     def grid(self):
         return self.problem.grid
 
-    def _linear(self, values: np.ndarray, name: str) -> SpaceTimeField:
+    def _linear(self, fn, values: tuple[np.ndarray, ...], name: str) -> SpaceTimeField:
+        # in the potentials' storage: on disk, level by level (map_levels)
         with np.errstate(over="ignore"):
-            return SpaceTimeField(self.problem.V, self.grid, np.exp(values), name=name)
+            return SpaceTimeField(self.problem.V, self.grid,
+                                  map_levels(fn, *values, name=name), name=name)
 
     @cached_property
     def phi(self) -> SpaceTimeField:
         """φ (linear representation; may under/overflow where the log does not)."""
-        return self._linear(self.log_phi.values, "phi")
+        return self._linear(np.exp, (self.log_phi.values,), "phi")
 
     @cached_property
     def phi_hat(self) -> SpaceTimeField:
-        return self._linear(self.log_phi_hat.values, "phi_hat")
+        return self._linear(np.exp, (self.log_phi_hat.values,), "phi_hat")
 
     @cached_property
     def log_rho(self) -> SpaceTimeField:
         return SpaceTimeField(self.problem.V, self.grid,
-                              self.log_phi.values + self.log_phi_hat.values, name="log_rho",
-                              representation="log")
+                              map_levels(np.add, self.log_phi.values, self.log_phi_hat.values,
+                                         name="log_rho"),
+                              name="log_rho", representation="log")
 
     @cached_property
     def rho(self) -> SpaceTimeField:
         """The bridge marginals ``ρ_t = φ φ̂`` (nodal products)."""
-        return self._linear(self.log_phi.values + self.log_phi_hat.values, "rho")
+        return self._linear(lambda a, b: np.exp(a + b),
+                            (self.log_phi.values, self.log_phi_hat.values), "rho")
 
     # -- fields derived from the potentials -----------------------------------------
     # Fields and gradients are built once: each keeps its compiled forms, expressions and

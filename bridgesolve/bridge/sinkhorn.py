@@ -30,6 +30,7 @@ from bridgesolve.pde.fokker_planck import mass_form
 from bridgesolve.pde.stepping import _lump
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
+from bridgesolve.storage import map_rows
 
 #: Modes whose log phase uses tilted (linearized) sweeps once close to the fixed point.
 TILTED_MODES: tuple[str, ...] = ("auto",)
@@ -287,8 +288,9 @@ class SinkhornLoop:
         self.current = "log"
         self.sweeps = self._new_sweeps()
         if seed and self.L_phi is not None and self.L_hat is not None:
-            self.sweeps.seed(*(np.array([_finite(row, self.comm) for row in L])
-                               for L in (self.L_phi, self.L_hat)))
+            self.sweeps.seed(*(map_rows(lambda row: _finite(row, self.comm), L, name=name)
+                               for L, name in ((self.L_phi, "log_phi"),
+                                               (self.L_hat, "log_phi_hat"))))
         self.relaxation.reset()
         if self.anderson is not None:
             self.anderson.reset()

@@ -29,6 +29,7 @@ from bridgesolve.bridge.sweeps import _finite, _LogSweeps
 from bridgesolve.pde.krylov import merge
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
+from bridgesolve.storage import BRIDGE_FIELDS
 
 
 def solve_bridge(
@@ -103,6 +104,8 @@ def solve_bridge(
             f"boundary = {problem.boundary!r}: the Schrödinger bridge needs 'reflecting' "
             "boundaries (potentials vanish on absorbing walls)"
         )
+    # disk storage: room for the iterates and results, before any sweep
+    problem.storage.check(problem.comm, fields=BRIDGE_FIELDS)
     t_start = time.perf_counter()
     for name, rho in (("rho0", rho0), ("rho1", rho1)):
         _check_mass_inside(problem, rho, name)
@@ -225,7 +228,8 @@ def _continuation(problem: Problem, rho0, rho1, sigmas, log_phi_T: np.ndarray, *
         process.sigma = level
         stage_problem = Problem(problem.domain, process, problem.grid, degree=problem.degree,
                                 boundary=problem.boundary, scheme=problem.theta,
-                                petsc_options=problem.petsc_options)
+                                petsc_options=problem.petsc_options,
+                                **problem.storage_options())
         start = log_phi_T if previous is None else log_phi_T * (previous / level) ** 2
         tic = time.perf_counter()
         with warnings.catch_warnings():

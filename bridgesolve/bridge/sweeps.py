@@ -24,6 +24,7 @@ from bridgesolve.pde.krylov import merge
 from bridgesolve.pde.stepping import ThetaStepper
 from bridgesolve.problem import Problem
 from bridgesolve.solvers import ITERATIVE_RTOL, tied_to
+from bridgesolve.storage import level_blocks, release
 
 #: Smallest positive value (relative to the maximum of its time level) that the linear
 #: mode accepts; below it the level's dynamic range is about to leave double precision.
@@ -84,7 +85,7 @@ class _LinearSweeps:
         stepper = self.backward if backward else self.forward
         n = self.n_owned
         times = grid.times
-        out = np.empty((times.size, start_log.size))
+        out = self.problem.levels(start_log.size, name="log_phi" if backward else "log_phi_hat")
         first = -1 if backward else 0
         out[first] = start_log
         scale = comm.allreduce(float(np.max(start_log[:n], initial=-np.inf)), MPI.MAX)
@@ -107,6 +108,7 @@ class _LinearSweeps:
             lows[level] = float(np.min(vals[:n], initial=np.inf))
             with np.errstate(divide="ignore", invalid="ignore"):
                 out[level] = np.log(vals) + scale
+            release(out)  # on disk: the level leaves memory
             self.u_old, self.u_new = self.u_new, self.u_old
         if comm.size > 1:
             comm.Allreduce(MPI.IN_PLACE, lows, op=MPI.MIN)
@@ -227,8 +229,10 @@ class _LogSweeps:
         if self.linear:
             values = self.linear[key].run(start)
             self.counts["linear_sweeps"] += 1
-            change = np.abs(values - self.previous[key])
-            big = self.comm.allreduce(float(np.max(change, initial=0.0)), MPI.MAX)
+            previous = self.previous[key]
+            local = max((float(np.max(np.abs(values[b] - previous[b]), initial=0.0))
+                         for b in level_blocks(values)), default=0.0)
+            big = self.comm.allreduce(local, MPI.MAX)
             if not big <= self.tilt["max_change"]:  # NaN too
                 raise TiltFailure(f"a linearized sweep changed log φ by {big:.3g}")
         else:

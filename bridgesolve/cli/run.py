@@ -42,7 +42,9 @@ config sections (TOML; every key is checked, unknown keys are errors):
   [time]            T, steps, spacing = "clock" (default: uniform in the process clock,
                     one factorization) | "uniform" | "graded" (power = 2, near = "start"|"end")
   [discretization]  degree = 1, scheme = "crank-nicolson" | "backward-euler",
-                    boundary = "reflecting" | "absorbing"
+                    boundary = "reflecting" | "absorbing", storage = "auto" | "memory" |
+                    "disk" (time levels in memory-mapped files), storage_dir, memory_budget
+                    (e.g. "4 GiB": auto stores a larger field on disk)
   [output]          directory (default results/<config name>), plot_times (in [0, T];
                     default 0, T/10, 3T/10, T; moved to the nearest time level, with a
                     warning for times you set), vtx = true

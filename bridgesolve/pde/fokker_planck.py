@@ -27,6 +27,7 @@ from bridgesolve.pde.killing import check_rate, killing_term
 from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
+from bridgesolve.storage import level_blocks
 
 #: Initial mass outside Ω above which a warning is issued.
 MASS_OUTSIDE_WARN = 1e-6
@@ -119,9 +120,11 @@ def check_mass_inside(problem: Problem, density, what: str, sink: list | None) -
 
 def _level_extremes(field: SpaceTimeField) -> tuple[np.ndarray, np.ndarray]:
     n = field._n_owned
-    vals = field.values[:, :n]
-    lo = vals.min(axis=1) if n else np.full(len(field), np.inf)
-    hi = vals.max(axis=1) if n else np.full(len(field), -np.inf)
+    lo, hi = np.full(len(field), np.inf), np.full(len(field), -np.inf)
+    if n:
+        for block in level_blocks(field.values):
+            vals = field.values[block, :n]
+            lo[block], hi[block] = vals.min(axis=1), vals.max(axis=1)
     glo, ghi = np.empty_like(lo), np.empty_like(hi)
     field.comm.Allreduce(lo, glo, op=MPI.MIN)
     field.comm.Allreduce(hi, ghi, op=MPI.MAX)
@@ -174,7 +177,10 @@ def check_walls(problem: Problem, field: SpaceTimeField, sink: list | None) -> N
                                            lambda: ufl.TestFunction(problem.V) * ufl.ds))
     vec.scatter_reverse(dolfinx.la.InsertMode.add)
     n = field._n_owned
-    wall = field.comm.allreduce(field.values[:, :n] @ vec.array[:n], MPI.SUM)
+    local = np.empty(len(field))
+    for block in level_blocks(field.values):
+        local[block] = field.values[block, :n] @ vec.array[:n]
+    wall = field.comm.allreduce(local, MPI.SUM)
     mass = np.asarray(field.info["mass"], dtype=float)
     proc = problem.process
     t = field.times
@@ -316,7 +322,7 @@ def solve_fokker_planck(
     # projection's high frequencies along (observed orders on the checkerboard: docs).
     startup = RANNACHER_STEPS if projection and problem.theta < 1.0 else 0
     values = evolve(stepper, problem.grid, p_old, desc="Fokker-Planck", progress=progress,
-                    startup=startup)
+                    startup=startup, out=problem.levels(p_old.x.array.size, name=name))
     if startup:
         projection["startup"] = f"{startup} steps as {2 * startup} backward-Euler half steps"
     timings["stepping_s"] = time.perf_counter() - t_loop
@@ -327,6 +333,7 @@ def solve_fokker_planck(
         "factorizations": stepper.factorizations,
         "assemblies": stepper.assemblies,
         "linear_solver": stepper.solver_info(),
+        "storage": problem.storage.kind,
         **killing_info,
     }
     mass_vector = stepper.row_sums()
@@ -335,7 +342,7 @@ def solve_fokker_planck(
     field.info["mass"] = field.integral(mass_vector)
     timings["total_s"] = time.perf_counter() - t_start
     field.info["timings"] = timings
-    if not np.all(np.isfinite(values)):
+    if not all(np.all(np.isfinite(values[block])) for block in level_blocks(values)):
         raise FloatingPointError("Fokker-Planck solution became non-finite")
     if mass_outside is not None and field.info["mass"][0] > 0:
         inside = 1.0 - mass_outside

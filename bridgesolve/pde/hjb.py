@@ -51,6 +51,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from bridgesolve import storage
 from bridgesolve._dolfinx import MPI, fem, ufl
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.pde.killing import killing_coefficient
@@ -283,7 +284,7 @@ class LogEvolution:
         n_owned = self.problem.V.dofmap.index_map.size_local
         self._start_peak = self.problem.comm.allreduce(
             float(np.max(np.abs(start[:n_owned]), initial=0.0)), op=MPI.MAX)
-        values = np.empty((times.size, start.size))
+        values = self.problem.levels(start.size, name=self.name)
         values[0 if forward else -1] = start
         iterations = np.zeros(grid.steps, dtype=int)
         substeps = np.zeros(grid.steps, dtype=int)
@@ -298,6 +299,7 @@ class LogEvolution:
                 iterations[n], substeps[n] = self._advance(
                     ta, tb, 0, None if guess is None else guess[target])
                 values[n + 1 if forward else n] = self.S_prev.x.array
+                storage.release(values)  # on disk: the level leaves memory
                 bar.set_postfix(newton=int(iterations[n]))
                 bar.update()
         finally:
@@ -454,7 +456,7 @@ class LogLinearization:
                     A, B = self._matrix(self.dF_new), self._matrix(self.dF_prev)
                     self.solvers.append((self._solver(A, str(k)), A, B))
         self.residuals = residuals
-        self.levels = levels.copy()
+        self.levels = storage.copy(levels, name=f"{ev.name}_linearized")
         if self._b is None:
             self._b, self._x = self.solvers[0][1].createVecs()
 
@@ -474,7 +476,7 @@ class LogLinearization:
         returns ``S̄ + δ`` at every level."""
         S_bar = self.levels
         n = self.problem.V.dofmap.index_map.size_local
-        out = np.empty_like(S_bar)
+        out = storage.like(S_bar, name=self.evolution.name)
         first = self.steps[0][0]
         out[first] = start
         delta = self.evolution.S_prev

@@ -88,9 +88,9 @@ def solve_kolmogorov(problem: Problem, phi_T, *, killing=None, progress: bool = 
     setup = time.perf_counter() - t_start
     t_loop = time.perf_counter()
     values = evolve(stepper, problem.grid, phi, backward=True, desc="Kolmogorov",
-                    progress=progress)
+                    progress=progress, out=problem.levels(phi.x.array.size, name=name))
     info.update(factorizations=stepper.factorizations, assemblies=stepper.assemblies,
-                linear_solver=stepper.solver_info())
+                linear_solver=stepper.solver_info(), storage=problem.storage.kind)
     stepper.destroy()
     info["timings"] = {"setup_s": setup, "stepping_s": time.perf_counter() - t_loop,
                        "total_s": time.perf_counter() - t_start}

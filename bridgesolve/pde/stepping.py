@@ -260,7 +260,8 @@ def _lump(M: PETSc.Mat) -> None:
 
 
 def evolve(stepper: ThetaStepper, grid, u_init: fem.Function, *, backward: bool = False,
-           desc: str = "", progress: bool = True, startup: int = 0) -> np.ndarray:
+           desc: str = "", progress: bool = True, startup: int = 0,
+           out: np.ndarray | None = None) -> np.ndarray:
     """Run ``stepper`` over every step of ``grid`` and return the ``(nt + 1, n_local)`` values.
 
     Forward runs start from ``u_init`` at ``t_0``; backward runs (``backward=True``) start
@@ -268,11 +269,19 @@ def evolve(stepper: ThetaStepper, grid, u_init: fem.Function, *, backward: bool 
     ``startup``: the first that many steps are each taken as two backward-Euler half steps
     (Rannacher's start-up: Crank–Nicolson does not damp the high frequencies of rough data,
     the implicit half steps do, and the scheme stays second order).
+    ``out``: the array to fill (e.g. ``problem.levels()``, on disk for disk storage: each
+    level is written as it is computed and its pages released, so that resident memory does
+    not grow with the number of levels); default: a new in-memory array.
     """
     from tqdm.auto import tqdm
 
+    from bridgesolve.storage import release
+
     times = grid.times
-    values = np.empty((times.size, u_init.x.array.size))
+    values = np.empty((times.size, u_init.x.array.size)) if out is None else out
+    if values.shape != (times.size, u_init.x.array.size):
+        raise ValueError(f"evolve: out has shape {values.shape}, expected "
+                         f"{(times.size, u_init.x.array.size)}")
     u_old = u_init.copy()
     u_new = u_init.copy()
     levels = range(grid.steps - 1, -1, -1) if backward else range(grid.steps)
@@ -290,6 +299,7 @@ def evolve(stepper: ThetaStepper, grid, u_init: fem.Function, *, backward: bool 
             else:
                 stepper.step(u_old, u_new, times[n], times[n + 1])
             values[n if backward else n + 1] = u_new.x.array
+            release(values)  # on disk: the level leaves memory
             u_old, u_new = u_new, u_old
             bar.update()
     finally:

@@ -56,13 +56,17 @@ def build_level(cfg, refine: str, level: int, comm):
         dom = Domain(mesh, description={**problem.domain.description, "refinements": level})
         problem = Problem(dom, problem.process, problem.grid, degree=problem.degree,
                           boundary=problem.boundary, scheme=problem.theta,
-                          petsc_options=problem.petsc_options)
+                          petsc_options=problem.petsc_options,
+                          **problem.storage_options())
     return lcfg, problem, data, killing
 
 
 def signature(lcfg, refine: str, level: int, quantities: list[Quantity], mode: str) -> str:
     """What determines a level's solution and measurements (not output or ladder length)."""
     tables = {k: v for k, v in lcfg.raw.items() if k not in ("output", "convergence")}
+    if "discretization" in tables:  # where fields are stored does not change them
+        tables["discretization"] = {k: v for k, v in tables["discretization"].items()
+                                    if k not in ("storage", "storage_dir", "memory_budget")}
     blob = json.dumps({"config": tables, "equation": lcfg.equation, "refine": refine,
                        "level": level, "quantities": [q.name for q in quantities],
                        "reference": mode}, sort_keys=True, default=str)
