@@ -211,7 +211,7 @@ class FieldStorage:
         if self.requested != self.kind:
             out["storage_requested"] = self.requested
         if self.on_disk:
-            out["storage_dir"] = str(self.folder())
+            out["storage_dir"] = str(self.folder().resolve())
         return out
 
     def __repr__(self) -> str:

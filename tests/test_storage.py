@@ -33,7 +33,7 @@ def _leftovers(folder) -> list[str]:
 
 
 @pytest.mark.mpi
-def test_fokker_planck_and_kolmogorov_on_disk_are_the_bits_in_memory(comm, mpi_tmp_path):
+def test_fokker_planck_kolmogorov_and_hjb_on_disk_are_the_bits_in_memory(comm, mpi_tmp_path):
     pts = np.array([[0.3, -0.2], [1.1, 0.7]])
     out = {}
     for st in ("memory", "disk"):
@@ -44,17 +44,19 @@ def test_fokker_planck_and_kolmogorov_on_disk_are_the_bits_in_memory(comm, mpi_t
             warnings.simplefilter("ignore", RuntimeWarning)  # mass outside the box
             p = bs.solve_fokker_planck(prob, MIX2, progress=False)
             phi = bs.solve_kolmogorov(prob, PHI2, progress=False)
-        for field in (p, phi):
+            S = bs.solve_hjb(prob, lambda x: -0.5 * np.sum(x**2, axis=1), progress=False)
+        for field in (p, phi, S):
             assert field.storage == st
             assert f"storage={st}" in repr(field)
             assert isinstance(field.values, np.memmap) == (st == "disk")
         assert p.info["storage"] == phi.info["storage"] == st
-        out[st] = (p.values.copy(), phi.values.copy(), p.info["mass"], p.evaluate(pts, 0.45),
+        out[st] = (p.values.copy(), phi.values.copy(), S.values.copy(), p.info["mass"],
+                   p.evaluate(pts, 0.45),
                    np.array([p.error(MIX2, 0.0), phi.error(PHI2, 0.6, norm="L1")]),
                    bs.grad_log(p).evaluate(pts, 0.3), p.integral())
         # the files are unlinked as soon as they are mapped: nothing to clean up, ever
         assert _leftovers(mpi_tmp_path) == []
-        del p, phi
+        del p, phi, S
         gc.collect()
     for i, (a, b) in enumerate(zip(out["memory"], out["disk"], strict=True)):
         assert np.array_equal(a, b), i
