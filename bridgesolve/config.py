@@ -63,7 +63,7 @@ DOMAIN_KEYS = {
     "interval": ("lower", "upper", "cells"),
     "box": ("lower", "upper", "cells"),
     "disk": ("radius", "h", "center"),
-    "gmsh": ("path",),
+    "gmsh": ("path", "h"),
 }
 DEFAULT_CONFIG = "data/default.toml"
 
@@ -166,7 +166,7 @@ class Config:
             if sec["type"] == "disk":
                 return Domain.disk(sec["radius"], sec["h"], center=sec.get("center", (0.0, 0.0)),
                                    comm=comm)
-            return Domain.from_gmsh(self.mesh_path, comm=comm)
+            return Domain.from_gmsh(self.mesh_path, h=sec.get("h"), comm=comm)
         except BridgesolveInputError as exc:
             raise _prefixed("domain", exc) from None
 
@@ -280,7 +280,12 @@ def _domain(raw: dict, base_dir: Path) -> tuple[int | None, Path | None]:
         if "center" in sec.table and len(sec.numbers("center", "a point [x, y]")) != 2:
             sec.fail("center", sec.table["center"], "a point [x, y]")
         return 2, None
-    return None, _mesh_file(sec, base_dir)
+    path = _mesh_file(sec, base_dir)
+    if "h" in sec.table:
+        sec.number("h", positive=True)
+        if path.suffix != ".geo":
+            sec.fail("h", sec.table["h"], "no h with a .msh file (h sizes a .geo script's mesh)")
+    return None, path
 
 
 def _mesh_file(sec: _Section, base_dir: Path) -> Path:

@@ -113,10 +113,13 @@ class Domain:
         return cls(mesh, description={"type": "disk", "radius": radius, "h": h, "center": c})
 
     @classmethod
-    def from_gmsh(cls, path: str | Path, *, comm=None) -> Domain:
+    def from_gmsh(cls, path: str | Path, *, h: float | None = None, comm=None) -> Domain:
         """A mesh from a gmsh ``.msh`` file, or a ``.geo`` script meshed here.
 
-        Relative paths are looked up in the working directory, then in ``meshes/``.
+        ``h``: the value of the script's variable ``h`` (a ``.geo`` that sizes its cells by
+        it, e.g. ``meshes/box_ball.geo``: ``If (!Exists(h)) h = 0.5; EndIf``), set before the
+        script is parsed; refused for a ``.msh``. Relative paths are looked up in the
+        working directory, then in ``meshes/``.
         A file that is empty, not a gmsh file (no ``$MeshFormat`` header, binary junk in a
         ``.geo``), truncated, a script with a syntax error, or without cells of its
         dimension is refused with one :class:`BridgesolveInputError` line naming the file,
@@ -131,13 +134,24 @@ class Domain:
             raise BridgesolveInputError(
                 f"mesh file {str(path)!r}: expected a gmsh .msh or .geo file"
             )
+        if h is not None:
+            h = positive("h", h)
+            if path.suffix != ".geo":
+                raise BridgesolveInputError(
+                    f"mesh file {str(path)!r}: h = {h:g} sizes a .geo script's mesh; a .msh "
+                    "is already meshed")
         comm = comm or MPI.COMM_WORLD
         problem = _file_problem(path) if comm.rank == 0 else None
         collective_raise(comm, problem)
 
         def build(gmsh):
             try:
-                gmsh.open(str(path))
+                if h is not None:
+                    # gmsh.open clears the parser's variables; merge into the fresh model
+                    gmsh.parser.setNumber("h", [h])
+                    gmsh.merge(str(path))
+                else:
+                    gmsh.open(str(path))
                 dim = gmsh.model.getDimension()
                 if dim > 0 and path.suffix == ".geo":
                     gmsh.model.mesh.generate(dim)
@@ -164,7 +178,8 @@ class Domain:
             return dim
 
         mesh = _mesh_from_gmsh(build, comm)
-        return cls(mesh, description={"type": "gmsh", "path": str(path)})
+        desc = {"type": "gmsh", "path": str(path), **({"h": h} if h is not None else {})}
+        return cls(mesh, description=desc)
 
     # -- properties ------------------------------------------------------------------
     @property
@@ -222,7 +237,7 @@ class Domain:
             return cls.disk(desc["radius"], desc["h"], center=desc.get("center", (0.0, 0.0)),
                             comm=comm)
         if kind == "gmsh" and "path" in desc:
-            return cls.from_gmsh(desc["path"], comm=comm)
+            return cls.from_gmsh(desc["path"], h=desc.get("h"), comm=comm)
         raise BridgesolveInputError(f"domain description {desc!r}: cannot rebuild a mesh "
                                     "from it (expected a box, interval, disk or gmsh record)")
 

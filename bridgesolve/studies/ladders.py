@@ -21,9 +21,9 @@ def level_raw(raw: dict, refine: str, level: int) -> dict:
         dom = raw["domain"]
         if dom["type"] in ("interval", "box"):
             dom["cells"] = _scaled_cells(dom["cells"], factor)
-        elif dom["type"] == "disk":
-            dom["h"] = float(dom["h"]) / factor
-        # gmsh meshes are refined uniformly after reading (see build_level)
+        elif dom["type"] == "disk" or (dom["type"] == "gmsh" and "h" in dom):
+            dom["h"] = float(dom["h"]) / factor  # remeshed: curved walls resolved per level
+        # other gmsh meshes are refined uniformly after reading (see build_level)
     if refine in ("dt", "hdt"):
         raw["time"]["steps"] = int(raw["time"]["steps"]) * factor
     if refine == "p":
@@ -44,7 +44,8 @@ def build_level(cfg, refine: str, level: int, comm):
     """``(level config, problem, data, killing)`` of a level (collective: builds the mesh)."""
     lcfg = level_config(cfg, refine, level)
     problem, data, killing = lcfg.build(comm)
-    if lcfg.raw["domain"]["type"] == "gmsh" and refine in ("h", "hdt") and level:
+    dom = lcfg.raw["domain"]
+    if dom["type"] == "gmsh" and "h" not in dom and refine in ("h", "hdt") and level:
         from bridgesolve._dolfinx import dolfinx
         from bridgesolve.domain import Domain
         from bridgesolve.problem import Problem
