@@ -27,6 +27,7 @@ from bridgesolve.kernel.convolution import Transition, convolve
 from bridgesolve.kernel.diffusion import MASS_OUTSIDE_WARN, _box, _points
 from bridgesolve.kernel.grid import RESOLUTION, TensorGrid
 from bridgesolve.kernel.propagate import Propagator, product_width
+from bridgesolve.kernel.sinkhorn import bridge_mass_outside, sinkhorn
 from bridgesolve.kernel.sources import data_spacing, log_source
 
 #: ε-scaling: the stages' variance factors shrink by this ratio; each stage to this tol.
@@ -129,8 +130,13 @@ class KernelBridge:
         return self._phi.values(later, axes) + self._hat.values(earlier, axes)
 
     def mass_outside(self, t: float) -> float:
-        """``1 - ∫_box ρ_t``: the share of the free-space bridge outside the box."""
-        return float(1.0 - self.grid.integrate(np.exp(self.on_grid(self.grid.axes, t))))
+        """``1 - ∫_box ρ_t``: the share of the free-space bridge outside the box (0 at the
+        ends, whose data were cut to the box: ``_check_data_mass`` warns about that)."""
+        later, earlier = self._kernels(t)
+        if later is None or earlier is None:
+            return 0.0
+        return bridge_mass_outside(self.log_rho0, self.log_phi_hat_0, self.log_phi_T,
+                                   self.grid, earlier, later, self.lower, self.upper)
 
     @property
     def cost(self) -> float:
@@ -165,29 +171,9 @@ def _normalized(log_values: np.ndarray, grid: TensorGrid, name: str) -> tuple[np
     return log_values - lm, lm
 
 
-def _iterate(lr0, lr1, grid, kernel, g, tol, max_iter, history, stage) -> tuple:
-    """Sinkhorn in the log domain from ``log φ_T = g``; returns ``(f, g, converged)``."""
-    w = grid.log_weights()
-    f = lr0
-    for _ in range(max_iter):
-        lphi0 = convolve(g, grid, kernel, grid.axes, direction="backward")
-        gap = np.abs(np.exp(f + lphi0) - np.exp(lr0))
-        err = float(np.sum(np.exp(w) * gap))
-        history.append({"iteration": len(history) + 1, "err0_L1": err,
-                        "err0_Linf": float(gap.max()), "errT_L1": 0.0, "errT_Linf": 0.0,
-                        "stage": stage})
-        f = lr0 - lphi0
-        if not np.isfinite(err):
-            raise BridgesolveInputError("kernel bridge: the marginal error became non-finite")
-        if err < tol and len(history) > 1:
-            return f, g, True
-        g = lr1 - convolve(f, grid, kernel, grid.axes, direction="forward")
-    return f, g, False
-
-
 def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
                   h: float | None = None, tol: float = 1e-10, max_iter: int = 20_000,
-                  scaling: float | None = None) -> KernelBridge:
+                  scaling: float | None = None, domain: str = "auto") -> KernelBridge:
     """The Schrödinger bridge between ``rho0`` and ``rho1`` under the linear ``process``
     on ``[0, T]`` (module doc); the data are sampled on the box ``[lower, upper]``.
 
@@ -201,6 +187,10 @@ def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
         scaling: ε-scaling: start with the reference variance times ``scaling`` (> 1) and
             divide it by :data:`SCALING_RATIO` per stage, each solved to :data:`STAGE_TOL`;
             potentials carried over scaled like 1/ε. None: no scaling.
+        domain: where Sinkhorn runs: ``"scaling"`` (matrix products), ``"log"``
+            (log-sum-exp) or ``"auto"`` (scaling where the kernel's range allows it, log
+            after an underflow; :mod:`bridgesolve.kernel.sinkhorn`). ``info["domain"]``
+            says what ran, per ε-stage.
     """
     t0 = time.perf_counter()
     T, tol = positive("T", T), positive("tol", tol)
@@ -215,11 +205,14 @@ def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
     history: list[dict] = []
     g = np.zeros(grid.shape)
     factors = _stages(scaling)
+    domains = []
+    t_iter = time.perf_counter()
     for i, lam in enumerate(factors):
         k = Transition(kernel.a, kernel.var * lam, kernel.center)
         last = i == len(factors) - 1
-        f, g, converged = _iterate(lr0, lr1, grid, k, g, tol if last else STAGE_TOL,
-                                   max_iter - len(history), history, lam)
+        f, g, converged, used = sinkhorn(lr0, lr1, grid, k, g, tol if last else STAGE_TOL,
+                                         max_iter - len(history), history, lam, domain)
+        domains.append(used)
         if not last:
             g = g * lam / factors[i + 1]
     w = grid.log_weights()
@@ -228,7 +221,8 @@ def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
             "cost": float(np.exp(lr1 + w).ravel() @ g.ravel()
                           - np.exp(lr0 + w).ravel() @ lphi0.ravel()),
             "final_errors": {"err0_L1": history[-1]["err0_L1"], "errT_L1": 0.0},
-            "timings": {"total_s": time.perf_counter() - t0}}
+            "domain": domains if len(domains) > 1 else domains[0],
+            "timings": {"sinkhorn_s": time.perf_counter() - t_iter}}
     bridge = KernelBridge(process, T, lo, hi, grid, kernel, lr0, lr1, f, g, sources,
                           history, converged, info)
     if not converged:
@@ -236,6 +230,7 @@ def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
                       f"{tol:g} (L1 error {history[-1]['err0_L1']:.3g}); raise max_iter or "
                       "use ε-scaling (scaling=...)", RuntimeWarning, stacklevel=2)
     _check_walls(bridge)
+    info["timings"]["total_s"] = time.perf_counter() - t0
     return bridge
 
 
