@@ -42,8 +42,8 @@ Two discretizations of the same system:
   steepness or stagnation, continuing from the current potentials (recorded in
   ``history``). Its log phase replaces Newton, once near the fixed point, by *tilted*
   linear solves: the θ-steps linearized about the last iterate ``S̄`` (drift
-  ``f + g²∇S̄``, exact residuals, factorizations reused; :class:`bridgesolve.pde.hjb.
-  LogLinearization`, policy in :data:`bridgesolve.bridge.sweeps.TILT`). Same fixed point as
+  ``f + g²∇S̄``, exact residuals, factorizations reused; :class:`bridgesolve.pde.
+  linearized.LogLinearization`, policy in :data:`bridgesolve.bridge.sweeps.TILT`). Same fixed point as
   ``"log"``, at close to the linear mode's cost; on failure it rolls back to its best
   iterate and continues with Newton.
 

@@ -18,9 +18,10 @@ import numpy as np
 
 from bridgesolve._dolfinx import MPI, fem
 from bridgesolve.pde.fokker_planck import mass_form, transport_terms
-from bridgesolve.pde.hjb import LogEvolution, LogLinearization
+from bridgesolve.pde.hjb import LogEvolution
 from bridgesolve.pde.killing import killing_term
 from bridgesolve.pde.krylov import merge
+from bridgesolve.pde.linearized import LogLinearization
 from bridgesolve.pde.stepping import ThetaStepper
 from bridgesolve.problem import Problem
 from bridgesolve.solvers import ITERATIVE_RTOL, tied_to
@@ -194,7 +195,7 @@ class _LogSweeps:
     """S = log φ backward and Ŝ = log φ̂ forward by the HJB solvers.
 
     With ``tilted=True`` (:data:`TILT`) the Newton steps give way to one linear solve per
-    step about the last iterate (:class:`~bridgesolve.pde.hjb.LogLinearization`: the
+    step about the last iterate (:class:`~bridgesolve.pde.linearized.LogLinearization`: the
     θ-step linearized about ``S̄``, a transport–diffusion operator with the tilted drift
     ``f + g²∇S̄``) with exact residuals, so the fixed point is the log mode's, at about the
     cost of the linear mode. Failures raise :class:`TiltFailure`; :meth:`abandon_tilt`

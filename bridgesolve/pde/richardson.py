@@ -78,9 +78,9 @@ def extrapolated(solve, problem, data, **options) -> SpaceTimeField:
 
 
 def _extrapolated_bridge(solve, problem, fine_problem, args, options, coarse, t0):
-    """The bridge branch of :func:`extrapolated` (module doc)."""
-    from bridgesolve.bridge.result import Bridge
-
+    """The bridge branch of :func:`extrapolated` (module doc); the result is built as
+    ``type(coarse)`` (a :class:`~bridgesolve.Bridge`: no import of the bridge package, which
+    imports this one)."""
     if coarse.info.get("method") == "kernel" or not hasattr(coarse.log_phi, "values"):
         raise BridgesolveInputError("extrapolated: the kernel bridge is exact in time; "
                                     "extrapolate finite-element bridges only")
@@ -102,10 +102,10 @@ def _extrapolated_bridge(solve, problem, fine_problem, args, options, coarse, t0
                            "final_errors_fine": fine.info.get("final_errors")},
             "timings": {**coarse.info.get("timings", {}),
                         "total_s": time.perf_counter() - t0}}
-    return Bridge(problem=problem, log_phi=fields["log_phi"],
-                  log_phi_hat=fields["log_phi_hat"], history=coarse.history,
-                  converged=coarse.converged and fine.converged, mode=fine.mode, info=info,
-                  killing=coarse.killing)
+    return type(coarse)(problem=problem, log_phi=fields["log_phi"],
+                        log_phi_hat=fields["log_phi_hat"], history=coarse.history,
+                        converged=coarse.converged and fine.converged, mode=fine.mode,
+                        info=info, killing=coarse.killing)
 
 
 def _max():
