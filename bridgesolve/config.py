@@ -16,7 +16,9 @@ Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has 
                      storage (auto | memory | disk), storage_dir, memory_budget
     [output]         directory, plot_times, vtx
     [convergence]    refine = "h" | "p" | "dt" | "hdt", levels, reference, generated
-                     (h values: KL of generated densities) for bridgesolve convergence
+                     (h values: KL of generated densities), measure_degree (errors in
+                     P(k), default degree + 3; degree + 1 keeps 3D levels of 1e6 dofs in
+                     memory) for bridgesolve convergence
 
 :func:`validate` checks everything that can be checked without building a mesh (including
 the Gaussian mixture, the time grid and the existence of a mesh file), so that a bad config
@@ -419,9 +421,15 @@ def _output(raw: dict, T: float) -> None:
 
 def _convergence(raw: dict) -> None:
     sec = _Section("convergence", raw.get("convergence", {}))
-    sec.only(("refine", "levels", "reference", "generated"))
+    sec.only(("refine", "levels", "reference", "generated", "measure_degree"))
     sec.string("refine", REFINEMENTS, default="h")
     sec.integer("levels", default=3)
+    if "measure_degree" in sec.table:  # errors in P(k) for k >= degree + 1 (default + 3)
+        k = sec.integer("measure_degree")
+        degree = int(raw.get("discretization", {}).get("degree", 1))
+        if k < degree + 1:
+            sec.fail("measure_degree", k, f"an integer >= degree + 1 = {degree + 1} (the "
+                     "exact solution is interpolated into P(measure_degree))")
     sec.string("reference", REFERENCES, default="auto")
     if "generated" in sec.table:  # h values of samplers whose KL(ρ0 ‖ q_h) is measured
         # h = 0 (characteristics) with the mesh score gave KL -9e-4, -1.5e-3, -1.1e-4 on 40,

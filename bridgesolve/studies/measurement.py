@@ -4,7 +4,7 @@ the exact targets at the report time (DOLFINx, imported when measuring)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,7 @@ class Solution:
     s: Any
     s_representation: str
     scalars: dict
+    linear_solver: dict = field(default_factory=dict)  # the solver's record (Krylov counts)
 
 
 def measure_all(quantities, sol: Solution, target, *, mesh, degree: int, score=None,
@@ -113,7 +114,8 @@ def measure_all(quantities, sol: Solution, target, *, mesh, degree: int, score=N
     for q in quantities:
         if q.norm == "score":
             out[q.name] = _score_error(sol.s, sol.s_representation,
-                                       target.s if finest else score, density)
+                                       target.s if finest else score, density,
+                                       degree=min(8, 2 * degree))
         elif q.norm == "scalar":
             ref = (target.scalars if finest else scalars or {}).get(q.name)
             mine = sol.scalars.get(q.name)

@@ -34,6 +34,7 @@ def _solve(lcfg, problem, data, killing, progress: bool):
             rho = at_time(bridge.rho, t)
             sol = Solution(problem, rho, "linear", at_time(bridge.log_rho, t), "log",
                             scalars)
+            sol.linear_solver = dict(bridge.info.get("linear_solver", {}))
         else:
             eq = lcfg.record
             u = getattr(bs, eq.solver)(problem, data, killing=killing, progress=progress,
@@ -41,6 +42,7 @@ def _solve(lcfg, problem, data, killing, progress: bool):
             u_t = at_time(u, t)
             sol = Solution(problem, u_t, u.representation, u_t, u.representation,
                             _generated_kl(lcfg, problem, data, u, progress))
+            sol.linear_solver = dict(u.info.get("linear_solver", {}))
     return sol, sorted({str(w.message) for w in caught})
 
 
@@ -186,8 +188,13 @@ def _level_line(study: ConvergenceStudy, row: dict) -> str:
     first = study.quantities[0].name
     err = row["errors"].get(first)
     what = f", {first} = {err:.3e}" if err is not None else ""
+    krylov = row.get("linear_solver") or {}
+    its = (f", {krylov['per_step_mean']:.1f} Krylov iterations per step"
+           if krylov.get("solver") == "iterative" else "")
     return (f"  level {row['level']}: {row['ndofs']} dofs, {row['steps']} steps, "
-            f"P{row['degree']}, solve {row['solve_s']:.2f} s{what}")
+            f"P{row['degree']}, solve {row['solve_s']:.2f} s{what}{its}, peak RSS "
+            f"{row.get('peak_rss_mb_max', float('nan')):.0f} MiB per rank (sum "
+            f"{row.get('peak_rss_mb_sum', float('nan')):.0f})")
 
 
 def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantity], comm,
@@ -204,9 +211,11 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
         values_fn, score_fn, density_fn, scalars = exact_targets(lcfg, problem.process, data,
                                                                   killing)
         errors = measure_all(quantities, sol, values_fn, mesh=problem.mesh,
-                              degree=problem.degree + 3, score=score_fn, density=density_fn,
+                              degree=measure_degree(lcfg, problem), score=score_fn,
+                              density=density_fn,
                               scalars=scalars)
     measure_s = comm.allreduce(time.perf_counter() - t1, MPI.MAX)
+    rss = comm.allgather(peak_rss_mb())
     grid = problem.grid
     cells = lcfg.raw["domain"].get("cells")
     return {
@@ -215,8 +224,31 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
         "ndofs": problem.ndofs, "solve_s": solve_s, "measure_s": measure_s,
         "errors": errors, "values": sol.scalars, "warnings": messages, "resumed": False,
         "representation": sol.representation, "score_representation": sol.s_representation,
+        # the process's peak so far (levels grow, so the level's own peak), per rank
+        "peak_rss_mb": rss, "peak_rss_mb_max": max(rss), "peak_rss_mb_sum": sum(rss),
+        "linear_solver": sol.linear_solver, "load_avg": _load(),
         "_solution": sol,
     }
+
+
+def measure_degree(lcfg, problem) -> int:
+    """The Lagrange degree errors are computed in: ``[convergence] measure_degree``, else
+    the level's degree + 3 (P4 of a 3D P1 level of 1e6 dofs has ~6e7 dofs: too many)."""
+    return int(lcfg.raw.get("convergence", {}).get("measure_degree", problem.degree + 3))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far (MiB; ``getrusage``, Linux KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def _errors_against_finest(cfg, refine: str, study: ConvergenceStudy, live: dict, store,
