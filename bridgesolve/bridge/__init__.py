@@ -43,9 +43,9 @@ Two discretizations of the same system:
   ``history``). Its log phase replaces Newton, once near the fixed point, by *tilted*
   linear solves: the θ-steps linearized about the last iterate ``S̄`` (drift
   ``f + g²∇S̄``, exact residuals, factorizations reused; :class:`bridgesolve.pde.
-  linearized.LogLinearization`, policy in :data:`bridgesolve.bridge.sweeps.TILT`). Same fixed point as
-  ``"log"``, at close to the linear mode's cost; on failure it rolls back to its best
-  iterate and continues with Newton.
+  linearized.LogLinearization`, policy in :data:`bridgesolve.bridge.sweeps.TILT`).
+  Same fixed point as ``"log"``, at close to the linear mode's cost; on failure it rolls
+  back to its best iterate and continues with Newton.
 
 Acceleration: over-relaxation of both half-updates in the log domain (Thibault et al.,
 2017; Lehmann et al., 2021), ``log φ_T ← (1-ω) log φ_T + ω log(ρ1/φ̂_T)`` and likewise for

@@ -1,5 +1,6 @@
 """``mode="auto"`` once it has moved to the log representation: the tilted linear solves
-(the HJB θ-steps linearized about the last iterate, :class:`bridgesolve.pde.linearized.LogLinearization`)
+(the HJB θ-steps linearized about the last iterate,
+:class:`bridgesolve.pde.linearized.LogLinearization`)
 reach the log mode's fixed point, converge to the closed-form Gaussian bridge at the log
 mode's order, and agree between serial and distributed runs."""
 
