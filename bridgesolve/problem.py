@@ -126,14 +126,14 @@ class Problem:
         :meth:`memory_estimate` for ``fields`` stored solutions exceeds the available memory.
         Solvers that store several fields (a bridge: φ, φ̂ and their logarithms) call it with
         their count. Collective."""
+        what = (f"storing {fields} field(s) of {self.ndofs} dofs at {self.grid.steps + 1} "
+                f"time levels (P{self.degree})")
         check_memory(
-            f"storing {fields} field(s) of {self.ndofs} dofs at {self.grid.steps + 1} time "
-            f"levels (P{self.degree})",
-            self.memory_estimate(fields), comm=self.comm,
+            what, self.memory_estimate(fields), comm=self.comm,
             fix="use fewer steps, fewer cells or a lower degree "
                 "(every field keeps (steps + 1) × dofs × 8 bytes), or storage='disk'",
         )
-        self.storage.check(self.comm, fields=fields)
+        self.storage.check(self.comm, fields=fields, what=what)
 
     def levels(self, n_local: int | None = None, *, name: str = "u",
                count: int | None = None) -> np.ndarray:

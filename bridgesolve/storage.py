@@ -167,7 +167,7 @@ class FieldStorage:
     def folder(self) -> Path:
         return self.directory if self.directory is not None else Path(tempfile.gettempdir())
 
-    def check(self, comm, *, fields: int = 1) -> None:
+    def check(self, comm, *, fields: int = 1, what: str | None = None) -> None:
         """Refuse (before solving, on every rank together) a disk folder that cannot be
         created or written, or that lacks room for ``fields`` fields of this node's ranks.
         Warns when the folder is in memory (tmpfs). No-op for memory storage. Collective."""
@@ -182,10 +182,13 @@ class FieldStorage:
                 pass
             free = shutil.disk_usage(folder).free
             if free < need:
-                error = (f"storage = 'disk': {folder} has {format_bytes(free)} free but "
-                         f"{fields} field(s) of {format_bytes(self.field_bytes)} need "
-                         f"{format_bytes(need)} on this node: choose a storage_dir on a "
-                         "larger disk, or use fewer steps or cells")
+                chose = ("storage = 'auto' chose disk: the fields exceed the memory budget"
+                         if self.requested == "auto" else "storage = 'disk'")
+                error = (f"{what or f'{fields} field(s)'} needs at least "
+                         f"{format_bytes(need)} on disk on this node ({fields} field(s) of "
+                         f"{format_bytes(self.field_bytes)}; {chose}) but {folder} has "
+                         f"{format_bytes(free)} free: use fewer steps or cells, or a "
+                         "storage_dir on a larger disk")
         except OSError as exc:
             error = (f"storage_dir = {str(folder)!r}: cannot create or write there "
                      f"({exc.strerror or exc}): expected a writable folder")

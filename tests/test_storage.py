@@ -173,7 +173,8 @@ def test_unwritable_folder_and_full_disk_fail_before_solving(tmp_path, monkeypat
         free = 1000
 
     monkeypatch.setattr(storage.shutil, "disk_usage", lambda path: Usage)
-    with pytest.raises(BridgesolveInputError, match="1000 B free but 1 field"):
+    full = r"time levels .*needs at least .* on disk .*storage = .disk.* has 1000 B free"
+    with pytest.raises(BridgesolveInputError, match=full):
         _problem(None, "disk", tmp_path)
 
 
