@@ -16,6 +16,8 @@ Two families:
 
 from __future__ import annotations
 
+import itertools
+
 #: The values of ``Problem(solver=...)`` and ``[discretization] solver``.
 SOLVERS = ("auto", "direct", "iterative")
 
@@ -122,3 +124,14 @@ def solver_options(solver: str, user: dict | None, *, ranks: int, ndofs: int) ->
     else:
         base = default_solver(serial, ndofs, ranks)
     return {**base, **user}
+
+
+_PREFIXES = itertools.count()
+
+
+def options_prefix(kind: str) -> str:
+    """A PETSc options prefix used once per process: DOLFINx's ``NonlinearProblem`` and
+    ``LinearProblem`` leave their options in the global database, so a prefix built from
+    ``id()`` (reused after garbage collection) let a later solver inherit an earlier one's
+    options (a direct Newton solve ran GMRES + block Jacobi at rtol 1e-6)."""
+    return f"bs_{kind}_{next(_PREFIXES)}_"

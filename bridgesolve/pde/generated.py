@@ -61,6 +61,7 @@ from bridgesolve._dolfinx import MPI, PETSc, fem, ufl
 from bridgesolve._validate import BridgesolveInputError, deferred_checks
 from bridgesolve.pde.krylov import newton_options as newton_krylov
 from bridgesolve.problem import Problem
+from bridgesolve.solvers import options_prefix
 from bridgesolve.spacetime import SpaceTimeField
 
 _NEWTON = {
@@ -151,7 +152,7 @@ class GeneratedLogDensity:
             res = self.L - self.L_prev - theta * rate(self.L) - (1 - theta) * rate(self.L_prev)
             F -= tau * ufl.inner(B, ufl.grad(v)) * res * ufl.dx  # upwind: v + τ c·∇v, c = -B
         opts = {**_NEWTON, **newton_krylov(problem.petsc_options), **(newton_options or {})}
-        self.nl = fem.petsc.NonlinearProblem(F, self.L, petsc_options_prefix=f"bs_gen_{id(self)}_",
+        self.nl = fem.petsc.NonlinearProblem(F, self.L, petsc_options_prefix=options_prefix("gen"),
                                              petsc_options=opts)
         self.setup_s = time.perf_counter() - t0
 

@@ -58,6 +58,7 @@ from bridgesolve.pde.killing import killing_coefficient
 from bridgesolve.pde.krylov import newton_options as newton_krylov
 from bridgesolve.pde.krylov import newton_record
 from bridgesolve.problem import Problem
+from bridgesolve.solvers import options_prefix
 from bridgesolve.spacetime import SpaceTimeField
 
 # Log-potentials reach |S| ~ 1e4-1e5 for sharp data, where residuals bottom out at
@@ -183,7 +184,7 @@ class LogEvolution:
         opts = {**DEFAULT_NEWTON, **newton_krylov(problem.petsc_options),
                 **(newton_options or {})}
         self.krylov: list[int] = []  # linear iterations of every Newton solve
-        prefix = f"bs_hjb_{id(S)}_"
+        prefix = options_prefix("hjb")
         # LogLinearization reads these: the θ-step residual F(S, S_prev), the operator G(S)
         # and the mass form.
         self.residual_ufl, self.operator_ufl = F, G(S)

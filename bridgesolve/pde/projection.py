@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from bridgesolve._dolfinx import MPI, basix, dolfinx, fem, ufl
+from bridgesolve.solvers import options_prefix
 
 #: Quadrature degree of the right-hand side ``(ρ, v)``.
 DEGREE = 8
@@ -37,7 +38,7 @@ def l2_project(problem, fn, name: str, *, degree: int = DEGREE) -> fem.Function:
     dx = ufl.dx(metadata={"quadrature_degree": degree})
     out = fem.Function(V, name=name)
     solver = dolfinx.fem.petsc.LinearProblem(u * v * ufl.dx, g * v * dx, u=out,
-                           petsc_options_prefix=f"bridgesolve_project_{id(out)}_",
+                           petsc_options_prefix=options_prefix("project"),
                            petsc_options={"ksp_type": "cg", "pc_type": "jacobi",
                                           "ksp_rtol": 1e-14, "ksp_atol": 1e-300,
                                           "ksp_max_it": 2000})

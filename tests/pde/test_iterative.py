@@ -215,3 +215,17 @@ def test_3d_vp_clock_step_converges():
     assert set(record["methods"]) == {f"gmres+{krylov.amg()}"}, record
     assert record["per_step_max"] <= 20, record
     assert _max_gap(direct.values, it.values, prob) < 1e-8
+
+
+def test_a_solver_never_inherits_another_ones_petsc_options():
+    """DOLFINx leaves a NonlinearProblem's options in PETSc's global database: prefixes are
+    used once, so a direct Newton solve after iterative ones (whose objects are gone) runs
+    LU (with id()-based prefixes it could run GMRES + block Jacobi at rtol 1e-6)."""
+    from bridgesolve.solvers import options_prefix
+
+    assert len({options_prefix("hjb") for _ in range(100)}) == 100
+    for solver in ("iterative", "direct", "iterative", "direct"):
+        S = bs.solve_hjb(_problem(solver, process=bs.Brownian(1.0)), PHI, progress=False)
+        want = "gmres+bjacobi" if solver == "iterative" else "preonly+lu"
+        assert S.info["linear_solver"]["methods"] == {want: 1}, solver
+        del S
