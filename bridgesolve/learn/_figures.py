@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridgesolve.learn._report import bundle_words
 from bridgesolve.plotting import _pyplot
 
 
@@ -177,8 +178,7 @@ def table(d: dict) -> str:
     """The plain-text summary of a validation report's data (``ValidationReport.table``)."""
     esm, acc, act = d["esm"], d.get("accuracy") or {}, d.get("action") or {}
     eps = acc.get("per_time")
-    lines = [f"score: {d['score']}   bundle: {d['bundle']['dim']}D, "
-             f"{d['bundle']['n_points']} points, {d['bundle']['n_times']} times",
+    lines = [f"score: {d['score']}   bundle: {bundle_words(d['bundle'])}",
              f"{'t':>9} {'E_p|s-∇log p|²':>15} {'bundle ε':>10} {'relative':>9} "
              f"{'E_p|∇log p|²':>13} {'DSM (MC)':>11} {'± 1 s.e.':>9} {'DSM-ESM':>11} "
              f"{'C(t)':>11} {'DSM-ESM-C':>10}"]

@@ -24,16 +24,13 @@ Time integrals are trapezoidal on the bundle's levels. NumPy only, but for the l
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from bridgesolve._json import jsonable as _jsonable
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve._validate import first_line as _first_line
+from bridgesolve.learn._report import Report, bundle_summary, bundle_words
 from bridgesolve.learn._validation_bundles import load_bundle, trapezoid_weights
 from bridgesolve.learn._validation_scores import as_numpy_score
 
@@ -44,26 +41,14 @@ LOG_FLOOR_RELATIVE = 1e-300
 
 
 @dataclass
-class BridgeReport:
+class BridgeReport(Report):
     """The numbers of :func:`validate_bridge` (``.data``, JSON-ready)."""
 
     data: dict
 
-    def __getitem__(self, key):
-        return self.data[key]
-
-    def to_json(self, path: str | os.PathLike | None = None) -> str:
-        text = json.dumps(_jsonable(self.data), indent=2, allow_nan=False)
-        if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
-        return text
-
     def table(self) -> str:
         """A plain-text summary."""
         return _table(self.data)
-
-    def __str__(self) -> str:
-        return self.table()
 
 
 class _Drift:
@@ -217,17 +202,14 @@ def _law(fwd, b, arr, exact, control, problem, rho0, solve, progress, cost) -> d
 
 
 def _summary(b, arr) -> dict:
-    return {"dim": arr["points"].shape[1], "n_points": arr["points"].shape[0],
-            "n_times": int(arr["times"].size), "T": float(arr["times"][-1]),
-            "process": b.process().describe()}
+    return bundle_summary(arr, b.process())
 
 
 def _table(d: dict) -> str:
     e, c, law = d["drift_error"], d["cost"], d["law"]
     both = "backward" in e
     lines = [f"forward: {d['forward']}   backward: {d['backward']}   bundle: "
-             f"{d['bundle']['dim']}D, {d['bundle']['n_points']} points, "
-             f"{d['bundle']['n_times']} times",
+             f"{bundle_words(d['bundle'])}",
              f"{'t':>9} {'E_ρ|b-b*|² fwd':>15} {'relative':>9}"
              + (f" {'E_ρ|b̂-b̂*|² bwd':>16} {'relative':>9}" if both else "")
              + (f" {'‖q-ρ‖_L1':>10}" if "l1_per_time" in law else "")]

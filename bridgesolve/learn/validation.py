@@ -56,10 +56,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bridgesolve._json import jsonable as _jsonable
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve._vocab import WEIGHTINGS
 from bridgesolve.densities import data_from_description
+from bridgesolve.learn._report import Report, bundle_summary
 from bridgesolve.learn._validation_bundles import (
     _bundle_data,
     _bundle_process,
@@ -87,29 +87,17 @@ from bridgesolve.process import Process
 
 # -- the report --------------------------------------------------------------------------
 @dataclass
-class ValidationReport:
+class ValidationReport(Report):
     """The numbers of :func:`validate` (``.data``, JSON-ready) and its figures."""
 
     data: dict
     _plot: dict = field(default_factory=dict, repr=False)
-
-    def __getitem__(self, key):
-        return self.data[key]
-
-    def to_json(self, path: str | os.PathLike | None = None) -> str:
-        text = json.dumps(_jsonable(self.data), indent=2, allow_nan=False)
-        if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
-        return text
 
     def table(self) -> str:
         """A plain-text summary table."""
         from bridgesolve.learn import _figures
 
         return _figures.table(self.data)
-
-    def __str__(self) -> str:
-        return self.table()
 
     def figures(self, folder: str | os.PathLike) -> list[Path]:
         """Write the figures (PNG) into ``folder``; returns their paths."""
@@ -227,9 +215,7 @@ BRIDGE_SKIPPED = ("the bundle is a Schrödinger bridge, whose marginals are not 
 
 
 def _bundle_summary(b, arr, process) -> dict:
-    return {"dim": arr["points"].shape[1], "n_points": arr["points"].shape[0],
-            "n_times": int(arr["times"].size), "T": float(arr["times"][-1]),
-            "process": process.describe(),
+    return {**bundle_summary(arr, process),
             "metadata_kind": (getattr(b, "metadata", None) or {}).get("kind")}
 
 
