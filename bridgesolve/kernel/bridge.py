@@ -20,15 +20,15 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import logsumexp
 
 from bridgesolve._validate import BridgesolveInputError, positive, positive_int
-from bridgesolve.kernel.convolution import Transition, convolve
+from bridgesolve.kernel.convolution import Transition, convolve, log_sum
 from bridgesolve.kernel.diffusion import MASS_OUTSIDE_WARN, _box, _points
 from bridgesolve.kernel.grid import RESOLUTION, TensorGrid
 from bridgesolve.kernel.propagate import Propagator, product_width
 from bridgesolve.kernel.sinkhorn import bridge_mass_outside, sinkhorn
 from bridgesolve.kernel.sources import data_spacing, log_source
+from bridgesolve.kernel.start import gaussian_start
 
 #: ε-scaling: the stages' variance factors shrink by this ratio; each stage to this tol.
 SCALING_RATIO, STAGE_TOL = 4.0, 1e-3
@@ -164,7 +164,7 @@ def _sinkhorn_grid(process, rho0, rho1, lo, hi, T, h) -> tuple[TensorGrid, Trans
 
 def _normalized(log_values: np.ndarray, grid: TensorGrid, name: str) -> tuple[np.ndarray,
                                                                               float]:
-    lm = float(logsumexp(log_values + grid.log_weights()))
+    lm = log_sum(log_values + grid.log_weights())
     if not np.isfinite(lm):
         raise BridgesolveInputError(f"{name} has no mass on the grid {grid.shape} of the box: "
                                     "expected a density with mass inside it")
@@ -173,7 +173,8 @@ def _normalized(log_values: np.ndarray, grid: TensorGrid, name: str) -> tuple[np
 
 def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
                   h: float | None = None, tol: float = 1e-10, max_iter: int = 20_000,
-                  scaling: float | None = None, domain: str = "auto") -> KernelBridge:
+                  scaling: float | None = None, domain: str = "auto", start: str = "gaussian"
+                  ) -> KernelBridge:
     """The Schrödinger bridge between ``rho0`` and ``rho1`` under the linear ``process``
     on ``[0, T]`` (module doc); the data are sampled on the box ``[lower, upper]``.
 
@@ -191,6 +192,10 @@ def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
             (log-sum-exp) or ``"auto"`` (scaling where the kernel's range allows it, log
             after an underflow; :mod:`bridgesolve.kernel.sinkhorn`). ``info["domain"]``
             says what ran, per ε-stage.
+        start: the first ``log φ_T``: ``"gaussian"``, the bridge between the Gaussians that
+            match the data's moments (:mod:`bridgesolve.kernel.start`; one or two
+            iterations for Gaussian data), or ``"ones"`` (``φ_T = 1``). ``info["start"]``
+            says which was used (``"ones"`` where the moments are degenerate).
     """
     t0 = time.perf_counter()
     T, tol = positive("T", T), positive("tol", tol)
@@ -203,8 +208,9 @@ def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
                             for s, n in zip(sources, ("rho0", "rho1"), strict=True))
     _check_data_mass(((rho0, "rho0", m0), (rho1, "rho1", m1)))
     history: list[dict] = []
-    g = np.zeros(grid.shape)
     factors = _stages(scaling)
+    g, started = _start(start, lr0, lr1, grid, Transition(kernel.a, kernel.var * factors[0],
+                                                           kernel.center))
     domains = []
     t_iter = time.perf_counter()
     for i, lam in enumerate(factors):
@@ -221,7 +227,7 @@ def kernel_bridge(process, rho0, rho1, lower, upper, T: float = 1.0, *,
             "cost": float(np.exp(lr1 + w).ravel() @ g.ravel()
                           - np.exp(lr0 + w).ravel() @ lphi0.ravel()),
             "final_errors": {"err0_L1": history[-1]["err0_L1"], "errT_L1": 0.0},
-            "domain": domains if len(domains) > 1 else domains[0],
+            "domain": domains if len(domains) > 1 else domains[0], "start": started,
             "timings": {"sinkhorn_s": time.perf_counter() - t_iter}}
     bridge = KernelBridge(process, T, lo, hi, grid, kernel, lr0, lr1, f, g, sources,
                           history, converged, info)
@@ -249,6 +255,14 @@ def _check_data_mass(items) -> None:
             warnings.warn(f"{name} has mass {outside:.3g} outside the box (> "
                           f"{DATA_OUTSIDE_WARN:g}): the bridge is between the data cut to "
                           "it; enlarge the box", RuntimeWarning, stacklevel=4)
+
+
+def _start(start: str, lr0, lr1, grid: TensorGrid, kernel: Transition
+           ) -> tuple[np.ndarray, str]:
+    if start not in ("gaussian", "ones"):
+        raise BridgesolveInputError(f"start = {start!r}: expected 'gaussian' or 'ones'")
+    g = gaussian_start(lr0, lr1, grid, kernel) if start == "gaussian" else None
+    return (np.zeros(grid.shape), "ones") if g is None else (g, "gaussian")
 
 
 def _stages(scaling: float | None) -> list[float]:

@@ -67,6 +67,15 @@ class Transition:
             2 * math.pi * self.var)
 
 
+def log_sum(values: np.ndarray) -> float:
+    """``log Σ exp(values)`` over all entries (``-inf`` for an empty or all ``-inf``
+    array); scipy's ``logsumexp`` costs 0.15 ms per call in array-API checks."""
+    top = float(np.max(values, initial=-np.inf))
+    if not np.isfinite(top):
+        return top
+    return top + math.log(float(np.exp(values - top).sum()))
+
+
 def log_matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """``log(exp(A) @ exp(B))`` without overflow; exact where the shifted product underflows."""
     am = A.max(axis=1, keepdims=True)
@@ -87,7 +96,7 @@ def log_matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return R
 
 
-def _contract_axis(G: np.ndarray, M: np.ndarray, k: int) -> np.ndarray:
+def contract_axis(G: np.ndarray, M: np.ndarray, k: int) -> np.ndarray:
     """``log Σ_i exp(G[..., i, ...] + M[j, i])`` along axis ``k`` (tensor output)."""
     moved = np.moveaxis(G, k, -1)
     flat = log_matmul(moved.reshape(-1, moved.shape[-1]), M.T)
@@ -121,7 +130,7 @@ def convolve(log_f: np.ndarray, src: TensorGrid, kernel: Transition, out, *,
         raise BridgesolveInputError("convolve: zero variance (t = s); use the values themselves")
     if isinstance(out, tuple):
         for k in range(src.dim):
-            G = _contract_axis(G, kernel.log_matrix(src.axes[k], out[k], direction), k)
+            G = contract_axis(G, kernel.log_matrix(src.axes[k], out[k], direction), k)
         return G
     pts = np.asarray(out, dtype=float)
     per = max(1, _BLOCK // max(1, src.size // src.shape[-1]))
@@ -179,4 +188,5 @@ def mass_outside(log_f: np.ndarray, src: TensorGrid, kernel: Transition, lower, 
     return float(max(0.0, 1.0 - inside / f))
 
 
-__all__ = ["Transition", "convolve", "convolve_with_gradient", "log_matmul", "mass_outside"]
+__all__ = ["Transition", "contract_axis", "convolve", "convolve_with_gradient", "log_matmul",
+           "log_sum", "mass_outside"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -80,10 +81,26 @@ class TensorGrid:
         return w
 
     def log_weights(self) -> np.ndarray:
-        """``log`` of the tensor trapezoid weights, of shape :attr:`shape`."""
+        """``log`` of the tensor trapezoid weights, of shape :attr:`shape` (computed once;
+        read-only)."""
+        return self._log_weights
+
+    def weights(self) -> np.ndarray:
+        """The tensor trapezoid weights, of shape :attr:`shape` (computed once; read-only)."""
+        return self._weights
+
+    @cached_property
+    def _log_weights(self) -> np.ndarray:
         out = np.zeros(self.shape)
         for k in range(self.dim):
-            out = out + _along(np.log(self.weights_1d(k)), k, self.dim)
+            out += _along(np.log(self.weights_1d(k)), k, self.dim)
+        out.setflags(write=False)
+        return out
+
+    @cached_property
+    def _weights(self) -> np.ndarray:
+        out = np.exp(self._log_weights)
+        out.setflags(write=False)
         return out
 
     def points(self) -> np.ndarray:

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from bridgesolve._validate import BridgesolveInputError
-from bridgesolve.kernel.convolution import Transition, convolve
+from bridgesolve.kernel.convolution import Transition, contract_axis, convolve, log_sum
 from bridgesolve.kernel.grid import TensorGrid
 
 #: A scaling-domain product below this (where the data are positive) counts as underflow.
@@ -57,15 +57,25 @@ class ScaledKernel:
         return self.log_range < _SAFE_LOG_RANGE
 
     @staticmethod
-    def apply(V: np.ndarray, mats: list[np.ndarray]) -> np.ndarray:
-        """``A_d ⋯ A_1 V`` with ``A_k`` acting on axis ``k`` (one matrix product per axis,
-        no transposed copies)."""
+    def apply(V: np.ndarray, mats: list[np.ndarray], out: np.ndarray | None = None,
+              work: np.ndarray | None = None) -> np.ndarray:
+        """``A_d ⋯ A_1 V`` with ``A_k`` acting on axis ``k``: one matrix product per axis,
+        no transposed copies, written into ``out`` (and ``work``, both of ``V``'s shape,
+        distinct from ``V``) when given. Fresh arrays cost: at 64³ the page faults of
+        one new array per product took as long as the products."""
         s = V.shape
+        d = len(s)
+        bufs = [np.empty(s) if b is None else b for b in (out, work)]
+        # the last product lands in ``out``: alternate backwards from it
+        targets = [bufs[(d - 1 - k) % 2] for k in range(d)]
         for k, A in enumerate(mats):
-            if k == len(s) - 1:
-                V = (V.reshape(-1, s[k]) @ A.T).reshape(s)
+            dst = targets[k]
+            if k == d - 1:
+                np.matmul(V.reshape(-1, s[k]), A.T, out=dst.reshape(-1, s[k]))
             else:
-                V = np.matmul(A, V.reshape(math.prod(s[:k]), s[k], -1)).reshape(s)
+                lead = math.prod(s[:k])
+                np.matmul(A, V.reshape(lead, s[k], -1), out=dst.reshape(lead, s[k], -1))
+            V = dst
         return V
 
 
@@ -80,7 +90,7 @@ def _iterate_log(lr0, lr1, grid, kernel, g, tol, max_iter, history, stage, f=Non
                  ) -> tuple:
     """Sinkhorn in the log domain from ``log φ_T = g`` (computed from ``log φ̂_0 = f``,
     default ``lr0``); returns ``(f, g, converged)``."""
-    w = np.exp(grid.log_weights())
+    w = grid.weights()
     rho0 = np.exp(lr0)
     f = lr0 if f is None else f
     for _ in range(max_iter):
@@ -99,43 +109,50 @@ def _iterate_scaling(lr0, lr1, grid, K: ScaledKernel, g, tol, max_iter, history,
                      ) -> tuple:
     """Sinkhorn in the scaling domain from ``log φ_T = g``; returns ``(f, g, converged,
     ok)``: ``ok`` is False when a product underflowed, and ``(f, g)`` are then the last
-    good pair (``g`` computed from ``f``) to go on from in the log domain."""
-    w = np.exp(grid.log_weights())
+    good pair (``g`` computed from ``f``) to go on from in the log domain. Every array of
+    the loop is allocated once (two products and five elementwise passes per iteration)."""
+    w = grid.weights()
     rho0, rho1 = np.exp(lr0), np.exp(lr1)
     live0, live1 = rho0 > 0, rho1 > 0
+    full0, full1 = bool(live0.all()), bool(live1.all())
     gs = float(np.max(g[live1])) if live1.any() else 0.0
+    prod, work, gap = np.empty(g.shape), np.empty(g.shape), np.empty(g.shape)
+    u_new = np.empty(g.shape)
     with np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore"):
         v = np.exp(g - gs)
-        u, fs = rho0, 0.0  # f = lr0, as in the log domain
+        u, fs = rho0.copy(), 0.0  # f = lr0, as in the log domain
         for _ in range(max_iter):
-            Kv = ScaledKernel.apply(v, K.backward)  # φ0 = Kv e^{gs + shift}
+            Kv = K.apply(v, K.backward, prod, work)  # φ0 = Kv e^{gs + shift}
             if not _healthy(Kv, live0):
-                return np.log(u) + fs, g, False, False
-            gap = u * Kv
+                return np.log(u) + fs, np.log(v) + gs, False, False
+            np.multiply(u, Kv, out=gap)
             gap *= math.exp(fs + gs + K.shift)  # fs + gs + shift: the change of gs, small
             gap -= rho0
             np.abs(gap, out=gap)
             _record(history, float(np.vdot(w, gap)), float(gap.max()), stage)
-            f_prev = np.log(u) + fs  # the f that g came from
-            u, fs = _ratio(rho0, Kv, live0), -(gs + K.shift)
+            _ratio(rho0, Kv, live0, full0, out=u_new)
+            u, u_new = u_new, u  # u_new keeps the f that g came from
+            fs_prev, fs = fs, -(gs + K.shift)
             if history[-1]["err0_L1"] < tol and len(history) > 1:
-                return np.log(u) + fs, g, True, True
-            Ku = ScaledKernel.apply(u, K.forward)  # φ̂_T = Ku e^{fs + shift}
+                return np.log(u) + fs, np.log(v) + gs, True, True
+            Ku = K.apply(u, K.forward, prod, work)  # φ̂_T = Ku e^{fs + shift}
             if not _healthy(Ku, live1):
-                return f_prev, g, False, False
-            v = _ratio(rho1, Ku, live1)
+                return np.log(u_new) + fs_prev, np.log(v) + gs, False, False
+            _ratio(rho1, Ku, live1, full1, out=v)
             top = float(v.max())
             v /= top
             gs = -(fs + K.shift) + math.log(top)
-            g = np.log(v) + gs
-        return np.log(u) + fs, g, False, True
+        return np.log(u) + fs, np.log(v) + gs, False, True
 
 
-def _ratio(data: np.ndarray, values: np.ndarray, live: np.ndarray) -> np.ndarray:
-    """``data / values``, zero where the data are (values may underflow there)."""
-    if values.min() > 0:
-        return data / values
-    return np.divide(data, values, out=np.zeros_like(data), where=live)
+def _ratio(data: np.ndarray, values: np.ndarray, live: np.ndarray, full: bool,
+           out: np.ndarray) -> np.ndarray:
+    """``data / values`` into ``out``, zero where the data are (values may underflow
+    there; ``full``: the data are positive everywhere)."""
+    if full or values.min() > 0:
+        return np.divide(data, values, out=out)
+    out.fill(0.0)
+    return np.divide(data, values, out=out, where=live)
 
 
 def _healthy(values: np.ndarray, live: np.ndarray) -> bool:
@@ -207,18 +224,44 @@ def log_inside_kernel(grid: TensorGrid, early: Transition, late: Transition, low
 def bridge_mass_outside(lr0: np.ndarray, f: np.ndarray, g: np.ndarray, grid: TensorGrid,
                         early: Transition, late: Transition, lower, upper) -> float:
     """``1 - ∫_box ρ_t / ∫ ρ_t`` for the discrete bridge ``φ̂_0(x) k(x, z) φ_T(z)`` on
-    ``grid``: one log-domain contraction. ``∫ ρ_t`` over all space is the ρ0 marginal's
-    mass, ``Σ w ρ_0`` (exactly, when ``f`` was computed from ``g``: at convergence)."""
-    from scipy.special import logsumexp
-
-    from bridgesolve.kernel.convolution import _contract_axis
-
+    ``grid``: one separable contraction, by matrix products where nothing underflows (as
+    in the scaling domain), else in the log domain. ``∫ ρ_t`` over all space is the ρ0
+    marginal's mass, ``Σ w ρ_0`` (exactly, when ``f`` was computed from ``g``: at
+    convergence)."""
     lw = grid.log_weights()
-    H = f + lw
-    for k, M in enumerate(log_inside_kernel(grid, early, late, lower, upper)):
-        H = _contract_axis(H, M, k)
-    inside = logsumexp(H + g + lw) - logsumexp(lr0 + lw)
+    mats = log_inside_kernel(grid, early, late, lower, upper)
+    inside = _log_contraction_scaled(f + lw, g + lw, mats)
+    if inside is None:
+        inside = _log_contraction(f + lw, g + lw, mats)
+    inside -= log_sum(lr0 + lw)
     return float(max(0.0, -math.expm1(inside)))
+
+
+def _log_contraction(A: np.ndarray, B: np.ndarray, mats: list[np.ndarray]) -> float:
+    """``log Σ_{x,z} exp(A[x] + Σ_k M_k[z_k, x_k] + B[z])`` by log-sum-exp per axis."""
+    for k, M in enumerate(mats):
+        A = contract_axis(A, M, k)
+    return log_sum(A + B)
+
+
+def _log_contraction_scaled(A: np.ndarray, B: np.ndarray, mats: list[np.ndarray]
+                            ) -> float | None:
+    """:func:`_log_contraction` by matrix products of the shifted exponentials; None where
+    the matrices' log range is unsafe or the sum is too small to trust (terms lost to
+    underflow are below ``1e-300`` of the largest, so a sum above ``1e-250`` keeps them
+    negligible)."""
+    tops = [float(M.max()) for M in mats]
+    span = sum(t - float(M[np.isfinite(M)].min()) for t, M in zip(tops, mats, strict=True))
+    if not span < _SAFE_LOG_RANGE:
+        return None
+    sa, sb = float(A.max()), float(B.max())
+    with np.errstate(under="ignore"):
+        H = ScaledKernel.apply(np.exp(A - sa), [np.exp(M - t) for t, M in
+                                                zip(tops, mats, strict=True)])
+        S = float(np.vdot(H, np.exp(B - sb)))
+    if not (1e-250 < S < np.inf):
+        return None
+    return math.log(S) + sa + sb + sum(tops)
 
 
 __all__ = ["ScaledKernel", "bridge_mass_outside", "sinkhorn"]
