@@ -67,18 +67,17 @@ class ActionResult:
 def _controlled_density(problem, rho, control_fn, kind, reference, extra_fn, progress, name):
     """``q`` of the controlled process (module doc), stepped by the θ-scheme engine with the
     control term re-assembled at every step midpoint."""
-    from bridgesolve._dolfinx import PETSc, fem, ufl
     from bridgesolve.pde.fokker_planck import (
-        dirichlet_dofs,
+        density_stepper,
         initial_function,
-        mass_form,
         transport_terms,
+        user_drift_term,
     )
-    from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
+    from bridgesolve.pde.stepping import Term, evolve
     from bridgesolve.spacetime import SpaceTimeField
 
     proc = problem.process
-    V, mesh, d = problem.V, problem.mesh, problem.domain.dim
+    V = problem.V
     backward = reference != "process"
     q_init = initial_function(problem, rho, name)
     base = transport_terms(problem, adjoint=False)  # [diffusion ∫D, (drift -(u f0,∇v), ∫k)]
@@ -91,11 +90,6 @@ def _controlled_density(problem, rho, control_fn, kind, reference, extra_fn, pro
             terms.append(Term(base[1].form, proc.drift_rate_integral))
         else:
             terms.append(Term(base[1].form, lambda a, b: -proc.drift_rate_integral(a, b)))
-    W = fem.functionspace(mesh, ("Lagrange", problem.degree, (d,)))
-    w_fun = fem.Function(W, name="control")
-    u_, v_ = ufl.TrialFunction(V), ufl.TestFunction(V)
-    form = fem.form(-u_ * ufl.inner(w_fun, ufl.grad(v_)) * ufl.dx)
-    comm = problem.comm
 
     def total_drift(x, t):
         out = np.asarray(control_fn(x, t), dtype=float).reshape(x.shape)
@@ -103,18 +97,8 @@ def _controlled_density(problem, rho, control_fn, kind, reference, extra_fn, pro
             out = out + np.asarray(extra_fn(x, t), dtype=float).reshape(x.shape)
         return out
 
-    def update(t):
-        if comm.size > 1:
-            PETSc.garbage_cleanup(comm)  # see bridgesolve.likelihood
-        w_fun.interpolate(lambda x: total_drift(np.ascontiguousarray(x[:d].T), t).T)
-
-    terms.append(Term(form, lambda a, b: b - a, update=update))
-    bc = dirichlet_dofs(problem)
-    stepper = ThetaStepper(mass_form(problem), terms, problem.theta, dirichlet_dofs=bc,
-                           petsc_options=problem.petsc_options)
-    if bc is not None:
-        q_init.x.array[bc] = 0.0
-        q_init.x.scatter_forward()
+    terms.append(user_drift_term(problem, total_drift, "control"))
+    stepper = density_stepper(problem, terms, q_init)
     try:
         values = evolve(stepper, problem.grid, q_init, backward=backward,
                         desc=f"controlled density ({reference})", progress=progress)

@@ -26,11 +26,10 @@ import time
 
 import numpy as np
 
-from bridgesolve._dolfinx import PETSc, fem, ufl
 from bridgesolve._validate import BridgesolveInputError, deferred_checks
-from bridgesolve.pde.fokker_planck import dirichlet_dofs, initial_function, mass_form
+from bridgesolve.pde.fokker_planck import density_stepper, initial_function, user_drift_term
 from bridgesolve.pde.fokker_planck import transport_terms as _transport_terms
-from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
+from bridgesolve.pde.stepping import evolve
 from bridgesolve.problem import Problem
 from bridgesolve.spacetime import SpaceTimeField
 
@@ -61,13 +60,8 @@ def controlled_density(problem: Problem, drift, rho0, *, progress: bool = True,
     t0 = time.perf_counter()
     q0 = initial_function(problem, rho0, name, label="initial density rho0", nonnegative=True)
     diffusion = _transport_terms(problem, adjoint=False)[0]
-    terms = [diffusion, _drift_term(problem, b_nodes)]
-    bc = dirichlet_dofs(problem)
-    stepper = ThetaStepper(mass_form(problem), terms, problem.theta, dirichlet_dofs=bc,
-                           petsc_options=problem.petsc_options)
-    if bc is not None:
-        q0.x.array[bc] = 0.0
-        q0.x.scatter_forward()
+    stepper = density_stepper(problem, [diffusion, user_drift_term(problem, b_nodes, "drift")],
+                              q0)
     setup = time.perf_counter() - t0
     try:
         values = evolve(stepper, problem.grid, q0, desc="controlled Fokker-Planck",
@@ -83,25 +77,6 @@ def controlled_density(problem: Problem, drift, rho0, *, progress: bool = True,
     field = SpaceTimeField(problem.V, problem.grid, values, name=name, info=info)
     field.info["mass"] = field.integral(mass_vector)
     return field
-
-
-def _drift_term(problem: Problem, b_nodes) -> Term:
-    """``-(q b, ∇v)`` with ``b`` interpolated at each step's midpoint (coefficient ``Δt``)."""
-    d, comm = problem.domain.dim, problem.comm
-    W = fem.functionspace(problem.mesh, ("Lagrange", problem.degree, (d,)))
-    b_fun = fem.Function(W, name="drift")
-    u, v = ufl.TrialFunction(problem.V), ufl.TestFunction(problem.V)
-    form = fem.form(-u * ufl.inner(b_fun, ufl.grad(v)) * ufl.dx)
-
-    def update(t):
-        if comm.size > 1:
-            PETSc.garbage_cleanup(comm)  # as in the sampler's equation: free old solvers
-        b_fun.interpolate(lambda x: np.asarray(b_nodes(np.ascontiguousarray(x[:d].T), t),
-                                               dtype=float).reshape(-1, d).T)
-        if hasattr(b_nodes, "raise_pending"):
-            b_nodes.raise_pending(comm)  # the same error on every rank (collective)
-
-    return Term(form, lambda a, b: b - a, update=update)
 
 
 __all__ = ["controlled_density"]

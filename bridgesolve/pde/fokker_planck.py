@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from bridgesolve._dolfinx import MPI, dolfinx, fem, ufl
+from bridgesolve._dolfinx import MPI, PETSc, dolfinx, fem, ufl
 from bridgesolve._validate import BridgesolveInputError, warn
 from bridgesolve.densities import is_probability_density
 from bridgesolve.pde.killing import check_rate, killing_term
@@ -244,6 +244,40 @@ def mass_form(problem: Problem):
         return ufl.TrialFunction(problem.V) * ufl.TestFunction(problem.V) * ufl.dx
 
     return problem.form("mass", build)
+
+
+def user_drift_term(problem: Problem, drift, name: str) -> Term:
+    """``-(q b, ∇v)`` of a drift ``b(x (N, d), t) -> (N, d)`` on NumPy points, interpolated
+    (vector Lagrange, the problem's degree, a function named ``name``) at each step's
+    midpoint; coefficient ``Δt``. A ``drift`` with ``raise_pending(comm)``
+    (:func:`~bridgesolve._validate.deferred_checks`) raises its error on every rank."""
+    d, comm = problem.domain.dim, problem.comm
+    W = fem.functionspace(problem.mesh, ("Lagrange", problem.degree, (d,)))
+    b_fun = fem.Function(W, name=name)
+    u, v = ufl.TrialFunction(problem.V), ufl.TestFunction(problem.V)
+    form = fem.form(-u * ufl.inner(b_fun, ufl.grad(v)) * ufl.dx)
+
+    def update(t):
+        if comm.size > 1:
+            PETSc.garbage_cleanup(comm)  # as in the sampler's equation: free old solvers
+        b_fun.interpolate(lambda x: np.asarray(drift(np.ascontiguousarray(x[:d].T), t),
+                                               dtype=float).reshape(-1, d).T)
+        if hasattr(drift, "raise_pending"):
+            drift.raise_pending(comm)  # the same error on every rank (collective)
+
+    return Term(form, lambda a, b: b - a, update=update)
+
+
+def density_stepper(problem: Problem, terms: list[Term], q0) -> ThetaStepper:
+    """The θ-scheme stepper of ``(∂_t q, v) + Σ terms = 0`` on ``problem`` (its mass form,
+    θ, PETSc options; absorbing walls: Dirichlet dofs, where ``q0`` is set to 0 in place)."""
+    bc = dirichlet_dofs(problem)
+    stepper = ThetaStepper(mass_form(problem), terms, problem.theta, dirichlet_dofs=bc,
+                           petsc_options=problem.petsc_options)
+    if bc is not None:
+        q0.x.array[bc] = 0.0
+        q0.x.scatter_forward()
+    return stepper
 
 
 def solve_fokker_planck(
