@@ -232,3 +232,27 @@ def test_bridge_config_defaults():
     assert cfg.bridge_options == {"tol": 1e-8, "max_iter": 500, "mode": "auto",
                                   "acceleration": True}
     assert cfg.plot_times == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_walls_that_hold_the_bridge_void_the_free_space_closed_form(tmp_path, capsys):
+    """σ = 3 on [-3.5, 3.5]: the data sit well inside, but the free-space bridge spreads to a
+    standard deviation of 1.5 at T/2 and puts 2 % of its mass beyond the walls, so it is
+    not the reflecting bridge's reference: no exact errors, a note that says why."""
+    text = (SMALL.replace("sigma = 1.0", "sigma = 3.0").replace("[-6.0]", "[-3.5]", 1)
+            .replace("upper = [6.0]", "upper = [3.5]").replace("[1.5]", "[1.0]")
+            .replace("covs = [0.5]", "covs = [0.1]").replace("covs = [0.3]", "covs = [0.1]")
+            .replace("tol = 1e-9", "tol = 1e-7"))
+    cfg = tmp_path / "walls.toml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    assert main(["bridge", str(cfg), "-o", str(out), "--no-vtx"]) == 0
+    err = capsys.readouterr().err
+    assert "not this domain's bridge" in err and "t = 0.5" in err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["exact_marginals"] is False and s["errors"] == []
+    assert any("free-space closed form" in w for w in s["warnings"])
+    # the same data under σ = 1 stay inside: the closed form is the reference again
+    cfg.write_text(text.replace("sigma = 3.0", "sigma = 1.0"))
+    assert main(["bridge", str(cfg), "-o", str(tmp_path / "near"), "--no-vtx", "--quiet"]) == 0
+    near = json.loads((tmp_path / "near" / "summary.json").read_text())
+    assert near["exact_marginals"] is True and near["errors"]
