@@ -11,10 +11,12 @@ Sections (``bridgesolve run --help`` has the reference, ``examples/*.toml`` has 
     [final]          the bridge's ρ1 at t = T (with [initial] = ρ0): a Gaussian mixture
     [bridge]         tol, max_iter, mode = "auto" | "linear" | "log", acceleration
     [killing]        optional V(x) = constant + quadratic * |x|^2
-    [time]           T, steps, spacing = "clock" | "uniform" | "graded" (power, near)
+    [time]           T, steps, spacing = "clock" | "uniform" | "graded" (power, near =
+                     "start" | "end" | "both")
     [discretization] degree, scheme, boundary, solver, method (fe | kernel | auto),
                      storage (auto | memory | disk), storage_dir, memory_budget
-    [output]         directory, plot_times, vtx
+    [output]         directory, plot_times, vtx, slice_z (3D figures: the plane z = slice_z;
+                     default the bounding box's mid-plane)
     [convergence]    refine = "h" | "p" | "dt" | "hdt", levels, reference, generated
                      (h values: KL of generated densities), measure_degree (errors in
                      P(k), default degree + 3; degree + 1 keeps 3D levels of 1e6 dofs in
@@ -222,6 +224,12 @@ class Config:
         return [0.0, 0.1 * T, 0.3 * T, T]
 
     @property
+    def slice_z(self) -> float | None:
+        """``[output] slice_z``: the plane of 3D figures (None: the mid-plane)."""
+        z = self.raw.get("output", {}).get("slice_z")
+        return None if z is None else float(z)
+
+    @property
     def output_dir(self) -> Path:
         """``[output] directory``; default ``results/<config file name>``."""
         directory = self.raw.get("output", {}).get("directory")
@@ -367,7 +375,7 @@ def _time(raw: dict) -> float:
     if spacing == "graded":
         if sec.number("power", default=2.0) < 1:
             sec.fail("power", sec.table["power"], "a number >= 1")
-        sec.string("near", ("start", "end"), default="start")
+        sec.string("near", ("start", "end", "both"), default="start")
     return T
 
 
@@ -408,7 +416,9 @@ def _discretization(raw: dict, equation: str) -> None:
 
 def _output(raw: dict, T: float) -> None:
     sec = _Section("output", raw.get("output", {}))
-    sec.only(("directory", "plot_times", "vtx"))
+    sec.only(("directory", "plot_times", "vtx", "slice_z"))
+    if "slice_z" in sec.table:
+        sec.number("slice_z")
     if "directory" in sec.table and not sec.string("directory").strip():
         sec.fail("directory", sec.table["directory"], "a non-empty folder path")
     sec.boolean("vtx", default=True)

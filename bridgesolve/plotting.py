@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from bridgesolve._validate import BridgesolveInputError
+
 
 def _pyplot():
     import matplotlib
@@ -22,8 +24,10 @@ def _pyplot():
     return plt
 
 
-def _sampling_grid(field, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points of a regular grid over the mesh's bounding box (3D: its mid-plane in z).
+def _sampling_grid(field, n: int, slice_z: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points of a regular grid over the mesh's bounding box (3D: the plane ``z =
+    slice_z``, default its mid-plane in z).
 
     Returns ``(points, lower, upper)``; 1D grids have ``4 n`` points, 2D and 3D ``n × n``
     in row-major order (y slowest), ready for ``imshow(values.reshape(n, n))``.
@@ -42,16 +46,21 @@ def _sampling_grid(field, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     X, Y = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))
     columns = [X.ravel(), Y.ravel()]
     if d == 3:
-        columns.append(np.full(X.size, 0.5 * (lo[2] + hi[2])))
+        z = 0.5 * (lo[2] + hi[2]) if slice_z is None else slice_z
+        if not lo[2] <= z <= hi[2]:
+            raise BridgesolveInputError(f"slice_z = {z:g}: expected a plane through the mesh, "
+                                        f"z in [{lo[2]:.4g}, {hi[2]:.4g}]")
+        columns.append(np.full(X.size, z))
     return np.column_stack(columns), lo, hi
 
 
 def plot_field_panels(field, times: Sequence[float], path: str | os.PathLike, *,
                       label: str = "u",
                       exact: Callable[[float], Callable[[np.ndarray], np.ndarray]] | None = None,
-                      n: int = 161) -> None:
+                      n: int = 161, slice_z: float | None = None) -> None:
     """The field at ``times``: curves in 1D (the exact solution dashed), one image per
-    time in 2D (points outside the mesh blank), the z mid-plane in 3D. The 2D/3D panels
+    time in 2D (points outside the mesh blank), the plane ``z = slice_z`` in 3D (default
+    the mid-plane). The 2D/3D panels
     share one colour scale and one colorbar labelled ``label``: logarithmic (4 decades) for
     a non-negative field whose panel peaks differ by more than 10x, linear otherwise.
 
@@ -64,9 +73,10 @@ def plot_field_panels(field, times: Sequence[float], path: str | os.PathLike, *,
         label: the field's symbol, for axes and titles.
         exact: ``t -> (points -> values)``, drawn dashed in 1D.
         n: grid points per direction in 2D/3D (1D uses ``4 n``).
+        slice_z: the plane of a 3D field (None: the bounding box's mid-plane in z).
     """
     comm = field.comm
-    pts, lo, hi = _sampling_grid(field, n)
+    pts, lo, hi = _sampling_grid(field, n, slice_z)
     local = pts if comm.rank == 0 else np.zeros((0, pts.shape[1]))
     values = [field.evaluate(local, t) for t in times]
     if comm.rank != 0:
@@ -99,7 +109,8 @@ def plot_field_panels(field, times: Sequence[float], path: str | os.PathLike, *,
                 v = np.where(np.isnan(v), np.nan, np.maximum(v, 0.5 * norm.vmin))
             im = ax.imshow(v.reshape(n, n), origin="lower", cmap=cmap, norm=norm,
                            extent=(lo[0], hi[0], lo[1], hi[1]))
-            ax.set_title(f"{label}, t = {t:.3g}" + (" (z mid-plane)" if d == 3 else ""))
+            plane = "z mid-plane" if slice_z is None else f"z = {slice_z:g}"
+            ax.set_title(f"{label}, t = {t:.3g}" + (f" ({plane})" if d == 3 else ""))
             ax.set_xlabel("x")
             ax.set_ylabel("y")
         fig.colorbar(im, ax=list(axes[0]), shrink=0.85, label=label + scale_note,
@@ -147,13 +158,14 @@ def plot_series(x: np.ndarray, ys: Mapping[str, np.ndarray], path: str | os.Path
 
 def plot_vector_panels(vector, times: Sequence[float], path: str | os.PathLike, *,
                        density=None, label: str = "u", n: int = 21,
-                       support: float = 1e-3) -> None:
+                       support: float = 1e-3, slice_z: float | None = None) -> None:
     """A time-dependent vector field (e.g. a bridge's control ``u = g² ∇log φ``) at ``times``.
 
     2D: one panel per time, arrows on an ``n × n`` grid over ``density`` (an image, when
     given), drawn only where ``density >= support · max density`` (a control is huge and
     meaningless where there is no mass); the arrow scale is shared by all panels. 1D: the
-    curves ``u(x, t)``, and ``density`` below them. 3D: the z mid-plane, components x, y.
+    curves ``u(x, t)``, and ``density`` below them. 3D: the plane ``z = slice_z`` (default
+    the mid-plane), components x, y.
 
     Collective: all ranks call it; rank 0 samples the grid and writes ``path``.
 
@@ -165,11 +177,12 @@ def plot_vector_panels(vector, times: Sequence[float], path: str | os.PathLike, 
         label: the field's symbol, for titles.
         n: arrows per direction (2D/3D); 1D curves use ``8 n`` points.
         support: relative density below which no arrow is drawn.
+        slice_z: the plane of a 3D field (None: the bounding box's mid-plane in z).
     """
     comm = vector.comm
     d = vector.dim
-    pts, lo, hi = _sampling_grid(vector, n if d > 1 else 2 * n)
-    fine, _, _ = _sampling_grid(vector, 4 * n) if d > 1 else (pts, lo, hi)
+    pts, lo, hi = _sampling_grid(vector, n if d > 1 else 2 * n, slice_z)
+    fine, _, _ = _sampling_grid(vector, 4 * n, slice_z) if d > 1 else (pts, lo, hi)
     local = pts if comm.rank == 0 else np.zeros((0, d))
     local_fine = fine if comm.rank == 0 else np.zeros((0, d))
     values = [vector.evaluate(local, t) for t in times]
@@ -219,7 +232,8 @@ def plot_vector_panels(vector, times: Sequence[float], path: str | os.PathLike, 
             ax.set_xlim(lo[0], hi[0])
             ax.set_ylim(lo[1], hi[1])
             ax.set_aspect("equal")
-            ax.set_title(f"{label}, t = {t:.3g}" + (" (z mid-plane)" if d == 3 else ""))
+            plane = "z mid-plane" if slice_z is None else f"z = {slice_z:g}"
+            ax.set_title(f"{label}, t = {t:.3g}" + (f" ({plane})" if d == 3 else ""))
             ax.set_xlabel("x")
             ax.set_ylabel("y")
         sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0.0, top))

@@ -91,3 +91,24 @@ def test_convergence_events_are_numbered_above_the_axes_and_listed_outside(figur
     texts = [t.get_text() for t in legend.get_texts()]
     assert any(t.startswith("[1] iteration 4: switched to log mode") for t in texts), texts
     assert any(t.startswith("[2] iteration 6: over-relaxation off") for t in texts), texts
+
+
+def test_3d_panels_show_the_chosen_plane_and_refuse_one_outside_the_mesh(figures, tmp_path):
+    """``slice_z`` picks the plane of 3D panels: a Gaussian at z = 1.2 is bright there and
+    nearly absent from the mid-plane z = 0; a plane beyond the mesh is named and refused."""
+    from bridgesolve.plotting import plot_field_panels
+
+    mix = bs.GaussianMixture([1.0], [[0.0, 0.0, 1.2]], [0.1])
+    prob = bs.Problem(bs.Domain.box([-3, -3, -3], [3, 3, 3], (14, 14, 14)), bs.Brownian(0.2),
+                      bs.TimeGrid.uniform(0.1, 1), scheme="backward-euler")
+    p = bs.solve_fokker_planck(prob, mix, progress=False)
+    peaks = {}
+    for z in (None, 1.2):
+        plot_field_panels(p, [0.0], tmp_path / "p.png", label="p", slice_z=z)
+        image = figures[-1].axes[0].get_images()[0]
+        peaks[z] = float(image.get_array().max())
+        assert figures[-1].axes[0].get_title().endswith(
+            "(z mid-plane)" if z is None else "(z = 1.2)")
+    assert peaks[1.2] > 10 * peaks[None]
+    with pytest.raises(bs.BridgesolveInputError, match=r"slice_z = 4: .*z in \[-3, 3\]"):
+        plot_field_panels(p, [0.0], tmp_path / "p.png", slice_z=4.0)

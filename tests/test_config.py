@@ -101,6 +101,7 @@ BAD = [
     ("no-plot-times", _with("output", "plot_times", []), r"\[output\] plot_times = \[\]"),
     ("bad-bool", _with("output", "vtx", "yes"), r"\[output\] vtx = 'yes': expected true or"),
     ("empty-directory", _with("output", "directory", ""), r"\[output\] directory = ''"),
+    ("slice", _with("output", "slice_z", "top"), r"\[output\] slice_z = 'top'"),
 ]
 
 

@@ -94,11 +94,13 @@ def _mass(field) -> dict | None:
             "outside_initial": field.info.get("mass_outside_initial"), "series": series}
 
 
-def _figures(field, folder: Path, times, *, label: str, exact, mass, comm) -> None:
+def _figures(field, folder: Path, times, *, label: str, exact, mass, comm,
+             slice_z: float | None = None) -> None:
     """``<field>.png`` at the plot times (collective), and ``mass.png`` or ``newton.png``."""
     from bridgesolve.plotting import plot_field_panels, plot_series
 
-    plot_field_panels(field, times, folder / f"{field.name}.png", label=label, exact=exact)
+    plot_field_panels(field, times, folder / f"{field.name}.png", label=label, exact=exact,
+                      slice_z=slice_z)
     if comm.rank != 0:
         return
     t = field.times
@@ -155,7 +157,8 @@ def command(args: argparse.Namespace) -> int:
         mass = _mass(field)
         if cfg.vtx and not args.no_vtx:
             write_time_series(field, folder.path)
-        _figures(field, folder.path, times, label=eq.label, exact=exact, mass=mass, comm=comm)
+        _figures(field, folder.path, times, label=eq.label, exact=exact, mass=mass, comm=comm,
+                 slice_z=cfg.slice_z)
         timings = field.info["timings"]
         summary = {
             "bridgesolve": __version__,
