@@ -47,17 +47,22 @@ class TimeGrid:
                t_min: float = 0.0) -> TimeGrid:
         """Steps refined near t_min (``near="start"``: ``t_n = t_min + (T - t_min)
         (n / N)^power``, power ≥ 1), where data are rough in diffusion models, or near t = T
-        (``near="end"``), where backward problems with sharp terminal values are stiff."""
+        (``near="end"``), where backward problems with sharp terminal values are stiff, or
+        near both (``near="both"``, the start's grading mirrored about the middle), where a
+        bridge's marginals are sharp at either end."""
         T = positive("T", T)
         steps = positive_int("steps", steps)
         t_min = _t_min(t_min, T)
         if positive("power", power) < 1:
             raise BridgesolveInputError(f"power = {power!r}: expected a number >= 1")
-        if near not in ("start", "end"):
-            raise BridgesolveInputError(f"near = {near!r}: expected 'start' or 'end'")
-        s = np.linspace(0.0, 1.0, steps + 1) ** power
-        L = T - t_min
-        return cls(t_min + (L * s if near == "start" else L * (1.0 - s[::-1])))
+        if near not in ("start", "end", "both"):
+            raise BridgesolveInputError(f"near = {near!r}: expected 'start', 'end' or 'both'")
+        u = np.linspace(0.0, 1.0, steps + 1)
+        if near == "both":
+            s = np.where(u <= 0.5, 0.5 * (2.0 * u) ** power, 1.0 - 0.5 * (2.0 * (1.0 - u)) ** power)
+        else:
+            s = u**power if near == "start" else 1.0 - (1.0 - u) ** power
+        return cls(t_min + (T - t_min) * s)
 
     @classmethod
     def clock(cls, clock: Callable[[np.ndarray], np.ndarray], T: float, steps: int, *,

@@ -48,3 +48,17 @@ def test_grids_from_t_min():
     assert c.times[0] == 0.01 and c.times[-1] == 1.0
     assert bs.TimeGrid.from_times([0.01, 0.5, 1.0], t_min=0.01).t_min == 0.01
     assert bs.TimeGrid.uniform(2.0, 4).t_min == 0.0
+
+
+@pytest.mark.parametrize("steps", [10, 11])
+def test_graded_near_both_ends_is_mirrored(steps):
+    g = bs.TimeGrid.graded(2.0, steps, power=2.0, near="both")
+    assert g.times[0] == 0.0 and g.times[-1] == pytest.approx(2.0)
+    assert np.all(g.dt > 0) and np.allclose(g.dt, g.dt[::-1])
+    assert g.dt[0] < 0.5 * g.dt[steps // 2]
+    # the first half is the start's grading of [0, T/2]
+    if steps % 2 == 0:
+        half = bs.TimeGrid.graded(1.0, steps // 2, power=2.0)
+        assert np.allclose(g.times[: steps // 2 + 1], half.times)
+    with pytest.raises(bs.BridgesolveInputError, match="near = 'middle'"):
+        bs.TimeGrid.graded(1.0, 10, near="middle")
