@@ -66,6 +66,10 @@ class Term:
     matrix: PETSc.Mat | None = field(default=None, repr=False)
 
 
+#: Step solvers kept per stepper: LU factorizations (memory-heavy) and preconditioners.
+DIRECT_CACHE, ITERATIVE_CACHE = 4, 16
+
+
 class ThetaStepper:
     """Advances ``u`` with the θ-scheme; assembles once and reuses factorizations.
 
@@ -78,7 +82,10 @@ class ThetaStepper:
             :mod:`bridgesolve.pde.krylov` chooses CG/GMRES and Jacobi/AMG per step matrix
             where the options leave it open; the preconditioner is cached like a
             factorization, and each solve starts from the level before).
-        cache_size: how many distinct factorizations to keep.
+        cache_size: how many distinct factorizations to keep (default: 4 direct ones, 16
+            preconditioners, so that a graded time grid's steps, mirrored or not, each
+            keep theirs: with 4, a 30-step grid graded at both ends rebuilt GAMG for 184
+            of its 240 solves).
         lumped: replace the mass matrix by its diagonal lumping (row sums for P1; the
             diagonal scaled to the total mass, "HRZ", for higher degrees, whose row sums
             can vanish). With a lumped mass, nodal products are exact pairings
@@ -90,7 +97,7 @@ class ThetaStepper:
 
     def __init__(self, mass_form, terms: list[Term], theta: float, *,
                  dirichlet_dofs: np.ndarray | None = None, petsc_options: dict,
-                 cache_size: int = 4, lumped: bool = False):
+                 cache_size: int | None = None, lumped: bool = False):
         self.theta = float(theta)
         self.terms = terms
         tic = time.perf_counter()
@@ -112,7 +119,7 @@ class ThetaStepper:
         self.iterative = is_iterative(self.petsc_options)
         self.krylov = KrylovCounter()
         self._cache: OrderedDict[tuple, tuple[PETSc.KSP, PETSc.Mat]] = OrderedDict()
-        self.cache_size = cache_size
+        self.cache_size = cache_size or (ITERATIVE_CACHE if self.iterative else DIRECT_CACHE)
         self.factorizations = 0
         self.assemblies = 1 + len(terms)
         self._b = self.M.createVecLeft()
