@@ -202,9 +202,11 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
     from bridgesolve._dolfinx import MPI
 
     lcfg, problem, data, killing = build_level(cfg, refine, level, comm)
+    phases = {"build": peak_rss_mb()}
     t0 = time.perf_counter()
     sol, messages = _solve(lcfg, problem, data, killing, progress)
     solve_s = comm.allreduce(time.perf_counter() - t0, MPI.MAX)
+    phases["solve"] = peak_rss_mb()
     t1 = time.perf_counter()
     errors: dict[str, float | None] = {q.name: None for q in quantities}
     if mode == "exact":
@@ -216,6 +218,10 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
                               scalars=scalars)
     measure_s = comm.allreduce(time.perf_counter() - t1, MPI.MAX)
     rss = comm.allgather(peak_rss_mb())
+    phases["measure"] = rss[comm.rank]
+    # the peak after each phase, per rank: where a level's memory goes (mesh and spaces,
+    # the solve's fields and solvers, the error quadrature)
+    by_phase = {k: comm.allgather(v) for k, v in phases.items()}
     grid = problem.grid
     cells = lcfg.raw["domain"].get("cells")
     return {
@@ -226,6 +232,7 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
         "representation": sol.representation, "score_representation": sol.s_representation,
         # the process's peak so far (levels grow, so the level's own peak), per rank
         "peak_rss_mb": rss, "peak_rss_mb_max": max(rss), "peak_rss_mb_sum": sum(rss),
+        "peak_rss_mb_after": by_phase,
         "linear_solver": sol.linear_solver, "load_avg": _load(),
         "_solution": sol,
     }
