@@ -12,9 +12,12 @@ and tolerances, and its fastest configuration that reaches the target is timed, 
 ``--repeats`` runs.
 
 Solvers:
-- **bridgesolve** ``bs.kernel_bridge``: log-domain Sinkhorn with separable 1D kernels. The
-  time is the whole call: data on the grid, every iteration, the cost, and the wall check
-  at three times.
+- **bridgesolve** ``bs.kernel_bridge``: Sinkhorn with separable 1D kernels (matrix products
+  in the scaling domain where nothing underflows), started from the bridge between the
+  Gaussians that match the data's moments (``start="gaussian"``, the default). The time is
+  the whole call: data on the grid, the start, every iteration, the cost and the wall
+  check. For Gaussian data that start is nearly the answer, so the row ``bridgesolve
+  (start ones)`` (``φ_T = 1``, as the peers start) shows the iterations themselves.
 - **POT dense** ``ot.sinkhorn(a, b, M, reg)`` on the grid points, with ``method="sinkhorn"``
   (scalings; at ε = 1 nothing underflows) and ``method="sinkhorn_log"``. The N × N cost
   matrix is built outside the timer and its time is reported as set-up. In 3D, 64³ points
@@ -58,7 +61,8 @@ Cases:
   P2 dofs, so the P2 interpolation of exact nodal values limits it.
 
 Run: ``.venv/bin/python benchmarks/kernel_bridge.py [--cases 2d 2d-issue 3d fe]
-[--repeats 3] [--json PATH] [--quick]``. ``--quick`` is a smoke run of about 10 s: the
+[--repeats 3] [--threads 1] [--json PATH] [--quick]``. Every solver runs on ``--threads``
+cores (default 1; the process is pinned before numpy and JAX load). ``--quick`` is a smoke run of about 10 s: the
 ``2d`` case on one grid and two tolerances per solver, no 3D and no FE. Seconds move with
 the load on a shared machine (printed), so compare the ratios from one run.
 """
@@ -76,7 +80,23 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+
+def _pin_threads(argv: list[str]) -> int:
+    """``--threads N`` (default 1) takes effect before numpy and JAX load: the process is
+    pinned to N cores (XLA's thread pool and OpenBLAS then see N) and the BLAS variables
+    are set. On a shared 2-core machine two threads time the other tenants as much as the
+    solvers."""
+    n = int(next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--threads"), 1))
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:max(1, n)])
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    return n
+
+
+THREADS = _pin_threads(sys.argv) if __name__ == "__main__" else None
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -215,18 +235,20 @@ def _post(setup: Setup, row: dict, G, log_hat0, log_phiT, m0, m1) -> dict:
 
 
 # -- solvers: each returns a row for one (grid, tol) ------------------------------------
-def run_bridgesolve(setup: Setup, n: int, tol: float, repeats: int) -> dict:
+def run_bridgesolve(setup: Setup, n: int, tol: float, repeats: int, start: str = "gaussian"
+                    ) -> dict:
     lo, hi = setup.case.box()
 
     def solve():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return bs.kernel_bridge(setup.process, setup.r0, setup.r1, lo, hi, T,
-                                    h=setup.spacing(n), tol=tol)
+                                    h=setup.spacing(n), tol=tol, start=start)
 
     kb, wall = _timed(solve, repeats)
     G = kb.grid
-    row = {"solver": "bridgesolve kernel_bridge", "n": n, "grid": list(G.shape), "tol": tol,
+    name = "bridgesolve kernel_bridge" + ("" if start == "gaussian" else f" (start {start})")
+    row = {"solver": name, "n": n, "grid": list(G.shape), "tol": tol,
            "iterations": kb.iterations, "solve_s": wall, "converged": bool(kb.converged),
            "sinkhorn_s": kb.info["timings"]["sinkhorn_s"], "domain": kb.info["domain"]}
     m0, m1 = kb.info["log_mass"]
@@ -331,6 +353,7 @@ def run_ott(setup: Setup, n: int, tol: float, repeats: int, lse_mode: bool) -> d
 
 SOLVERS = {
     "bridgesolve": (run_bridgesolve, {}),
+    "bridgesolve-ones": (run_bridgesolve, {"start": "ones"}),
     "pot-dense": (run_pot, {"method": "sinkhorn"}),
     "pot-dense-log": (run_pot, {"method": "sinkhorn_log"}),
     "ott-grid": (run_ott, {"lse_mode": True}),
@@ -475,7 +498,7 @@ def notes(results: dict) -> str:
             if "setup_s" in r:
                 out.append(f"{res['case']}: {r['solver']} cost matrix and weights "
                            f"{r['setup_s']:.3f} s ({r['points']} points)")
-            if "post_vs_own_L1" in r:
+            if "post_vs_own_L1" in r and "start" not in r["solver"]:
                 out.append(f"{res['case']}: bridgesolve's Sinkhorn iterations alone "
                            f"(info['timings'], {r['domain']} domain, last call): "
                            f"{r['sinkhorn_s']:.4f} s")
@@ -506,6 +529,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run (~10 s): case 2d on one grid, two tolerances, no 3D/FE")
     p.add_argument("--quiet", action="store_true", help="no per-try lines")
+    p.add_argument("--threads", type=int, default=1,
+                   help="cores every solver runs on, pinned before numpy/JAX load (default 1)")
     args = p.parse_args(argv)
 
     try:  # float64 in JAX (its default is float32, which cannot reach 1e-8)
@@ -524,9 +549,10 @@ def main(argv=None) -> int:
         run_fe_rows, repeats, extra = False, 1, 0
     start = load()
     t_all = time.perf_counter()
-    print(f"kernel bridge benchmark: target L1(rho(T/2)) <= {args.target:g}; load {start:.2f}",
-          flush=True)
+    print(f"kernel bridge benchmark: target L1(rho(T/2)) <= {args.target:g}; load {start:.2f}; "
+          f"{args.threads} thread(s)", flush=True)
     results = {"target": args.target, "load_start": start, "quick": args.quick,
+               "threads": args.threads,
                "python": platform.python_version(), "versions": _versions(), "cases": []}
     for case in cases:
         print(f"case {case.name}: {case.note}", flush=True)
