@@ -201,12 +201,13 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
                progress: bool) -> dict:
     from bridgesolve._dolfinx import MPI
 
+    phase_peak_mb()  # resets the phase's peak
     lcfg, problem, data, killing = build_level(cfg, refine, level, comm)
-    phases = {"build": peak_rss_mb()}
+    phases = {"build": phase_peak_mb()}
     t0 = time.perf_counter()
     sol, messages = _solve(lcfg, problem, data, killing, progress)
     solve_s = comm.allreduce(time.perf_counter() - t0, MPI.MAX)
-    phases["solve"] = peak_rss_mb()
+    phases["solve"] = phase_peak_mb()
     t1 = time.perf_counter()
     errors: dict[str, float | None] = {q.name: None for q in quantities}
     if mode == "exact":
@@ -217,10 +218,12 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
                               density=density_fn,
                               scalars=scalars)
     measure_s = comm.allreduce(time.perf_counter() - t1, MPI.MAX)
-    rss = comm.allgather(peak_rss_mb())
-    phases["measure"] = rss[comm.rank]
-    # the peak after each phase, per rank: where a level's memory goes (mesh and spaces,
-    # the solve's fields and solvers, the error quadrature)
+    phases["measure"] = phase_peak_mb()
+    # the level's own peak; resetting the phase peaks lowers getrusage's too (Linux)
+    known = [v for v in phases.values() if v is not None]
+    rss = comm.allgather(max(known) if known else peak_rss_mb())
+    # each phase's own peak, per rank: where a level's memory goes (mesh and spaces, the
+    # solve's fields and solvers, the error quadrature)
     by_phase = {k: comm.allgather(v) for k, v in phases.items()}
     grid = problem.grid
     cells = lcfg.raw["domain"].get("cells")
@@ -230,9 +233,9 @@ def _run_level(cfg, refine: str, level: int, mode: str, quantities: list[Quantit
         "ndofs": problem.ndofs, "solve_s": solve_s, "measure_s": measure_s,
         "errors": errors, "values": sol.scalars, "warnings": messages, "resumed": False,
         "representation": sol.representation, "score_representation": sol.s_representation,
-        # the process's peak so far (levels grow, so the level's own peak), per rank
+        # the level's peak (building, solving and measuring it), per rank
         "peak_rss_mb": rss, "peak_rss_mb_max": max(rss), "peak_rss_mb_sum": sum(rss),
-        "peak_rss_mb_after": by_phase,
+        "peak_rss_mb_phase": by_phase,
         "linear_solver": sol.linear_solver, "load_avg": _load(),
         "_solution": sol,
     }
@@ -249,6 +252,21 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def phase_peak_mb() -> float | None:
+    """The peak resident set size since the last call (MiB), then reset: Linux's
+    ``VmHWM``, reset by writing 5 to ``/proc/self/clear_refs`` (which resets the peak that
+    ``getrusage`` reports too); None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            hwm = next(float(line.split()[1]) / 1024.0 for line in f
+                       if line.startswith("VmHWM:"))
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except (OSError, StopIteration, ValueError):
+        return None
+    return hwm
 
 
 def _load() -> float | None:
