@@ -62,8 +62,9 @@ Cases:
 
 Run: ``.venv/bin/python benchmarks/kernel_bridge.py [--cases 2d 2d-issue 3d fe]
 [--repeats 3] [--threads 1] [--json PATH] [--quick]``. Every solver runs on ``--threads``
-cores (default 1; the process is pinned before numpy and JAX load). ``--quick`` is a smoke run of about 10 s: the
-``2d`` case on one grid and two tolerances per solver, no 3D and no FE. Seconds move with
+cores (default 1; the process is pinned before numpy and JAX load). ``--quick`` is a smoke
+run of about 10 s: the ``2d`` case on one grid and two tolerances per solver, no 3D and no
+FE. Seconds move with
 the load on a shared machine (printed), so compare the ratios from one run.
 """
 

@@ -256,3 +256,21 @@ def test_walls_that_hold_the_bridge_void_the_free_space_closed_form(tmp_path, ca
     assert main(["bridge", str(cfg), "-o", str(tmp_path / "near"), "--no-vtx", "--quiet"]) == 0
     near = json.loads((tmp_path / "near" / "summary.json").read_text())
     assert near["exact_marginals"] is True and near["errors"]
+
+
+def test_box_ball_example_runs_coarse_and_has_no_free_space_reference(tmp_path):
+    """examples/bridge_box_ball.toml on a coarse mesh (h = 0.2, 4 steps; ~15 s): the bridge around
+    the ball converges, the free-space closed form is refused as its reference, and the
+    figures show the plane z = 1 through the ball."""
+    text = (EXAMPLES / "bridge_box_ball.toml").read_text()
+    text = text.replace("h = 0.1", "h = 0.2").replace("steps = 20", "steps = 4")
+    cfg = tmp_path / "bb.toml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    assert main(["bridge", str(cfg), "-o", str(out), "--no-vtx", "--quiet"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["converged"] and s["problem"]["domain"]["type"] == "gmsh"
+    assert s["linear_solver"]["solver"] == "iterative"
+    assert s["exact_marginals"] is False and s["errors"] == []
+    assert any("not this domain's bridge" in w for w in s["warnings"])
+    assert (out / "rho.png").exists()
