@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
 from bridgesolve._validate import BridgesolveInputError, points, positive
@@ -93,7 +94,6 @@ class GaussianMixture:
         self._chol = np.linalg.cholesky(c)
         self._logdet = 2.0 * np.log(np.diagonal(self._chol, axis1=1, axis2=2)).sum(axis=1)
         self._prec = np.linalg.inv(c)
-        self._whiten = np.linalg.inv(self._chol)  # L⁻¹: |L⁻¹(x - m)|² is the Mahalanobis form
 
     @property
     def dim(self) -> int:
@@ -104,14 +104,15 @@ class GaussianMixture:
         return self.weights.size
 
     def _component_logpdf(self, x: np.ndarray) -> np.ndarray:
-        """``(N, K)`` log of ``w_k N(x; m_k, Σ_k)``: per component one product with the
-        inverse Cholesky factor (whitening) and a row sum of squares."""
+        """``(N, K)`` log of ``w_k N(x; m_k, Σ_k)`` (one triangular solve per component)."""
         out = np.empty((x.shape[0], self.n_components))
         const = self.dim * np.log(2.0 * np.pi)
+        xt = x.T
         for k in range(self.n_components):
-            # (d, N) products: numpy is slow along a short last axis of (N, d) arrays
-            z = self._whiten[k] @ x.T
-            z -= (self._whiten[k] @ self.means[k])[:, None]
+            # on (d, N) arrays: numpy is slow along the short last axis of (N, d) ones. The
+            # triangular solve keeps the values of earlier versions to the last bit (the
+            # HJB's Newton step halving, and so its tests, are that sensitive)
+            z = solve_triangular(self._chol[k], xt - self.means[k][:, None], lower=True)
             maha = np.einsum("ij,ij->j", z, z)
             out[:, k] = np.log(self.weights[k]) - 0.5 * (maha + self._logdet[k] + const)
         return out
