@@ -12,9 +12,9 @@ import numpy as np
 
 from bridgesolve._dolfinx import PETSc, fem, ufl
 from bridgesolve._validate import deferred_checks
-from bridgesolve.pde.fokker_planck import dirichlet_dofs, initial_function, mass_form
+from bridgesolve.pde.fokker_planck import density_stepper, initial_function
 from bridgesolve.pde.fokker_planck import transport_terms as _transport_terms
-from bridgesolve.pde.stepping import Term, ThetaStepper, evolve
+from bridgesolve.pde.stepping import Term, evolve
 from bridgesolve.spacetime import SpaceTimeField
 
 
@@ -52,12 +52,7 @@ def _fokker_planck_of_sampler(problem, score, h, prior, progress, name) -> Space
 
     terms.append(Term(score_form, lambda a, b: 2.0 * c * proc.diffusion_integral(a, b),
                       update=update))
-    bc = dirichlet_dofs(problem)
-    stepper = ThetaStepper(mass_form(problem), terms, problem.theta, dirichlet_dofs=bc,
-                           petsc_options=problem.petsc_options)
-    if bc is not None:
-        q_T.x.array[bc] = 0.0
-        q_T.x.scatter_forward()
+    stepper = density_stepper(problem, terms, q_T)
     timings["setup_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     try:
