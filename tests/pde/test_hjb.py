@@ -145,14 +145,18 @@ def test_newton_divergence_test_is_off():
 def _convex_blowup(cells: int, steps: int) -> float:
     """Ŝ_0 = 60 |x - (1, 0)|² at σ = 0.07 on a coarse P2 box (the shape of log φ̂_0 of a
     small-noise bridge, far steeper than the mesh resolves in the corners): the forward
-    HJB blows up at the corner (-3.5, -3.5). Returns the time it fails at."""
+    HJB blows up at the corner (-3.5, -3.5) or next to it. Returns the time it fails at."""
     prob = bs.Problem(bs.Domain.box([-3.5, -3.5], [3.5, 3.5], (cells, cells)),
                       bs.Brownian(0.07), bs.TimeGrid.uniform(1.0, steps), degree=2)
     with pytest.raises(RuntimeError, match="blows up") as info:
         bs.solve_hjb_forward(prob, lambda x: 60.0 * ((x[:, 0] - 1.0) ** 2 + x[:, 1] ** 2),
                              progress=False)
     message = str(info.value)
-    assert "x = (-3.5, -3.5)" in message, message
+    where = re.search(r"at x = \(([-0-9.e]+), ([-0-9.e]+)\)", message)
+    x, y = float(where.group(1)), float(where.group(2))
+    # on the wall, within one cell of that corner (where the l2 retry of failed Newton
+    # steps carries the solve on, the maximum moves to the neighbouring wall node)
+    assert min(x, y) == -3.5 and max(x, y) <= -3.5 + 7.0 / cells, message
     grew = re.search(r"grew from ([0-9.e+]+) to ([0-9.e+]+)", message)
     assert grew and float(grew.group(2)) > 10 * float(grew.group(1)), message
     return float(re.search(r"t in \[([0-9.]+),", message).group(1))
