@@ -100,6 +100,7 @@ class Problem:
         self._forms: dict = {}
         #: ``mass_inside`` of described densities (repeated solves on the same data).
         self._masses: dict = {}
+        self._refined: dict = {}  # quadrature meshes of mass_inside, by refinements
 
     def form(self, key, build):
         """The compiled form ``build()``, compiled once per problem and ``key``.
@@ -152,12 +153,17 @@ class Problem:
         return {"storage": st.requested, "storage_dir": st.directory,
                 "memory_budget": st.budget if st.requested == "auto" else None}
 
-    def mass_inside(self, density) -> float:
+    def mass_inside(self, density, *, sharp: bool = False) -> float:
         """``∫_Ω density dx`` by quadrature on the mesh (rank-independent).
 
         Args:
             density: an object with ``.pdf`` (e.g. a :class:`GaussianMixture`) or a NumPy
                 callable of points ``(N, d) -> (N,)``.
+            sharp: resolve the density finer, for estimates of mass outside Ω that must be
+                good to 1e-7 (deciding whether a free-space closed form is the domain's
+                solution): cells at most one narrowest standard deviation, up to
+                :data:`SHARP_REFINEMENTS` refinements while the refined mesh stays under
+                :data:`SHARP_MAX_CELLS` cells.
 
         Quadrature is only accurate once cells resolve the density: for mixtures (objects
         with ``covs``) and the other exact families (``length_scale``) the mesh is refined,
@@ -175,6 +181,7 @@ class Problem:
                 f"density = {density!r}: expected a GaussianMixture or a callable of points"
             )
         key = _mass_key(density)
+        key = f"sharp:{key}" if sharp and key is not None else key
         if key is not None and key in self._masses:
             return self._masses[key]
         fn = CheckedCallable("density", fn, deferred=True)
@@ -185,20 +192,32 @@ class Problem:
         narrowest = getattr(density, "length_scale", None)  # the other exact families
         if covs is not None:
             narrowest = float(np.sqrt(np.linalg.eigvalsh(np.asarray(covs)).min()))
+        dim = self.domain.dim
         if narrowest is not None:
             hmax = self.domain.hmax
-            for _ in range(3 if self.domain.dim < 3 else 1):
-                if hmax <= 2.0 * narrowest:
+            times, ratio = ((SHARP_REFINEMENTS, 1.0) if sharp
+                            else (3 if dim < 3 else 1, 2.0))
+            cells = mesh.topology.index_map(dim).size_global
+            for level in range(1, times + 1):
+                if hmax <= ratio * narrowest or (sharp and cells * 2**dim > SHARP_MAX_CELLS):
                     break
-                mesh.topology.create_entities(1)  # refinement splits edges
-                mesh = dolfinx.mesh.refine(mesh)[0]
-                hmax *= 0.5
-        degree = 8 if self.domain.dim < 3 else 4
+                mesh = self._refined.get(level) or self._refine(mesh, level)
+                hmax, cells = 0.5 * hmax, cells * 2**dim
+        degree = 8 if dim < 3 else 4
         value = float(integrate(mesh, fn, degree=degree))
         fn.raise_pending(self.comm)
         if key is not None:
             self._masses[key] = value
         return value
+
+    def _refine(self, mesh, level: int):
+        """``mesh`` refined once; kept as the ``level``-times refined quadrature mesh (the
+        mass checks of several densities and times reuse it) unless it is large."""
+        mesh.topology.create_entities(1)  # refinement splits edges
+        fine = dolfinx.mesh.refine(mesh)[0]
+        if fine.topology.index_map(fine.topology.dim).size_global <= SHARP_MAX_CELLS:
+            self._refined[level] = fine
+        return fine
 
     @property
     def iterative(self) -> bool:
@@ -271,6 +290,13 @@ class Problem:
         disk = ", fields on disk" if self.storage.on_disk else ""
         return (f"Problem({self.domain!r}, {self.process!r}, {self.grid!r}, "
                 f"P{self.degree}, {self.boundary}, {self.scheme}{disk})")
+
+
+#: Refinements at most, and the cell count they stay below, of ``mass_inside(sharp=True)``
+#: (the box with a ball at h = 0.8: 2e3 -> 1.4e5 cells, mass outside 1.4e-5 -> 9.9e-8, the
+#: Gaussian tails' 1e-7 beyond the walls, in 0.4 s; 1e-7 on 1.1e6 cells).
+SHARP_REFINEMENTS = 4
+SHARP_MAX_CELLS = 1_000_000
 
 
 def _mass_key(density) -> str | None:

@@ -64,6 +64,25 @@ def test_fokker_planck_kolmogorov_and_hjb_on_disk_are_the_bits_in_memory(comm, m
 
 
 @pytest.mark.mpi
+def test_extrapolated_fields_on_disk_are_the_bits_in_memory(comm, mpi_tmp_path):
+    """Richardson's combination of the Δt and Δt/2 solves stays in the problem's storage
+    (level by level on disk), with the same values and the same change it reports."""
+    out = {}
+    for st in ("memory", "disk"):
+        prob = _problem(comm, st, mpi_tmp_path if st == "disk" else None, cells=8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # mass outside the box
+            p = bs.extrapolated(bs.solve_fokker_planck, prob, MIX2, progress=False)
+        assert isinstance(p.values, np.memmap) == (st == "disk") and p.storage == st
+        out[st] = (p.values.copy(), p.info["richardson"]["max_change"])
+        del p
+        gc.collect()
+    assert np.array_equal(out["memory"][0], out["disk"][0])
+    assert out["memory"][1] == out["disk"][1] > 0.0
+    assert _leftovers(mpi_tmp_path) == []
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("mode", ["linear", "log"])
 def test_bridge_on_disk_is_the_bridge_in_memory(comm, mpi_tmp_path, mode):
     rho0 = bs.GaussianMixture([1.0], [[-1.0]], [0.2])

@@ -169,24 +169,16 @@ def _solve(problem, rho0, rho1, killing, options, *, quiet: bool, comm):
     return bridge, cost, messages
 
 
-#: Mass of the free-space closed form outside the domain above which it is not the bridge's
-#: reference (an obstacle, or walls that hold the bridge).
-EXACT_OUTSIDE = 1e-6
-
-
 def _exact_in_domain(problem, exact, T: float) -> tuple:
     """``(exact, note)``: the free-space closed form is this domain's bridge only while its
     marginals stay inside the domain (reflecting walls, obstacles); checked at T/4, T/2
     and 3T/4 (the data at 0 and T are checked by the solve). Else ``(None, why)``."""
+    from bridgesolve.studies.measurement import free_space_note
+
     if exact is None:
         return None, None
-    outside = {t: 1.0 - problem.mass_inside(exact(t)) for t in (0.25 * T, 0.5 * T, 0.75 * T)}
-    t = max(outside, key=outside.get)
-    if outside[t] <= EXACT_OUTSIDE:
-        return exact, None
-    return None, (f"the free-space closed form of this bridge has mass {outside[t]:.3g} outside "
-                  f"the domain at t = {t:g} (> {EXACT_OUTSIDE:g}: walls or an obstacle hold "
-                  "the bridge), so it is not this domain's bridge: no exact errors reported")
+    note = free_space_note(problem, exact, (0.25 * T, 0.5 * T, 0.75 * T), "bridge")
+    return (exact, None) if note is None else (None, f"{note}: no exact errors reported")
 
 
 def _summary(cfg, problem, bridge, cost, errors, messages, exact, times_record) -> dict:

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from bridgesolve import storage
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.spacetime import SpaceTimeField
 from bridgesolve.timegrid import TimeGrid
@@ -65,8 +66,7 @@ def extrapolated(solve, problem, data, **options) -> SpaceTimeField:
     fine = solve(fine_problem, *args, **options)
     if coarse.representation != fine.representation:
         raise BridgesolveInputError("extrapolated: the two solves differ in representation")
-    values = (4.0 * fine.values[::2] - coarse.values) / 3.0
-    change = float(np.max(np.abs(values - fine.values[::2]), initial=0.0))
+    values, change = _combined(fine.values, coarse.values, coarse.name)
     info = {**coarse.info, "time_order": 4,
             "richardson": {"steps": [problem.grid.steps, fine_problem.grid.steps],
                            "max_change": problem.comm.allreduce(change, op=_max()),
@@ -91,8 +91,8 @@ def _extrapolated_bridge(solve, problem, fine_problem, args, options, coarse, t0
     fields, change = {}, 0.0
     for key in ("log_phi", "log_phi_hat"):
         c, f = getattr(coarse, key), getattr(fine, key)
-        values = (4.0 * f.values[::2] - c.values) / 3.0
-        change = max(change, float(np.max(np.abs(values - f.values[::2]), initial=0.0)))
+        values, key_change = _combined(f.values, c.values, c.name)
+        change = max(change, key_change)
         fields[key] = SpaceTimeField(problem.V, problem.grid, values, name=c.name,
                                      representation="log")
     info = {**{k: v for k, v in coarse.info.items() if k != "cost"}, "time_order": 4,
@@ -106,6 +106,25 @@ def _extrapolated_bridge(solve, problem, fine_problem, args, options, coarse, t0
                         log_phi_hat=fields["log_phi_hat"], history=coarse.history,
                         converged=coarse.converged and fine.converged, mode=fine.mode,
                         info=info, killing=coarse.killing)
+
+
+def _combined(fine: np.ndarray, coarse: np.ndarray, name: str) -> tuple[np.ndarray, float]:
+    """``(4 u_{Δt/2} - u_Δt)/3`` at the coarse levels, in the coarse field's storage (level
+    by level on disk: resident memory stays a few levels), and the largest local change it
+    made to the fine solution."""
+    even = fine[::2]
+    if not (storage.on_disk(coarse) or storage.on_disk(fine)):
+        values = (4.0 * even - coarse) / 3.0
+        return values, float(np.max(np.abs(values - even), initial=0.0))
+    values = storage.like(coarse if storage.on_disk(coarse) else even, name=name)
+    change = 0.0
+    for block in storage.level_blocks(values):
+        for k in range(block.start, block.stop):
+            values[k] = (4.0 * even[k] - coarse[k]) / 3.0
+            change = max(change, float(np.max(np.abs(values[k] - even[k]), initial=0.0)))
+        storage.release(coarse)
+        storage.release(fine)
+    return values, change
 
 
 def _max():

@@ -36,6 +36,8 @@ class ConvergenceStudy:
             ``steps``, ``ndofs``, ``solve_s``, ``measure_s``, ``errors`` (name -> value;
             None for the finest level of a ``finest`` study), ``resumed``.
         mpi_size: ranks each solve ran on.
+        exact_refused: why a closed form that exists was not used (it is free-space and
+            the domain holds the mass); None otherwise.
     """
 
     equation: str
@@ -47,6 +49,7 @@ class ConvergenceStudy:
     expected: dict[str, float | None]
     rows: list[dict] = field(default_factory=list)
     mpi_size: int = 1
+    exact_refused: str | None = None
 
     @property
     def parameter_name(self) -> str:
@@ -85,8 +88,10 @@ class ConvergenceStudy:
     def reference_note(self) -> str:
         if self.reference == "exact":
             return "errors against the exact solution (closed form)"
-        return ("no exact solution: errors against the finest level (coarse solutions "
-                "interpolated onto the finest mesh; they underestimate the true error)")
+        why = (f"{self.exact_refused}; errors" if self.exact_refused
+               else "no exact solution: errors")
+        return (f"{why} against the finest level (coarse solutions interpolated onto the "
+                "finest mesh; they underestimate the true error)")
 
     def table(self) -> str:
         """Levels with their discretization, DoFs, timings, errors and observed orders."""

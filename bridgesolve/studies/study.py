@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve._vocab import REFERENCES, REFINEMENTS
+from bridgesolve.equations import exact_bridge_marginals
 from bridgesolve.studies.checkpoints import Checkpoints
 from bridgesolve.studies.ladders import build_level, level_config, signature
 from bridgesolve.studies.measurement import Solution, at_time, exact_targets, measure_all
@@ -130,6 +131,14 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
         raise BridgesolveInputError(
             f"reference = 'exact': {cfg.equation} with this process/data/killing has no "
             "closed-form solution; use reference = 'finest' (or 'auto')")
+    refused = _free_space_refused(cfg, refine, lcfg0, comm) if has_exact and reference != "finest" \
+        else None
+    if refused is not None:
+        if reference == "exact":
+            raise BridgesolveInputError(f"reference = 'exact': {refused}; use reference = "
+                                        "'finest' (or 'auto')")
+        has_exact = False
+        say(f"bridgesolve convergence: note: {refused}")
     mode = "exact" if (reference in ("auto", "exact") and has_exact) else "finest"
     disc = lcfg0.raw.get("discretization", {})
     theta = 0.5 if disc.get("scheme", "crank-nicolson") == "crank-nicolson" else 1.0
@@ -138,7 +147,7 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
         equation=cfg.equation, source=cfg.source, refine=refine, reference=mode,
         report_time=lcfg0.report_time, quantities=quantities,
         expected={q.name: q.expected_order(refine, degree0, theta) for q in quantities},
-        mpi_size=comm.size)
+        mpi_size=comm.size, exact_refused=refused)
     say(f"bridgesolve convergence: {cfg.equation} ({cfg.source}), refine {refine}, "
         f"{levels} levels, {comm.size} rank(s); {study.reference_note}")
 
@@ -177,6 +186,32 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
     if mode == "finest":
         _errors_against_finest(cfg, refine, study, live, store, comm)
     return study
+
+
+def _free_space_refused(cfg, refine: str, lcfg0, comm) -> str | None:
+    """Why the closed form is not this domain's solution, or None (it is).
+
+    The closed forms are free-space laws; on a bounded domain they are the solution only
+    while (almost) no mass reaches the walls or an obstacle. Checked on level 0's mesh for
+    the laws that carry mass: the bridge's marginals at T/4, T/2, 3T/4 and the
+    Fokker–Planck (forward HJB) law at a quarter, half, three quarters and all of the
+    report time. Kolmogorov/HJB closed forms are expectations, not laws: not checked."""
+    from bridgesolve.studies.measurement import free_space_note
+
+    if cfg.equation == "bridge":
+        marginals = exact_bridge_marginals(lcfg0.process(), lcfg0.data, lcfg0.final, T=lcfg0.T,
+                                           killing=lcfg0.killing())
+        times, law_at = [f * lcfg0.T for f in (0.25, 0.5, 0.75)], marginals
+    elif cfg.equation in ("fokker-planck", "hjb-forward"):
+        process, data = lcfg0.process(), lcfg0.data
+        times = [f * lcfg0.report_time for f in (0.25, 0.5, 0.75, 1.0)]
+
+        def law_at(t):
+            return data.evolve(process, t)
+    else:
+        return None
+    what = "bridge" if cfg.equation == "bridge" else f"{cfg.equation} solution"
+    return free_space_note(build_level(cfg, refine, 0, comm)[1], law_at, times, what)
 
 
 def _exists(path: Path | None, comm) -> bool:

@@ -134,6 +134,23 @@ def test_no_closed_form_falls_back_to_finest_level():
                           log=False)
 
 
+@pytest.mark.mpi
+def test_free_space_closed_form_is_refused_where_the_walls_hold_the_mass():
+    """The same mixture on [-2.5, 2.5]: a few percent of the free-space law leaves the box
+    by T, so the reflecting solution differs from it and `auto` measures against the
+    finest level instead (the note says why); `exact` is refused with the same reason."""
+    narrow = _cfg(FP1D, domain={"lower": [-2.5], "upper": [2.5], "cells": 10})
+    study = convergence_study(narrow, refine="h", levels=2, progress=False, log=False)
+    assert study.reference == "finest"
+    assert "outside the domain" in study.reference_note, study.reference_note
+    assert study.to_dict()["reference_note"] == study.reference_note
+    with pytest.raises(BridgesolveInputError, match="reference = 'exact': the free-space"):
+        convergence_study(narrow, refine="h", levels=2, reference="exact", progress=False,
+                          log=False)
+    wide = convergence_study(_cfg(FP1D), refine="h", levels=2, progress=False, log=False)
+    assert wide.reference == "exact" and wide.exact_refused is None
+
+
 def _counting_solves(monkeypatch) -> list:
     calls = []
     original = study_loop._solve
