@@ -57,7 +57,7 @@ from bridgesolve._dolfinx import MPI, fem, ufl
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.pde.killing import killing_coefficient
 from bridgesolve.pde.krylov import newton_options as newton_krylov
-from bridgesolve.pde.krylov import newton_record
+from bridgesolve.pde.krylov import newton_record, newton_step
 from bridgesolve.problem import Problem
 from bridgesolve.solvers import options_prefix
 from bridgesolve.spacetime import SpaceTimeField
@@ -86,9 +86,6 @@ OUTFLOW_SMOOTHING = 1.0
 #: A Newton step that changes S anywhere by more than this times ``1 + max|S|`` of the
 #: level before is a blow-up, not a solution (the step is halved as on failure).
 MAX_STEP_CHANGE = 100.0
-#: The l2 retry of a failed step (see ``LogEvolution._advance``) may take this many times
-#: ``snes_max_it`` iterations.
-RETRY_MAX_IT = 4
 
 
 def _log_terminal(problem: Problem, value, name: str) -> fem.Function:
@@ -136,7 +133,7 @@ class LogEvolution:
         t_start = time.perf_counter()
         self.problem, self.forward, self.name = problem, forward, name
         self.max_halvings = max_halvings
-        self.retries = 0  # steps solved again with the l2 line search (see _advance)
+        self.retries = 0  # steps solved again with the l2 line search (newton_step)
         self._start_peak = 0.0
         V, mesh, proc = problem.V, problem.mesh, problem.process
         self.S_prev = fem.Function(V, name=name)
@@ -225,28 +222,18 @@ class LogEvolution:
         lo, hi = min(ta, tb), max(ta, tb)
         self.set_step(ta, tb)
         start = self.S_prev.x.array if guess is None else guess
-        its, ok = self._newton(start)
+        old = self.S_prev.x.array
+        bound = MAX_STEP_CHANGE * (1.0 + float(np.max(np.abs(old), initial=0.0)))
+
+        def accept(new):
+            # a "converged" step that moved the potential by far more than its size is a
+            # blow-up that met the step-size test (seen: values of -1e78), not a solution
+            return float(np.max(np.abs(new - old), initial=0.0)) <= bound
+
+        its, ok, retried = newton_step(self.nl, self.S, start, self.problem.comm, accept,
+                                       self.krylov)
+        self.retries += int(retried)
         snes = self.nl.solver
-        line_search = snes.getLineSearch()
-        if not ok and line_search.getType() == "basic":
-            # Full Newton steps wander on some steps (the residual stalls near 1e-3 and
-            # cycles), and whether they land within snes_max_it then turns on round-off:
-            # halving there made 1 and 2 ranks solve different discretizations (the
-            # 8-step CN error of tests/pde/test_richardson.py: 0.217 serially, 0.086 on
-            # 2 ranks). The same step again with the l2 line search converges to the same
-            # discrete solution (it is a solution of the same equations), so a step is
-            # halved only when both fail. l2 stays off where full steps converge: it costs
-            # two residuals per iteration (log-mode bridges 1.5-2.8x slower with it on).
-            line_search.setType("l2")
-            rtol, atol, stol, max_it = snes.getTolerances()
-            snes.setTolerances(max_it=RETRY_MAX_IT * max_it)
-            try:
-                more, ok = self._newton(start)
-            finally:
-                line_search.setType("basic")
-                snes.setTolerances(max_it=max_it)
-            its += more
-            self.retries += 1
         if ok:
             self.S_prev.x.array[:] = self.S.x.array
             return its, 1
@@ -262,23 +249,6 @@ class LogEvolution:
         its_a, sub_a = self._advance(ta, mid, depth + 1)
         its_b, sub_b = self._advance(mid, tb, depth + 1)
         return its + its_a + its_b, sub_a + sub_b
-
-    def _newton(self, start: np.ndarray) -> tuple[int, bool]:
-        """Newton from ``start`` into ``S``: ``(iterations, accepted)``, the verdict
-        collective (a NaN on one rank must send every rank into the retry or halving). A
-        "converged" step that moved the potential by far more than its size is a blow-up
-        that met the step-size test (seen: values of -1e78), not a solution."""
-        self.S.x.array[:] = start
-        self.nl.solve()
-        snes = self.nl.solver
-        self.krylov.append(snes.getLinearSolveIterations())
-        new, old = self.S.x.array, self.S_prev.x.array
-        with np.errstate(invalid="ignore", over="ignore"):
-            ok = (snes.getConvergedReason() > 0 and bool(np.all(np.isfinite(new)))
-                  and float(np.max(np.abs(new - old), initial=0.0))
-                  <= MAX_STEP_CHANGE * (1.0 + float(np.max(np.abs(old), initial=0.0))))
-        return snes.getIterationNumber(), bool(self.problem.comm.allreduce(int(ok),
-                                                                          op=MPI.MIN))
 
     def _blowup(self) -> str:
         """A description of a blow-up (module doc) for failure messages: where the
