@@ -57,10 +57,9 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from bridgesolve._dolfinx import PETSc, fem, ufl
+from bridgesolve._dolfinx import MPI, PETSc, fem, ufl
 from bridgesolve._validate import BridgesolveInputError, deferred_checks
 from bridgesolve.pde.krylov import newton_options as newton_krylov
-from bridgesolve.pde.krylov import newton_step
 from bridgesolve.problem import Problem
 from bridgesolve.solvers import options_prefix
 from bridgesolve.spacetime import SpaceTimeField
@@ -173,9 +172,12 @@ class GeneratedLogDensity:
         if self.problem.comm.size > 1:
             PETSc.garbage_cleanup(self.problem.comm)
         self._set_score(0.5 * (ta + tb))
-        its, ok, _ = newton_step(self.nl, self.L, self.L_prev.x.array, self.problem.comm)
+        self.L.x.array[:] = self.L_prev.x.array
+        self.nl.solve()
         snes = self.nl.solver
-        if ok:
+        its = snes.getIterationNumber()
+        ok = snes.getConvergedReason() > 0 and bool(np.all(np.isfinite(self.L.x.array)))
+        if self.problem.comm.allreduce(int(ok), op=MPI.MIN):
             self.L_prev.x.array[:] = self.L.x.array
             return its, 1
         if depth == self.max_halvings:
