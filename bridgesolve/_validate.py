@@ -6,7 +6,7 @@ Errors name the offending value and what was expected, once, up front.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -264,3 +264,29 @@ def deferred_checks(score):
         return score
     return CheckedCallable(score.name, score.fn, dim=score.dim, deferred=True,
                            nonnegative=score.nonnegative, finite=score.finite)
+
+
+def checked_score(score: Callable[[np.ndarray, float], np.ndarray], dim: int, *,
+                  name: str = "score") -> Callable[[np.ndarray, float], np.ndarray]:
+    """``score(x, t)`` whose every call is checked: for points ``(N, d)`` it must return
+    ``(N, d)`` finite values (``(N,)`` in 1D), else :class:`BridgesolveInputError` names
+    ``name``, the shape or value found and the one expected. A 1D problem fed a score of
+    shape ``(N, 2)`` is refused instead of being reshaped into nonsense.
+
+    Samplers, likelihoods and validators wrap user scores with it; the check costs one
+    pass over the values. Not collective (raise on the rank that sees the problem only
+    where every rank evaluates the same points, or check with
+    :class:`~bridgesolve._validate.CheckedCallable` ``deferred=True``).
+    """
+    if not callable(score):
+        raise BridgesolveInputError(f"{name} = {score!r}: expected a callable s(x, t)")
+    if isinstance(score, CheckedCallable):
+        return score
+    return CheckedCallable(name, score, dim=positive_dim(dim))
+
+
+def positive_dim(dim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= dim <= 3:
+        raise BridgesolveInputError(f"dim = {dim!r}: expected 1, 2 or 3")
+    return int(dim)
+

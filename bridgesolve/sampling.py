@@ -59,8 +59,8 @@ def user_score(score: Score, dim: int, *, name: str = "score") -> Score:
     (:class:`~bridgesolve.score.VectorField`, and callables marked ``nan_outside_mesh``)
     pass through unchanged: they are NaN outside their mesh by design, and their calls are
     collective. A score already checked is not wrapped twice."""
-    from bridgesolve._validate import CheckedCallable
-    from bridgesolve.score import VectorField, checked_score
+    from bridgesolve._validate import CheckedCallable, checked_score
+    from bridgesolve.score import VectorField
 
     if callable(score) and (isinstance(score, VectorField | CheckedCallable)
                             or getattr(score, "nan_outside_mesh", False)):

@@ -46,14 +46,16 @@ import numpy as np
 
 from bridgesolve._dolfinx import MPI, basix, dolfinx, fem, ufl
 from bridgesolve._locate import AffineLocator, affine_geometry
-from bridgesolve._validate import (
+from bridgesolve._validate import (  # noqa: F401  (checked_score: re-exported)
     BridgesolveInputError,
     CheckedCallable,
     check_values,
+    checked_score,
     choice,
     collective_raise,
     points,
 )
+from bridgesolve.densities.gaussian_mixture import mixture_score  # noqa: F401  (re-exported)
 from bridgesolve.process import Process
 from bridgesolve.spacetime import PointLocator, SpaceTimeField
 from bridgesolve.storage import level_blocks, map_levels
@@ -460,76 +462,6 @@ def drift_field(process: Process, terms: Sequence[tuple[Coefficient, VectorField
             raise BridgesolveInputError(f"term {item!r}: expected a VectorField")
         out.extend(field.scaled(c).terms)
     return VectorField(out, name="drift")
-
-
-def checked_score(score: Callable[[np.ndarray, float], np.ndarray], dim: int, *,
-                  name: str = "score") -> Callable[[np.ndarray, float], np.ndarray]:
-    """``score(x, t)`` whose every call is checked: for points ``(N, d)`` it must return
-    ``(N, d)`` finite values (``(N,)`` in 1D), else :class:`BridgesolveInputError` names
-    ``name``, the shape or value found and the one expected. A 1D problem fed a score of
-    shape ``(N, 2)`` is refused instead of being reshaped into nonsense.
-
-    Samplers, likelihoods and validators wrap user scores with it; the check costs one
-    pass over the values. Not collective (raise on the rank that sees the problem only
-    where every rank evaluates the same points, or check with
-    :class:`~bridgesolve._validate.CheckedCallable` ``deferred=True``).
-    """
-    if not callable(score):
-        raise BridgesolveInputError(f"{name} = {score!r}: expected a callable s(x, t)")
-    if isinstance(score, CheckedCallable):
-        return score
-    return CheckedCallable(name, score, dim=positive_dim(dim))
-
-
-def positive_dim(dim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= dim <= 3:
-        raise BridgesolveInputError(f"dim = {dim!r}: expected 1, 2 or 3")
-    return int(dim)
-
-
-def mixture_score(data, process: Process) -> Callable[[np.ndarray, float], np.ndarray]:
-    """The exact score ``∇ log p_t`` of a Gaussian mixture pushed through a linear process,
-    as a callable ``s(x (N, d), t) -> (N, d)``.
-
-    Vectorized for samplers (about 10x faster than ``GaussianMixture.score``, whose
-    log-sum-exp dominates at 1e5 points): ``s = -Σ_k r_k Σ_k^{-1} (x - m_k)`` with the
-    responsibilities ``r_k`` computed with a max shift.
-    """
-    if not getattr(process, "linear", False):
-        raise BridgesolveInputError(
-            f"process {process!r}: the exact mixture score needs a linear process")
-    cache: dict = {}
-
-    def components(t):
-        if t not in cache:
-            if len(cache) > 64:
-                cache.clear()
-            mix = data.evolve(process, t) if t > 0 else data
-            prec = np.linalg.inv(mix.covs)
-            logdet = np.linalg.slogdet(mix.covs)[1]
-            with np.errstate(divide="ignore"):
-                cache[t] = (mix.means, prec, np.log(mix.weights) - 0.5 * logdet)
-        return cache[t]
-
-    def score(x, t):
-        x = np.asarray(x, dtype=float)
-        x2 = x.reshape(-1, data.dim)
-        means, prec, const = components(float(t))
-        K = means.shape[0]
-        if K == 1:
-            return -((x2 - means[0]) @ prec[0]).reshape(x.shape)
-        z = np.empty((K, *x2.shape))
-        lc = np.empty((K, x2.shape[0]))
-        for k in range(K):
-            diff = x2 - means[k]
-            z[k] = diff @ prec[k]
-            lc[k] = const[k] - 0.5 * np.einsum("ij,ij->i", diff, z[k])
-        lc -= lc.max(axis=0)
-        r = np.exp(lc)
-        r /= r.sum(axis=0)
-        return -np.einsum("ki,kij->ij", r, z).reshape(x.shape)
-
-    return score
 
 
 __all__ = ["LOG_FLOOR", "VectorField", "checked_score", "drift_field", "grad_log",

@@ -83,7 +83,7 @@ def minimal_action(data: GaussianMixture, process: Process, T: float, *, problem
 def optimal_control(data: GaussianMixture, process: Process) -> Control:
     """``u* = g² (∇log p_t - ∇log p_∞)`` of the data mixture under OU/VP (stationary
     reference)."""
-    from bridgesolve.score import mixture_score
+    from bridgesolve.densities import mixture_score
 
     return score_control(mixture_score(data, process), process, reference="stationary")
 
@@ -119,7 +119,7 @@ def excess_action(score, data: GaussianMixture, process: Process, times=None, *,
         ``{"rate": (g²/2) E|s - ∇log p_t|² per time, "value", "times", "law": "p" | "q"}``.
         Rank-independent; collective.
     """
-    from bridgesolve.score import mixture_score
+    from bridgesolve.densities import mixture_score
 
     exact = mixture_score(data, process)
     fn, _ = _as_callable(score, data.dim, "score")
@@ -173,7 +173,7 @@ def perturbation_curvature(eta, data: GaussianMixture, process: Process, times, 
                            degree: int | None = None) -> float:
     r"""``κ = ∫ (g²/2) E_{p_t}|η|² dt``: ``J(δ) = A* + κ δ² + O(δ³)`` along
     ``s = ∇log p + δ η``."""
-    from bridgesolve.score import mixture_score
+    from bridgesolve.densities import mixture_score
 
     exact = mixture_score(data, process)
     fn, _ = _as_callable(eta, data.dim, "eta")

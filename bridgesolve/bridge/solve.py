@@ -107,15 +107,7 @@ def solve_bridge(
     # disk storage: room for the iterates and results, before any sweep
     problem.storage.check(problem.comm, fields=BRIDGE_FIELDS)
     t_start = time.perf_counter()
-    for name, rho in (("rho0", rho0), ("rho1", rho1)):
-        _check_mass_inside(problem, rho, name)
-    weights = _lumped_weights(problem)
-    m0 = _marginal(problem, rho0, "rho0", weights)
-    m1 = _marginal(problem, rho1, "rho1", weights)
-    for name, m in (("rho0", m0), ("rho1", m1)):
-        if m.clipped:
-            warnings.warn(f"{name}: {m.clipped} negative nodal values set to zero",
-                          RuntimeWarning, stacklevel=2)
+    weights, m0, m1 = _marginals(problem, rho0, rho1)
     log_phi_T = _initial_log_phi_T(problem, initial_log_phi_T, m1)
     stages = []
     if continuation:
@@ -135,6 +127,21 @@ def solve_bridge(
     return Bridge(problem=problem, log_phi=log_phi, log_phi_hat=log_phi_hat,
                   history=loop.history, converged=loop.converged, mode=loop.current,
                   info=info, killing=killing)
+
+
+def _marginals(problem: Problem, rho0, rho1):
+    """The lumped weights and both marginals on the mesh, after the mass-inside checks; clipped
+    negative nodal values are warned about (at the caller of :func:`solve_bridge`)."""
+    for name, rho in (("rho0", rho0), ("rho1", rho1)):
+        _check_mass_inside(problem, rho, name)
+    weights = _lumped_weights(problem)
+    m0 = _marginal(problem, rho0, "rho0", weights)
+    m1 = _marginal(problem, rho1, "rho1", weights)
+    for name, m in (("rho0", m0), ("rho1", m1)):
+        if m.clipped:
+            warnings.warn(f"{name}: {m.clipped} negative nodal values set to zero",
+                          RuntimeWarning, stacklevel=3)
+    return weights, m0, m1
 
 
 def _warn_unresolved(problem, loop, L_phi, L_hat, tol, max_iter) -> float:

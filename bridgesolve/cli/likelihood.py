@@ -67,11 +67,10 @@ def command(args: argparse.Namespace) -> int:
     """``bridgesolve likelihood CONFIG``: the table and plot of KL/NLL against h."""
     from bridgesolve._dolfinx import versions
     from bridgesolve.config import ConfigError, load_config
-    from bridgesolve.densities import GaussianMixture
+    from bridgesolve.densities import GaussianMixture, mixture_score
     from bridgesolve.io import ResultsFolder
     from bridgesolve.likelihood import likelihood_table, perturbed_score, score_matching_bound
     from bridgesolve.sampling import check_h, default_prior
-    from bridgesolve.score import mixture_score
 
     comm = world()
     say = sayer(comm.rank, args.quiet)

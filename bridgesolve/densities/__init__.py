@@ -43,6 +43,7 @@ from bridgesolve.densities.gaussian_mixture import (
     ScaledMixture,
     eight_gaussians,
     mixture1d,
+    mixture_score,
     twenty_five_gaussians,
 )
 from bridgesolve.densities.kde import GaussianKDE, kde_from_file
@@ -57,7 +58,7 @@ from bridgesolve.densities.protocol import (
 
 __all__ = ["BoxMixture", "CurveMixture", "Density", "GaussianKDE", "GaussianMixture",
            "ImageDensity", "ScaledMixture", "checkerboard", "circle", "data_from_description",
-           "density_from_description",
-           "eight_gaussians", "families", "gaussian_bridge", "gaussian_bridge_cost",
-           "image_from_file", "is_probability_density", "kde_from_file", "mixture1d", "register",
-           "rings", "s_curve", "swiss_roll", "twenty_five_gaussians", "two_moons"]
+           "density_from_description", "eight_gaussians", "families", "gaussian_bridge",
+           "gaussian_bridge_cost", "image_from_file", "is_probability_density", "kde_from_file",
+           "mixture1d", "mixture_score", "register", "rings", "s_curve", "swiss_roll",
+           "twenty_five_gaussians", "two_moons"]

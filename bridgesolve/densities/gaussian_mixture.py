@@ -3,7 +3,7 @@ log-pdf, score)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -253,3 +253,49 @@ def mixture1d(separation: float = 2.5, std: float = 0.5) -> GaussianMixture:
     """A bimodal 1D mixture ``0.4 N(-0.6 s, std²) + 0.6 N(0.4 s, (1.2 std)²)``."""
     s, std = positive("separation", separation), positive("std", std)
     return GaussianMixture([0.4, 0.6], [[-0.6 * s], [0.4 * s]], [std**2, (1.2 * std) ** 2])
+
+
+def mixture_score(data, process: Process) -> Callable[[np.ndarray, float], np.ndarray]:
+    """The exact score ``∇ log p_t`` of a Gaussian mixture pushed through a linear process,
+    as a callable ``s(x (N, d), t) -> (N, d)``.
+
+    Vectorized for samplers (about 10x faster than ``GaussianMixture.score``, whose
+    log-sum-exp dominates at 1e5 points): ``s = -Σ_k r_k Σ_k^{-1} (x - m_k)`` with the
+    responsibilities ``r_k`` computed with a max shift.
+    """
+    if not getattr(process, "linear", False):
+        raise BridgesolveInputError(
+            f"process {process!r}: the exact mixture score needs a linear process")
+    cache: dict = {}
+
+    def components(t):
+        if t not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            mix = data.evolve(process, t) if t > 0 else data
+            prec = np.linalg.inv(mix.covs)
+            logdet = np.linalg.slogdet(mix.covs)[1]
+            with np.errstate(divide="ignore"):
+                cache[t] = (mix.means, prec, np.log(mix.weights) - 0.5 * logdet)
+        return cache[t]
+
+    def score(x, t):
+        x = np.asarray(x, dtype=float)
+        x2 = x.reshape(-1, data.dim)
+        means, prec, const = components(float(t))
+        K = means.shape[0]
+        if K == 1:
+            return -((x2 - means[0]) @ prec[0]).reshape(x.shape)
+        z = np.empty((K, *x2.shape))
+        lc = np.empty((K, x2.shape[0]))
+        for k in range(K):
+            diff = x2 - means[k]
+            z[k] = diff @ prec[k]
+            lc[k] = const[k] - 0.5 * np.einsum("ij,ij->i", diff, z[k])
+        lc -= lc.max(axis=0)
+        r = np.exp(lc)
+        r /= r.sum(axis=0)
+        return -np.einsum("ki,kij->ij", r, z).reshape(x.shape)
+
+    return score
+

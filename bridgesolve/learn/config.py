@@ -23,8 +23,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridgesolve._toml import ConfigError, _Section
 from bridgesolve._vocab import WEIGHTINGS
-from bridgesolve.config import ConfigError, _data, _process, _Section
+from bridgesolve.config.sections import _data, _process
 from bridgesolve.densities import catalog
 from bridgesolve.process import PROCESSES, Process
 

@@ -57,7 +57,7 @@ def score_matching_bound(problem: Problem, score: Score, data, prior, *,
     Returns:
         ``{"prior_kl", "score_term", "bound", "score_error": (nt + 1,) E_{p_t}|s - ∇log p_t|²}``.
     """
-    from bridgesolve.score import mixture_score
+    from bridgesolve.densities import mixture_score
 
     score = user_score(score, problem.domain.dim)
     proc = problem.process

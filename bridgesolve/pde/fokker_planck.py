@@ -376,6 +376,15 @@ def solve_fokker_planck(
     field.info["mass"] = field.integral(mass_vector)
     timings["total_s"] = time.perf_counter() - t_start
     field.info["timings"] = timings
+    _check_solution(problem, field, mass_outside, projection, killing_info, found)
+    field.info["warnings"] = list(dict.fromkeys(found))
+    return field
+
+
+def _check_solution(problem: Problem, field: SpaceTimeField, mass_outside, projection: dict,
+                    killing_info: dict, found: list[str]) -> None:
+    """The after-run checks of :func:`solve_fokker_planck` (its docstring lists them)."""
+    values = field.values
     if not all(np.all(np.isfinite(values[block])) for block in level_blocks(values)):
         raise FloatingPointError("Fokker-Planck solution became non-finite")
     if mass_outside is not None and field.info["mass"][0] > 0:
@@ -391,8 +400,6 @@ def solve_fokker_planck(
     if killing_info.get("killing") == "callable(x, t)":
         check_rate(killing_info, problem.theta, float(problem.grid.dt.max()), sink=found,
                    refuse=False)  # V(x, t): the rates met during the run
-    field.info["warnings"] = list(dict.fromkeys(found))
-    return field
 
 
 __all__ = ["solve_fokker_planck"]

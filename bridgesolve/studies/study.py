@@ -125,21 +125,7 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
 
     # Which reference: decided on level 0 (closed forms do not depend on the level).
     lcfg0 = level_config(cfg, refine, 0)
-    process, data, killing = lcfg0.process(), lcfg0.data, lcfg0.killing()
-    has_exact = exact_targets(lcfg0, process, data, killing) is not None
-    if reference == "exact" and not has_exact:
-        raise BridgesolveInputError(
-            f"reference = 'exact': {cfg.equation} with this process/data/killing has no "
-            "closed-form solution; use reference = 'finest' (or 'auto')")
-    refused = _free_space_refused(cfg, refine, lcfg0, comm) if has_exact and reference != "finest" \
-        else None
-    if refused is not None:
-        if reference == "exact":
-            raise BridgesolveInputError(f"reference = 'exact': {refused}; use reference = "
-                                        "'finest' (or 'auto')")
-        has_exact = False
-        say(f"bridgesolve convergence: note: {refused}")
-    mode = "exact" if (reference in ("auto", "exact") and has_exact) else "finest"
+    mode, refused = _reference_mode(cfg, refine, reference, lcfg0, comm, say)
     disc = lcfg0.raw.get("discretization", {})
     theta = 0.5 if disc.get("scheme", "crank-nicolson") == "crank-nicolson" else 1.0
     degree0 = int(disc.get("degree", 1))
@@ -186,6 +172,29 @@ def convergence_study(config, *, refine: str | None = None, levels: int | None =
     if mode == "finest":
         _errors_against_finest(cfg, refine, study, live, store, comm)
     return study
+
+
+def _reference_mode(cfg, refine: str, reference: str, lcfg0, comm,
+                    say: Callable[[str], None]) -> tuple[str, str | None]:
+    """``("exact" | "finest", why the closed form was refused or None)``, decided on level 0
+    (closed forms do not depend on the level); ``reference = "exact"`` without a usable
+    closed form is refused."""
+    process, data, killing = lcfg0.process(), lcfg0.data, lcfg0.killing()
+    has_exact = exact_targets(lcfg0, process, data, killing) is not None
+    if reference == "exact" and not has_exact:
+        raise BridgesolveInputError(
+            f"reference = 'exact': {cfg.equation} with this process/data/killing has no "
+            "closed-form solution; use reference = 'finest' (or 'auto')")
+    refused = _free_space_refused(cfg, refine, lcfg0, comm) if has_exact and reference != "finest" \
+        else None
+    if refused is not None:
+        if reference == "exact":
+            raise BridgesolveInputError(f"reference = 'exact': {refused}; use reference = "
+                                        "'finest' (or 'auto')")
+        has_exact = False
+        say(f"bridgesolve convergence: note: {refused}")
+    mode = "exact" if (reference in ("auto", "exact") and has_exact) else "finest"
+    return mode, refused
 
 
 def _free_space_refused(cfg, refine: str, lcfg0, comm) -> str | None:

@@ -63,7 +63,7 @@ class _Marginals:
     process) or a mesh field (collective evaluation; ``∇`` by :func:`grad_log`)."""
 
     def __init__(self, density, process):
-        from bridgesolve.score import mixture_score
+        from bridgesolve.densities import mixture_score
 
         self.field = None
         if isinstance(density, GaussianMixture):
