@@ -13,7 +13,7 @@ import pytest
 
 from bridgesolve.config import ConfigError, load_config, validate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEXT = resources.files("bridgesolve").joinpath("data/default.toml").read_text()
 DEFAULT = tomllib.loads(DEFAULT_TEXT)
 
