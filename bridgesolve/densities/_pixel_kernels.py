@@ -85,8 +85,36 @@ if numba is not None:  # pragma: no branch
                     v0 *= ir0
                     u1 *= rho1
                     v1 *= ir1
+    @numba.njit(parallel=True, cache=True)
+    def _window2d_compiled(M, j1, j2, F1, D1, F2, D2, score, out):  # pragma: no cover
+        for i in numba.prange(j1.size):
+            v = g1 = g2 = 0.0
+            for a in range(F1.shape[1]):
+                row = j1[i] + a
+                inner = dinner = 0.0
+                for b in range(F2.shape[1]):
+                    m = M[row, j2[i] + b]
+                    inner += m * F2[i, b]
+                    if score:
+                        dinner += m * D2[i, b]
+                v += F1[i, a] * inner
+                if score:
+                    g1 += D1[i, a] * inner
+                    g2 += F1[i, a] * dinner
+            out[i, 0], out[i, 1], out[i, 2] = v, g1, g2
 else:  # pragma: no cover
     _factors_compiled = None
+    _window2d_compiled = None
+
+
+def window2d(M, j1, j2, F1, D1, F2, D2, score: bool):
+    """``(p, ∂_1 p, ∂_2 p)`` per point of a 2D image from the factors of its window (pixels
+    ``j1[i] + a``, ``j2[i] + b``): compiled where numba is present, else ``None``."""
+    if _window2d_compiled is None:
+        return None
+    out = np.empty((j1.size, 3))
+    _window2d_compiled(M, j1, j2, F1, D1, F2, D2, score, out)
+    return out
 
 
 def pixel_factors(x: np.ndarray, c0: float, h: float, s: float, n: int, *,

@@ -12,6 +12,10 @@ grid) is a box mixture whose boxes are the pixels. It is evaluated separably: pe
 matrix ``F_i`` (points × pixels of that axis) of the 1D factors, and ``p = F_1 M F_2^T``
 row by row (2D), one matrix product per chunk of points (two for the score). Rows are scaled
 by their maxima (kept as logarithms), so ``log p`` is finite wherever one pixel reaches.
+Many points at once take a cheaper road where there is one
+(:mod:`~bridgesolve.densities._image_fast`: a window of pixels for narrow kernels, panel-wise
+Chebyshev interpolation for wide ones), each point checked against that road's error bound
+and sent back to the dense product where the bound is not small against its density.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from scipy.special import log_ndtr, logsumexp
 
 from bridgesolve._validate import BridgesolveInputError, positive, positive_int
+from bridgesolve.densities import _image_fast
 from bridgesolve.densities._gaussian_sums import Affine, check_points
 from bridgesolve.densities._pixel_kernels import pixel_factors
 from bridgesolve.densities.protocol import register, register_preset
@@ -305,7 +310,26 @@ class ImageDensity:
         return _erf_factors(e, x[:, i], s)
 
     def log_pdf_and_score(self, x, *, score: bool = True):
+        """Windows or panel-wise interpolation where they are cheaper than the dense
+        product (:mod:`~bridgesolve.densities._image_fast`), each point checked against its
+        error bound; the points that fail it, and small calls, take the dense product."""
         x = check_points(x, self.dim)
+        st = self.state
+        s = math.sqrt(st.v)
+        edges = [st.a * g + st.shift(self.dim)[i] for i, g in enumerate(self._grid)]
+        method = _image_fast.plan(edges, s, x, score)
+        if method == "dense":
+            return self._dense(x, score)
+        logp, grad, ok = _image_fast.evaluate(self.masses, edges, s, x, score, method)
+        if not ok.all():
+            rest = ~ok
+            logp[rest], g = self._dense(x[rest], score)
+            if score:
+                grad[rest] = g
+        return logp, grad
+
+    def _dense(self, x: np.ndarray, score: bool):
+        """``(log p, score)`` by the per-axis factor matrices (module doc)."""
         n, d = x.shape
         logp = np.empty(n)
         grad = np.zeros((n, d)) if score else None
