@@ -1,12 +1,14 @@
 r"""Discrete noise schedules: a tabulated ``ᾱ_k`` as a continuous-time VP process.
 
-The arithmetic behind :class:`bridgesolve.process.Tabulated` (NumPy and SciPy only):
+The arithmetic behind :class:`bridgesolve.process.Tabulated` (NumPy and SciPy; torch only for
+diffusers' ``sigmoid`` schedule, when it is importable):
 
 * :func:`diffusers_alphas_cumprod` computes ``alphas_cumprod`` from a diffusers scheduler
   config (``num_train_timesteps``, ``beta_start``, ``beta_end``, ``beta_schedule``,
   ``trained_betas``) bit for bit as diffusers does: its betas and products are float32
   (``torch.linspace`` in float32, ``1 - β`` in float32, the cumulative product accumulated in
-  float64 and stored as float32, as ``torch.cumprod`` does on the CPU);
+  float64 and stored as float32, as ``torch.cumprod`` does on the CPU; ``sigmoid`` calls
+  torch itself when it can, see :func:`sigmoid_betas`);
 * :func:`vp_discrete_std` is score_sde's ``sqrt_1m_alphas_cumprod`` of its discrete VP SDE;
 * :class:`Schedule` interpolates ``B(t) = -log ᾱ(t)`` between the tabulated times by a
   monotone cubic Hermite spline through ``(0, 0)`` and ``(t_k, -log ᾱ_k)``, so that
@@ -25,7 +27,7 @@ import numpy as np
 from bridgesolve._validate import BridgesolveInputError
 
 #: The beta schedules of diffusers that :func:`diffusers_alphas_cumprod` reproduces.
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "laplace")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "laplace", "sigmoid")
 
 
 def linspace_float32(start: float, end: float, n: int) -> np.ndarray:
@@ -39,6 +41,31 @@ def linspace_float32(start: float, end: float, n: int) -> np.ndarray:
     lo = np.float64(a) + step * i
     hi = np.float64(b) - step * (n - 1 - i)
     return np.where(i < n // 2, lo, hi).astype(np.float32)
+
+
+def sigmoid_betas(beta_start: float, beta_end: float, n: int) -> np.ndarray:
+    """The betas of diffusers' ``sigmoid`` (GeoDiff) schedule in float32:
+    ``torch.sigmoid(torch.linspace(-6, 6, n)) * (beta_end - beta_start) + beta_start``.
+
+    With torch importable this *is* that torch expression (in
+    :mod:`bridgesolve.learn._schedules`, torch's one home), so the betas are diffusers' own
+    bit for bit: ``torch.sigmoid`` is not correctly rounded (its vectorized CPU ``exp``
+    differs from a correctly rounded one by one ulp at ~4 % of the points for n = 1000,
+    and may differ between CPU instruction sets), so NumPy cannot reproduce it. Without
+    torch (hence without diffusers), the same float32 steps with a correctly rounded
+    float32 ``exp``: betas within 2 ulps of torch's, and ``alphas_cumprod`` (where
+    ``1 - β`` is rounded to float32) identical to diffusers' for N = 37, 1000, 4000 and
+    (beta_start, beta_end) = (1e-4, 0.02), (1e-7, 2e-3), (8.5e-4, 0.012).
+    """
+    try:  # torch itself, from the one package that imports it
+        from bridgesolve.learn._schedules import sigmoid_betas as torch_sigmoid_betas
+
+        return torch_sigmoid_betas(beta_start, beta_end, n)
+    except ImportError:  # no torch
+        pass
+    x = linspace_float32(-6.0, 6.0, n)
+    s = np.float32(1.0) / (np.float32(1.0) + np.exp(-x.astype(np.float64)).astype(np.float32))
+    return (s * np.float32(beta_end - beta_start) + np.float32(beta_start)).astype(np.float32)
 
 
 def _alpha_bar_betas(n: int, kind: str, max_beta: float = 0.999) -> np.ndarray:
@@ -97,7 +124,7 @@ def diffusers_alphas_cumprod(config) -> np.ndarray:
         config: a dict or a ``scheduler_config.json`` path with diffusers' keys; the
             schedule's own keys are required (no diffusers defaults are assumed):
             ``trained_betas``, or ``num_train_timesteps`` and ``beta_schedule`` and, for
-            ``linear``/``scaled_linear``, ``beta_start`` and ``beta_end``.
+            ``linear``/``scaled_linear``/``sigmoid``, ``beta_start`` and ``beta_end``.
     """
     cfg = read_scheduler_config(config)
     if cfg.get("rescale_betas_zero_snr"):
@@ -127,6 +154,8 @@ def diffusers_alphas_cumprod(config) -> np.ndarray:
                                     "expected 0 < beta_start <= beta_end < 1")
     if kind == "linear":
         betas = linspace_float32(float(lo), float(hi), int(n))
+    elif kind == "sigmoid":
+        betas = sigmoid_betas(float(lo), float(hi), int(n))
     else:
         betas = np.square(linspace_float32(float(lo) ** 0.5, float(hi) ** 0.5, int(n)))
     return _cumprod_float32(betas)
@@ -150,9 +179,14 @@ class Schedule:
         if abar.ndim != 1 or abar.size < 1 or not np.all(np.isfinite(abar)):
             raise BridgesolveInputError(f"alphas_cumprod of shape {abar.shape}: expected a 1D "
                                         "table of N >= 1 finite numbers")
-        if not np.all((abar > 0) & (abar < 1)) or np.any(np.diff(abar) >= 0):
-            raise BridgesolveInputError(
-                f"alphas_cumprod = {_head(abar)}: expected strictly decreasing values in (0, 1)")
+        bad = np.flatnonzero(~((abar > 0) & (abar < 1)) | (np.diff(abar, prepend=1.0) >= 0))
+        if bad.size:
+            i = int(bad[0])
+            a = [float(v) for v in abar[max(i - 1, 0):i + 1]]
+            why = (f"alphas_cumprod[{i}] = {a[-1]!r} is not in (0, 1)" if not 0 < a[-1] < 1
+                   else f"alphas_cumprod[{i}] = {a[1]!r} >= alphas_cumprod[{i - 1}] = {a[0]!r}")
+            raise BridgesolveInputError(f"alphas_cumprod = {_head(abar)}: expected strictly "
+                                        f"decreasing values in (0, 1) ({why})")
         n = abar.size
         t = np.arange(1, n + 1) / n if times is None else np.asarray(times, dtype=float)
         if t.shape != abar.shape or not np.all(np.isfinite(t)) or t[0] <= 0 \

@@ -347,9 +347,19 @@ class Tabulated(_BetaProcess):
     Args:
         alphas_cumprod: ``N`` strictly decreasing values in (0, 1).
         times: the times ``t_k`` (default ``(k + 1)/N``).
+        scheduler_config: instead of ``alphas_cumprod``, a diffusers scheduler config (a
+            dict, or the path of a ``scheduler_config.json`` or of its folder), whose
+            ``alphas_cumprod`` is computed as ``DDPMScheduler`` does (float32, bit for bit).
     """
 
-    def __init__(self, alphas_cumprod, times=None):
+    def __init__(self, alphas_cumprod=None, times=None, *, scheduler_config=None):
+        if (alphas_cumprod is None) == (scheduler_config is None):
+            raise BridgesolveInputError(
+                "Tabulated: expected alphas_cumprod (a table of ᾱ_k) or scheduler_config (a "
+                "diffusers scheduler config), " + ("not both" if scheduler_config is not None
+                                                   else "got neither"))
+        if scheduler_config is not None:
+            alphas_cumprod = diffusers_alphas_cumprod(scheduler_config)
         self.schedule = Schedule(alphas_cumprod, times)
         self.T = self.schedule.T
         self._times_given = times is not None
@@ -358,7 +368,7 @@ class Tabulated(_BetaProcess):
     def from_scheduler_config(cls, config, times=None) -> Tabulated:
         """From a diffusers scheduler config (a dict or ``scheduler_config.json``), with
         ``alphas_cumprod`` computed as ``DDPMScheduler`` does (float32, bit for bit)."""
-        return cls(diffusers_alphas_cumprod(config), times)
+        return cls(times=times, scheduler_config=config)
 
     @property
     def alphas_cumprod(self) -> np.ndarray:
@@ -375,10 +385,13 @@ class Tabulated(_BetaProcess):
         """``∫_0^t β = -log ᾱ(t)``."""
         return self.schedule.B(t)
 
+    def clock(self, t):
+        """``∫_0^t D = B(t)/2``, vectorized (the generic clock calls ``B`` per point)."""
+        return 0.5 * np.asarray(self.B(t), dtype=float)
+
     def timestep(self, t):
         """The fractional step ``k`` at time ``t`` (``t_k = t``; -1 at ``t = 0``)."""
         return self.schedule.timestep(t)
-
 
     def describe(self) -> dict:
         out = {"type": "Tabulated", "alphas_cumprod": self.alphas_cumprod.tolist()}

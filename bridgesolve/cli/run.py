@@ -30,8 +30,11 @@ config sections (TOML; every key is checked, unknown keys are errors):
                     looked up next to the config, in the working directory, then meshes/)
   [process]         type (any case) = "VP" (beta_min, beta_max, T) | "SubVP" (same) |
                     "VE" (sigma_min, sigma_max, T) | "Cosine" (T, below 1) |
-                    "OU" (theta, sigma, mean) | "Brownian" (sigma); omitted parameters
-                    take the class defaults
+                    "OU" (theta, sigma, mean) | "Brownian" (sigma) | "Tabulated" (a
+                    discrete schedule ᾱ_k: alphas_cumprod = [...], or scheduler_config =
+                    a diffusers scheduler_config.json next to the config; times = [...],
+                    default (k + 1)/N; [time] T up to the last); omitted parameters take
+                    the class defaults
   [initial]         forward equations: type = "gaussian_mixture", weights, means, covs
                     (covs: (K,d,d) matrices, (K,d) diagonals or (K,) variances)
   [terminal]        backward equations: a gaussian_mixture as above, or

@@ -25,7 +25,7 @@ from bridgesolve._vocab import (
 from bridgesolve.config.typed import BRIDGE_DEFAULTS, Config
 from bridgesolve.densities import ScaledMixture, catalog
 from bridgesolve.equations import EQUATIONS
-from bridgesolve.process import PROCESSES
+from bridgesolve.process import PROCESSES, Tabulated
 from bridgesolve.solvers import SOLVERS
 from bridgesolve.storage import parse_bytes
 
@@ -108,7 +108,13 @@ def _mesh_file(sec: _Section, base_dir: Path) -> Path:
     raise ConfigError(f"[domain] path = {name!r}: mesh file does not exist (looked in {looked})")
 
 
-def _process(raw: dict) -> None:
+#: ``[process]`` keys that are not numbers: lists (Tabulated's table) and files.
+PROCESS_LISTS = {"alphas_cumprod": "a non-empty list of strictly decreasing numbers in (0, 1)",
+                 "times": "a list of strictly increasing positive times, one per ᾱ_k"}
+PROCESS_FILES = {"scheduler_config": "a diffusers scheduler_config.json (or its folder)"}
+
+
+def _process(raw: dict, base_dir: Path | None = None) -> None:
     sec = _Section("process", raw["process"])
     kind = sec.string("type")
     if kind.lower() not in PROCESSES:
@@ -117,8 +123,26 @@ def _process(raw: dict) -> None:
     # The valid keys are the class's own keyword arguments, so new processes need no edit here.
     params = inspect.signature(PROCESSES[kind.lower()]).parameters
     sec.only(("type", *params))
-    for key in params:
-        if key in sec.table:
+    if {"alphas_cumprod", "scheduler_config"} <= set(sec.table):
+        raise ConfigError(f"[process] alphas_cumprod and scheduler_config = "
+                          f"{sec.table['scheduler_config']!r}: expected one of them (the "
+                          "table of ᾱ_k, or the diffusers config it is computed from)")
+    for key in (k for k in params if k in sec.table):
+        if key in PROCESS_LISTS:
+            value = sec.table[key]
+            if not isinstance(value, list) or not value:
+                sec.fail(key, value, PROCESS_LISTS[key])
+            sec.numbers(key, PROCESS_LISTS[key])
+        elif key in PROCESS_FILES:
+            # Relative to the config's folder when it is there, else as given (data files).
+            name = sec.string(key)
+            path = catalog.resolve_path(name, base_dir)
+            if not (path.is_file() or (path / "scheduler_config.json").is_file()):
+                where = "" if Path(name).is_absolute() else " (looked in " + ", ".join(
+                    dict.fromkeys(str(d) for d in (base_dir or Path.cwd(), Path.cwd()))) + ")"
+                raise ConfigError(f"[process] {key} = {name!r}: file does not exist{where}: "
+                                  f"expected {PROCESS_FILES[key]}")
+        else:
             sec.number(key)
 
 
@@ -280,7 +304,7 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
                               + (f" for equation {equation!r}" if name == data_section else ""))
 
     dim, mesh_path = _domain(raw, base_dir)
-    _process(raw)
+    _process(raw, base_dir)
     data = _data(raw, data_section, base_dir)
     if dim is not None and data.dim != dim:
         raise ConfigError(f"[{data_section}] the data are {data.dim}D but [domain] is {dim}D")
@@ -297,7 +321,11 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
     cfg = Config(raw=raw, text=text, source=source, base_dir=base_dir, equation=equation,
                  data=data, mesh_path=mesh_path, final=final)
     # Parameter values (beta_max < beta_min, ...) and the grid, up front and without a mesh.
-    cfg.grid(cfg.process())
+    process = cfg.process()
+    if isinstance(process, Tabulated) and T > process.T * (1 + 1e-12):
+        raise ConfigError(f"[time] T = {T!r}: expected at most T = {process.T!r}, the last "
+                          "time of the tabulated [process] (its last step)")
+    cfg.grid(process)
     return cfg
 
 

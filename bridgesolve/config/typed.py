@@ -13,6 +13,7 @@ import numpy as np
 from bridgesolve._toml import ConfigError, _prefixed
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities import GaussianMixture, ScaledMixture
+from bridgesolve.densities.catalog import resolve_path
 from bridgesolve.equations import EQUATIONS, Equation
 from bridgesolve.process import PROCESSES, Process
 from bridgesolve.timegrid import TimeGrid
@@ -90,8 +91,11 @@ class Config:
     def process(self) -> Process:
         sec = self.raw["process"]
         cls = PROCESSES[sec["type"].lower()]
+        params = {k: v for k, v in sec.items() if k != "type"}
+        if "scheduler_config" in params:  # Tabulated: next to the config, like data files
+            params["scheduler_config"] = resolve_path(params["scheduler_config"], self.base_dir)
         try:
-            return cls(**{k: v for k, v in sec.items() if k != "type"})
+            return cls(**params)
         except BridgesolveInputError as exc:
             raise _prefixed("process", exc) from None
 

@@ -32,7 +32,11 @@ mistake               the score it undoes                          ``s'(x, t)``
 ====================  ===========================================  ===================
 
 (the α ones only where α differs from 1 at the check times; those of the process only
-for linear processes). The relative errors are averaged over the check levels. The best
+for linear processes). For an adapted score (``adapt(model, convention, ...)``) the model
+is also read under each sibling convention (ε̂ against x̂₀ or v̂, σ_data, VP against
+sub-VP, the flow path, denoiser against EDM: :mod:`~bridgesolve.learn._validation_siblings`)
+and measured the same way; a reading that fits is named with its ``adapt`` call and
+``--convention``. The relative errors are averaged over the check levels. The best
 fit is named when its error is below :data:`FIT` and below :data:`IMPROVEMENT` times the
 error as given; when none fits, a note says so if the mid-time error triggered the check
 (a score large in error only at small times is not evidence of a mistake).
@@ -46,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from bridgesolve.learn._validation_siblings import given_call, sibling_errors, sibling_message
 
 #: Median relative error at mid times above which the check runs.
 TRIGGER = 0.5
@@ -187,8 +193,10 @@ def convention_check(s, arr: dict, esm: dict, process, notes: list[str], *,
     Returns:
         ``{"triggered", "mid_relative", "early_max_relative"}``, and when triggered
         ``"times"``, ``"given"`` (the relative error as given at the check levels),
-        ``"candidates"`` (name -> relative error after the fix) and ``"best"`` (the named
-        mistake, or None).
+        ``"candidates"`` (name -> relative error after the fix), for an adapted score
+        ``"conventions"`` (sibling reading -> its relative error, see
+        :mod:`~bridgesolve.learn._validation_siblings`) and ``"best"`` (the named mistake
+        or reading, or None); ``"fix"`` (the ``adapt`` call) when a reading is named.
     """
     mid = _relative_in(esm, 0.25, 0.75, np.median)
     early = _relative_in(esm, 0.05, 0.5, np.max)
@@ -202,14 +210,23 @@ def convention_check(s, arr: dict, esm: dict, process, notes: list[str], *,
     given = _measure(s, arr, picks, process, None)
     cands = {m.name: _measure(s, arr, picks, process, m)
              for m in MISTAKES if _applicable(m, process, alphas)}
-    best = min(cands, key=cands.get) if cands else None
-    fits = best is not None and cands[best] < FIT and cands[best] < IMPROVEMENT * given
+    siblings = sibling_errors(s, arr, picks, process)
+    errors = cands | {k: err for k, (err, _) in siblings.items()}
+    best = min(errors, key=errors.get) if errors else None
+    fits = best is not None and errors[best] < FIT and errors[best] < IMPROVEMENT * given
     out |= {"times": times, "given": given, "candidates": cands,
             "best": best if fits else None}
+    if siblings:
+        out["conventions"] = {k: err for k, (err, _) in siblings.items()}
     if not fits and mid <= TRIGGER:
         return out  # large only at small times: a hard region, not evidence of a mistake
-    message = (_named(best, given, cands[best]) if fits else
-               _unexplained(mid, best, cands.get(best, math.inf)))
+    if fits and best in siblings:
+        reading = siblings[best][1]
+        out["fix"] = reading.call()
+        message = sibling_message(reading, given_call(s), given, errors[best])
+    else:
+        message = (_named(best, given, errors[best]) if fits else
+                   _unexplained(mid, best, errors.get(best, math.inf)))
     notes.append(message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
     return out

@@ -30,6 +30,9 @@ It reports (DESIGN.md §2.7):
   error at mid times is large, the usual conversion mistakes (ε̂ taken as the score, std
   against σ = std/α, reversed time, 999 t against t, VE against VP coordinates) are undone
   one by one at a few levels, and the one that fits is named in ``notes`` and a warning;
+  an adapted network (``adapt(model, convention, ...)``) is also read under each sibling
+  convention (:mod:`~bridgesolve.learn._validation_siblings`), and a reading that fits is
+  named with its fix (``adapt(model, 'diffusers_v', ...)``, ``--convention diffusers_v``);
 
 * figures: error against t, maps of the p-weighted error, learned against reference score
   fields, and ``q_h`` against ρ0.

@@ -9,6 +9,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bridgesolve.config import ConfigError, load_config, validate
@@ -32,6 +33,11 @@ def _with(section, key, value):
     else:
         raw.setdefault(section, {})[key] = value
     return raw
+
+
+def _tabulated(**keys):
+    """The default config with ``[process] type = "Tabulated"`` and ``keys``."""
+    return _with("process", None, {"type": "Tabulated", **keys})
 
 
 BAD = [
@@ -71,6 +77,34 @@ BAD = [
     ("bad-process-value", _with("process", "beta_min", -0.1),
      r"\[process\] beta_min = -0.1: expected a finite positive number"),
     ("beta-order", _with("process", "beta_max", 0.05), r"\[process\] beta_max = 0.05"),
+    # [process] type = "Tabulated": a table of ᾱ_k or a diffusers scheduler_config.json
+    ("table-not-list", _tabulated(alphas_cumprod=0.5),
+     r"\[process\] alphas_cumprod = 0.5: expected a non-empty list of strictly decreasing"),
+    ("table-empty", _tabulated(alphas_cumprod=[]), r"\[process\] alphas_cumprod = \[\]"),
+    ("table-string", _tabulated(alphas_cumprod=[0.9, "x"]),
+     r"\[process\] alphas_cumprod = \[0.9, 'x'\]: expected a non-empty list"),
+    ("table-increasing", _tabulated(alphas_cumprod=[0.9, 0.95, 0.4]),
+     r"\[process\] alphas_cumprod = .*: expected strictly decreasing values in \(0, 1\) "
+     r"\(alphas_cumprod\[1\] = 0.95 >= alphas_cumprod\[0\] = 0.9\)"),
+    ("table-one", _tabulated(alphas_cumprod=[1.0, 0.5]),
+     r"\[process\] .*\(alphas_cumprod\[0\] = 1.0 is not in \(0, 1\)\)"),
+    ("table-zero", _tabulated(alphas_cumprod=[0.9, 0.5, 0.0]),
+     r"\[process\] .*\(alphas_cumprod\[2\] = 0.0 is not in \(0, 1\)\)"),
+    ("table-times", _tabulated(alphas_cumprod=[0.9, 0.5, 0.1], times=[0.5]),
+     r"\[process\] times = \[0.5\]: expected 3 strictly increasing positive times"),
+    ("table-times-order", _tabulated(alphas_cumprod=[0.9, 0.5], times=[0.5, 0.4]),
+     r"\[process\] times = \[0.5 0.4\]: expected 2 strictly increasing"),
+    ("table-and-file", _tabulated(alphas_cumprod=[0.9, 0.5], scheduler_config="s.json"),
+     r"\[process\] alphas_cumprod and scheduler_config = 's.json': expected one of them"),
+    ("table-missing", _tabulated(), r"\[process\] Tabulated: expected alphas_cumprod .* or "
+     r"scheduler_config .*, got neither"),
+    ("file-missing", _tabulated(scheduler_config="nope.json"),
+     r"\[process\] scheduler_config = 'nope.json': file does not exist \(looked in .*\): "
+     r"expected a diffusers scheduler_config.json"),
+    ("file-not-string", _tabulated(scheduler_config=3),
+     r"\[process\] scheduler_config = 3: expected a string"),
+    ("table-past-T", {**_tabulated(alphas_cumprod=[0.9, 0.5]), "time": {"T": 2.0, "steps": 4}},
+     r"\[time\] T = 2.0: expected at most T = 1.0, the last time of the tabulated"),
     # [initial]
     ("negative-weight", _with("initial", "weights", [0.5, -0.5]),
      r"\[initial\] weights = \[0.5, -0.5\]: expected non-negative"),
@@ -188,3 +222,59 @@ def _toml(raw: dict) -> str:
 def test_a_folder_is_not_a_config(tmp_path):
     with pytest.raises(ConfigError, match="is a folder: expected a TOML file"):
         load_config(tmp_path)
+
+
+def test_tabulated_process_from_a_table():
+    from bridgesolve.process import Tabulated
+
+    cfg = validate(_tabulated(alphas_cumprod=[0.9, 0.5, 0.1], times=[0.2, 0.5, 1.0]))
+    proc = cfg.process()
+    assert proc.describe() == Tabulated([0.9, 0.5, 0.1], times=[0.2, 0.5, 1.0]).describe()
+    assert proc.transition(0.5)[0] ** 2 == pytest.approx(0.5, rel=1e-14)
+    assert cfg.grid(proc).times[-1] == 1.0
+
+
+LINEAR_DDPM = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000,
+               "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear",
+               "prediction_type": "epsilon"}
+
+
+def test_tabulated_scheduler_config_next_to_the_config(tmp_path, monkeypatch):
+    import json
+
+    from bridgesolve.process import Tabulated
+
+    folder = tmp_path / "configs"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "scheduler_config.json").write_text(json.dumps(LINEAR_DDPM))
+    (folder / "unet" / "scheduler_config.json").write_text(json.dumps(LINEAR_DDPM))
+    want = Tabulated.from_scheduler_config(LINEAR_DDPM).alphas_cumprod
+    monkeypatch.chdir(tmp_path)  # the JSON is not in the working directory
+    for name in ("scheduler_config.json", "unet"):  # the file, or the folder holding it
+        (folder / "c.toml").write_text(_toml(_tabulated(scheduler_config=name)))
+        proc = load_config(folder / "c.toml").process()
+        np.testing.assert_array_equal(proc.alphas_cumprod, want)
+    (folder / "bad.json").write_text(json.dumps({**LINEAR_DDPM, "beta_schedule": "cubic"}))
+    (folder / "c.toml").write_text(_toml(_tabulated(scheduler_config="bad.json")))
+    with pytest.raises(ConfigError, match=r"\[process\] scheduler config beta_schedule = "
+                       r"'cubic': expected one of 'linear', .*'sigmoid'"):
+        load_config(folder / "c.toml")
+    (folder / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=r"\[process\] scheduler config '.*bad.json': "
+                       r"expected a JSON object, got list"):
+        load_config(folder / "c.toml")
+
+
+@pytest.mark.parametrize("times", [None, [0.1, 0.25, 0.5, 0.75]])
+def test_a_tabulated_description_is_a_process_section(tmp_path, times):
+    """describe() (what summaries and bundles record) read back as [process] of a config."""
+    from bridgesolve.process import Tabulated
+
+    proc = Tabulated.from_scheduler_config({**LINEAR_DDPM, "num_train_timesteps": 4},
+                                           times=times)
+    raw = _with("process", None, proc.describe())
+    raw["time"]["T"] = proc.T
+    del raw["output"]["plot_times"]
+    (tmp_path / "c.toml").write_text(_toml(raw))
+    back = load_config(tmp_path / "c.toml").process()
+    assert back.describe() == proc.describe() and back.T == proc.T

@@ -10,12 +10,14 @@ fail the same comparison. The Tabulated process is checked against diffusers' sc
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import bridgesolve as bs
+from bridgesolve._tabulated import sigmoid_betas
 from bridgesolve.learn.adapters import CONVENTIONS, FLOW_PATHS, adapt, describe_conventions
 from bridgesolve.process import Cosine, SubVP, Tabulated
 
@@ -201,6 +203,69 @@ def test_round_trip_recovers_the_exact_score(case, torch_module):
         assert err < 1e-10, f"{case} at t = {t}: relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_round_trip_esm_against_a_bundle_of_its_process(case):
+    """Through validate(): the adapted score against an exact bundle of the adapter's own
+    process (the 2D mixture on a tensor Gauss grid) has relative ESM at round-off at every
+    level t > 0, and the convention check stays quiet."""
+    from learn_helpers import analytic_bundle
+
+    from bridgesolve.learn.validation import validate
+
+    convention, fn, process, opts = CASES[case]
+    score = adapt(per_time(fn), convention, process=process, **opts)
+    bundle = analytic_bundle(MIX, score.process, T=float(getattr(score.process, "T", 1.0)),
+                             nt=8, box=6.0, cells=10, order=3)
+    rep = validate(score, bundle, hs=(), n_mc=64, progress=False)
+    rel = np.asarray(rep["esm"]["relative"][1:])
+    print(f"{case}: max relative ESM {rel.max():.2e}")
+    assert rel.max() < 1e-9, (case, rel)
+    assert not rep["convention_check"]["triggered"]
+    assert not any("trained for" in n for n in rep["notes"])
+
+
+class UNetLike(torch.nn.Module):
+    """A small MLP with diffusers' UNet call signature: ``unet(sample, timestep,
+    return_dict=True)`` returning an output object whose ``.sample`` is the prediction."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = per_time(fn)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.SiLU(),
+                                       torch.nn.Linear(8, 2)).double()
+
+    def forward(self, sample, timestep, return_dict: bool = True):
+        x = torch.cat([sample, timestep.to(sample.dtype)[:, None]], dim=1)
+        eps = torch.as_tensor(self.fn(sample.numpy(), timestep.numpy()), dtype=sample.dtype)
+        out = eps + 0.0 * self.mlp(x)  # the MLP runs; the exact ε keeps the check exact
+        if not return_dict:
+            return (out,)
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sample=out)
+
+
+@pytest.mark.parametrize("return_dict", [True, False])
+def test_a_unet_signature_module_is_unwrapped(return_dict):
+    convention, fn, process, opts = CASES["diffusers_epsilon"]
+    unet = UNetLike(fn)
+
+    class Tuple(torch.nn.Module):  # unet(sample, timestep, return_dict=False): a tuple
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, sample, timestep):
+            return self.unet(sample, timestep, return_dict=False)
+
+    score = adapt(unet if return_dict else Tuple(), convention, process=process, **opts)
+    x = points()
+    for t in TIMES:
+        exact = MIX.evolve(score.process, t).score(x)
+        err = np.abs(score(x, t) - exact).max() / np.abs(exact).max()
+        assert err < 1e-10, f"return_dict={return_dict} at t = {t}: {err:.2e}"
+
+
 def test_every_convention_is_covered():
     covered = {CASES[c][0] for c in CASES}
     assert covered == set(CONVENTIONS), set(CONVENTIONS) - covered
@@ -329,10 +394,19 @@ def test_diffusers_scheduler_round_trip():
     {"num_train_timesteps": 4000, "beta_schedule": "squaredcos_cap_v2"},
     {"trained_betas": list(np.linspace(1e-3, 0.05, 50))},
     {"num_train_timesteps": 1000, "beta_schedule": "laplace"},
-], ids=["linear", "cosine", "scaled_linear", "linear37", "cosine4000", "trained", "laplace"])
+    {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02,
+     "beta_schedule": "sigmoid"},
+    {"num_train_timesteps": 37, "beta_start": 1e-7, "beta_end": 2e-3, "beta_schedule": "sigmoid"},
+], ids=["linear", "cosine", "scaled_linear", "linear37", "cosine4000", "trained", "laplace",
+        "sigmoid", "sigmoid37"])
 def test_tabulated_reproduces_diffusers_alphas_cumprod(cfg):
     diffusers = pytest.importorskip("diffusers")
-    ref = diffusers.DDPMScheduler(**cfg).alphas_cumprod.double().numpy()
+    sched = diffusers.DDPMScheduler(**cfg)
+    ref = sched.alphas_cumprod.double().numpy()
+    if cfg.get("beta_schedule") == "sigmoid":  # torch's own float32 sigmoid: the same betas
+        np.testing.assert_array_equal(
+            sigmoid_betas(cfg["beta_start"], cfg["beta_end"], cfg["num_train_timesteps"]),
+            sched.betas.numpy())
     proc = Tabulated.from_scheduler_config(cfg)
     np.testing.assert_allclose(proc.alphas_cumprod, ref, rtol=0, atol=1e-12)
     got = np.array([proc.transition(t)[0] ** 2 for t in proc.times])
@@ -393,13 +467,30 @@ def test_tabulated_refuses_times_past_T():
     ({"num_train_timesteps": 1000}, "no 'beta_schedule'"),
     ({"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_end": 0.02},
      "no 'beta_start'"),
-    ({"num_train_timesteps": 1000, "beta_schedule": "sigmoid"}, "beta_schedule = 'sigmoid'"),
+    ({"num_train_timesteps": 1000, "beta_schedule": "sigmoid"}, "no 'beta_start'"),
+    ({"num_train_timesteps": 1000, "beta_schedule": "sigmoid_v2"},
+     "beta_schedule = 'sigmoid_v2'"),
     ({"num_train_timesteps": 0, "beta_schedule": "squaredcos_cap_v2"}, "positive integer"),
     ({**COSINE, "rescale_betas_zero_snr": True}, "zero terminal"),
 ])
 def test_scheduler_config_errors(cfg, match):
     with pytest.raises(bs.BridgesolveInputError, match=match):
         Tabulated.from_scheduler_config(cfg)
+
+
+def test_sigmoid_schedule_without_torch(monkeypatch):
+    """Without torch, NumPy float32 with a correctly rounded exp: betas within 2 ulps of
+    torch's sigmoid, and the same alphas_cumprod here (1 - β rounds the difference away)."""
+    cfg = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02,
+           "beta_schedule": "sigmoid"}
+    with_torch = Tabulated.from_scheduler_config(cfg).alphas_cumprod
+    betas = sigmoid_betas(1e-4, 0.02, 1000)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    fallback = sigmoid_betas(1e-4, 0.02, 1000)
+    ulps = np.abs(fallback.view(np.int32).astype(np.int64) - betas.view(np.int32))
+    assert fallback.dtype == np.float32 and ulps.max() <= 2
+    np.testing.assert_allclose(Tabulated.from_scheduler_config(cfg).alphas_cumprod, with_torch,
+                               rtol=0, atol=1e-9)  # measured: identical
 
 
 def test_scheduler_config_from_json(tmp_path):
