@@ -197,7 +197,8 @@ class Bridge:
                                      if k in ("final_errors", "timings", "acceleration",
                                               "steepness",
                                               "mass_drift", "newton_iterations",
-                                              "factorizations", "marginal_mass_given")}}
+                                              "factorizations", "marginal_mass_given",
+                                              "initial_projection", "fallback")}}
         if self.killing is None:
             c = self.cost()
             out["cost"] = {"kinetic": c["kinetic"], "boundary": c["boundary"],

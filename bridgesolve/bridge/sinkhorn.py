@@ -2,8 +2,8 @@ r"""The Sinkhorn–Fortet machinery of :func:`bridgesolve.bridge.solve_bridge`.
 
 The pieces, each with its own name:
 
-* :class:`_Marginal`, :func:`_marginal`, :func:`_lumped_weights`: the marginals at the dofs
-  (log domain, unit lumped mass);
+* :mod:`bridgesolve.bridge.marginals`: the marginals at the dofs (log domain, unit lumped
+  mass; discontinuous ones L2-projected);
 * the sweeps of each representation live in :mod:`bridgesolve.bridge.sweeps`;
 * :func:`_marginal_error`, :func:`_steepness`: the convergence and resolution checks;
 * :mod:`bridgesolve.bridge.acceleration`: the adaptive over-relaxation (ω, its rate samples,
@@ -22,14 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridgesolve._dolfinx import MPI, fem
-from bridgesolve._validate import BridgesolveInputError
+from bridgesolve._dolfinx import MPI
 from bridgesolve.bridge.acceleration import Anderson, OverRelaxation
+from bridgesolve.bridge.marginals import _lumped_weights, _Marginal, _marginal  # noqa: F401
 from bridgesolve.bridge.sweeps import _LOG_CAP, TiltFailure, _finite, _LinearSweeps, _LogSweeps
-from bridgesolve.pde.fokker_planck import mass_form
-from bridgesolve.pde.stepping import _lump
 from bridgesolve.problem import Problem
-from bridgesolve.spacetime import SpaceTimeField, as_numpy_callable
 from bridgesolve.storage import map_rows
 
 #: Modes whose log phase uses tilted (linearized) sweeps once close to the fixed point.
@@ -40,6 +37,10 @@ STAGNATION_WINDOW = 15
 #: change by more than this across one cell, ρ-weighted RMS (:func:`_steepness`): the
 #: linear interpolant of such a steep exponential is inaccurate; its logarithm is smooth.
 RESOLUTION = 0.3
+
+
+class _FallBack(Exception):
+    """``mode="auto"``: a log-mode solve failed; the loop returns to the linear mode."""
 
 
 class BridgeError(RuntimeError):
@@ -55,79 +56,6 @@ class BridgeError(RuntimeError):
 
 
 BridgeError.__module__ = "bridgesolve.bridge"  # its documented home
-
-
-@dataclass
-class _Marginal:
-    """A marginal at the dofs: log-values (``-inf`` where ρ = 0) and values, unit mass in
-    the lumped weights."""
-
-    log: np.ndarray
-    value: np.ndarray
-    mass_given: float
-    clipped: int = 0
-
-
-def _lumped_weights(problem: Problem) -> np.ndarray:
-    """Lumped mass weights ``m_i`` of this rank's owned dofs."""
-    from bridgesolve._dolfinx import dolfinx  # noqa: F401  (fem.petsc is loaded there)
-
-    M = fem.petsc.assemble_matrix(mass_form(problem))
-    M.assemble()
-    _lump(M)
-    diag = M.getDiagonal()
-    weights = diag.array.copy()
-    diag.destroy()
-    M.destroy()
-    return weights
-
-
-def _marginal(problem: Problem, rho, name: str, weights: np.ndarray) -> _Marginal:
-    """``rho`` at the dofs, normalized to unit lumped mass.
-
-    Density-like objects with ``log_pdf`` (Gaussian mixtures) are taken in the log domain,
-    so that values far below double precision keep their logarithm.
-    """
-    V, dim = problem.V, problem.domain.dim
-    u = fem.Function(V)
-    clipped = 0
-    if isinstance(rho, SpaceTimeField):
-        raise BridgesolveInputError(
-            f"{name} is a SpaceTimeField: pass one time level, e.g. field.at(field.times[-1])"
-        )
-    if isinstance(rho, fem.Function) or not hasattr(rho, "log_pdf"):
-        if isinstance(rho, fem.Function):
-            u.interpolate(rho)
-        else:
-            if getattr(rho, "dim", dim) != dim:
-                raise BridgesolveInputError(f"{name} is {rho.dim}D but the domain is {dim}D")
-            u.interpolate(as_numpy_callable(rho, dim))
-        value = u.x.array.copy()
-        if not np.all(np.isfinite(value)):
-            raise BridgesolveInputError(f"{name} has non-finite values on the mesh")
-        negative = value < 0.0
-        clipped = int(problem.comm.allreduce(int(negative[: weights.size].sum()), MPI.SUM))
-        value[negative] = 0.0
-        with np.errstate(divide="ignore"):
-            log = np.log(value)
-    else:
-        if getattr(rho, "dim", dim) != dim:
-            raise BridgesolveInputError(f"{name} is {rho.dim}D but the domain is {dim}D")
-        f = rho.log_pdf
-        u.interpolate(lambda x: np.asarray(f(np.ascontiguousarray(x[:dim].T)), dtype=float))
-        log = u.x.array.copy()
-        if np.any(np.isnan(log)) or np.any(log == np.inf):
-            raise BridgesolveInputError(f"{name}: log-density has NaN or +inf values on the mesh")
-    # Unit lumped mass, computed in the log domain.
-    n = weights.size
-    top = problem.comm.allreduce(float(np.max(log[:n], initial=-np.inf)), MPI.MAX)
-    if not np.isfinite(top):
-        raise BridgesolveInputError(f"{name} vanishes on the whole mesh (no mass in the domain)")
-    local = float(weights @ np.exp(log[:n] - top))
-    log_mass = top + math.log(problem.comm.allreduce(local, MPI.SUM))
-    log = log - log_mass
-    return _Marginal(log=log, value=np.exp(log), mass_given=math.exp(log_mass),
-                     clipped=clipped)
 
 
 @dataclass
@@ -261,8 +189,27 @@ class SinkhornLoop:
         self.bar = None
         #: (error, log φ_T, log φ̂_0, sweep levels) where a failed tilted phase resumes.
         self.best_state: tuple = (np.inf, None, None, None)
+        #: ``auto``: why the loop must stay in the linear mode (None: it may switch), the
+        #: linear iterate where it switched to log, and why it came back (None: it did not).
+        self.linear_only = self._vanishing() if mode == "auto" else None
+        self.linear_state: tuple | None = None
+        self.fallback: str | None = None
 
     # -- plumbing ---------------------------------------------------------------------
+    def _vanishing(self) -> str | None:
+        """Why the log mode cannot take these marginals, or None: a marginal that vanishes at
+        nodes (zero pixels, the L2 projection of the checkerboard clipped at its undershoots)
+        has ``log ρ = -inf`` there, stood in for by 700 below its smallest value: a jump of
+        hundreds per cell that the HJB solves cannot pass (Newton fails in the first steps)."""
+        n = self.weights.size
+        for name, m in (("rho0", self.m0), ("rho1", self.m1)):
+            zero = self.comm.allreduce(int(np.count_nonzero(~np.isfinite(m.log[:n]))),
+                                       MPI.SUM)
+            if zero:
+                return (f"{name} vanishes at {zero} nodes (log-density -inf), which the log "
+                        "mode cannot represent")
+        return None
+
     def _new_sweeps(self):
         if self.current == "log":
             return _LogSweeps(self.problem, self.killing, self.newton_options,
@@ -281,9 +228,13 @@ class SinkhornLoop:
         """Continue in the log representation from the current potentials (``auto``), or
         fail naming the reason and the remedies. ``seed``: the last sweeps are sound (all
         levels finite) and give the log sweeps their starting levels."""
-        if self.mode != "auto":
-            self.fail(f"iteration {len(self.history) + 1} ({self.current} mode): {reason}. "
-                      "Use mode='log' (or 'auto'), or scheme='backward-euler' for positivity")
+        if self.mode != "auto" or self.linear_only:
+            why = f" (mode='auto' stays linear: {self.linear_only})" if self.linear_only else ""
+            self.fail(f"iteration {len(self.history) + 1} ({self.current} mode): {reason}"
+                      f"{why}. Use mode='log' (or 'auto'), or scheme='backward-euler' for "
+                      "positivity")
+        self.linear_state = (self.log_phi_T.copy(), None if self.log_phi_hat_0 is None
+                             else self.log_phi_hat_0.copy())
         self._close_sweeps()
         self.current = "log"
         self.sweeps = self._new_sweeps()
@@ -323,6 +274,8 @@ class SinkhornLoop:
                         break
                 except TiltFailure as exc:
                     self._roll_back(str(exc))
+                except _FallBack as exc:
+                    self._fall_back(str(exc))
         finally:
             self.bar.close()
             self._close_sweeps()
@@ -358,6 +311,22 @@ class SinkhornLoop:
         self.events.append(f"tilted solves abandoned ({reason}): Newton from the last "
                            f"Newton iterate (error {err:.3g})")
 
+    def _fall_back(self, reason: str) -> None:
+        """``auto``: a log-mode solve failed; continue in the linear mode from the linear
+        iterate where the loop switched, and stay there."""
+        self._close_sweeps()
+        self.current = "linear"
+        self.sweeps = self._new_sweeps()
+        self.log_phi_T, self.log_phi_hat_0 = self.linear_state
+        self.linear_only = self.fallback = f"the log mode failed ({reason})"
+        self.relaxation.reset()
+        if self.anderson is not None:
+            self.anderson.reset()
+        self.stall_from = len(self.history)
+        self.events.append(f"back to the linear mode: {self.fallback}")
+        if self.bar is not None:
+            self.bar.set_description("Sinkhorn (linear)")
+
     def _sweep(self, start_log: np.ndarray, *, backward: bool, it: int):
         """One sweep; a failed log-domain solve becomes a :class:`BridgeError` that names the
         cause and the remedies."""
@@ -367,6 +336,8 @@ class SinkhornLoop:
             raise
         except RuntimeError as exc:
             what = "log φ (backward)" if backward else "log φ̂ (forward)"
+            if self.mode == "auto" and self.linear_state is not None:
+                raise _FallBack(f"iteration {it}: the solve for {what}: {exc}") from exc
             self.fail(
                 f"iteration {it} ({self.current} mode): the solve for {what} failed: {exc}. "
                 "In a bridge this means the Sinkhorn update (log φ_T = log ρ1 - log φ̂_T, "
@@ -452,7 +423,7 @@ class SinkhornLoop:
     def _too_steep(self, it: int, *, due: bool) -> bool:
         """``auto`` in linear mode, at iterations 2, 8, 16, ... and before accepting
         convergence: switch to log when the potentials are too steep for the mesh."""
-        if self.current != "linear" or self.mode != "auto":
+        if self.current != "linear" or self.mode != "auto" or self.linear_only:
             return False
         if not (due or it == 2 or it % 8 == 0):
             return False

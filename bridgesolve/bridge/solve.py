@@ -13,14 +13,12 @@ import numpy as np
 from bridgesolve._dolfinx import MPI, fem
 from bridgesolve._validate import BridgesolveInputError, choice, positive, positive_int
 from bridgesolve._vocab import BRIDGE_MODES
+from bridgesolve.bridge.marginals import _lumped_weights, _Marginal, _marginal
 from bridgesolve.bridge.result import Bridge
 from bridgesolve.bridge.sinkhorn import (
     RESOLUTION,
     SinkhornLoop,
     _log_sum,
-    _lumped_weights,
-    _Marginal,
-    _marginal,
     _marginal_error,
     _residual,
     _steepness,
@@ -57,6 +55,9 @@ def solve_bridge(
             domain), callables of points ``(N, d) -> (N,)``, or DOLFINx Functions. Each is
             normalized to unit mass on the mesh (the given mass is in
             ``info["marginal_mass_given"]``); negative nodal values are set to zero.
+            Discontinuous densities (box mixtures, images: the checkerboard) are
+            L2-projected as by the Fokker–Planck solver, their initial error in
+            ``info["initial_projection"]`` (:mod:`bridgesolve.bridge.marginals`).
         tol: stop when the L1 marginal errors at both ends are below ``tol``.
         max_iter: iteration limit; reaching it warns and returns ``converged=False``.
         mode: ``"linear"``, ``"log"`` or ``"auto"`` (module doc).
@@ -155,12 +156,22 @@ def _warn_unresolved(problem, loop, L_phi, L_hat, tol, max_iter) -> float:
                       f"(last L1 marginal errors: {ends}; tol {tol:g})", RuntimeWarning,
                       stacklevel=3)
     steep = _steepness(problem, L_phi, L_hat)
+    if loop.fallback:
+        warnings.warn(
+            f"Schrödinger bridge (mode='auto'): solved in the linear mode because "
+            f"{loop.fallback}; the log-potentials are too steep for this mesh (h = "
+            f"{problem.domain.hmax:.3g}) where the marginals' log-densities are far below "
+            "their peaks: refine the mesh, or use mode='linear' to skip the attempt",
+            RuntimeWarning, stacklevel=3)
     if loop.current == "linear" and steep > RESOLUTION:
+        fix = ("refine the mesh" if loop.linear_only else
+               "use mode='log' (or 'auto'), or refine the mesh")
+        stays = (f" (mode='auto' stays linear: {loop.linear_only})"
+                 if loop.linear_only and not loop.fallback else "")
         warnings.warn(
             f"Schrödinger bridge (linear mode): log φ, log φ̂ change by {steep:.3g} per cell "
             f"(ρ-weighted RMS, > {RESOLUTION:g}): the linear representation is inaccurate "
-            "here; use mode='log' (or 'auto'), or refine the mesh", RuntimeWarning,
-            stacklevel=3)
+            f"here{stays}; {fix}", RuntimeWarning, stacklevel=3)
     return steep
 
 
@@ -170,6 +181,8 @@ def _loop_info(loop, steep: float, stages, acceleration, tol) -> dict:
     info = {"steepness": steep,
             "acceleration": acceleration if acceleration == "anderson" else bool(acceleration),
             "tol": tol, "linear_solver": merge(loop.solver_records)}
+    if loop.linear_only:
+        info["fallback"] = loop.linear_only
     if stages:
         info["continuation"] = stages
         info["iterations_total"] = len(loop.history) + sum(st["iterations"] for st in stages)
@@ -296,6 +309,10 @@ def _normalized_potentials(problem: Problem, L_phi: np.ndarray, L_hat: np.ndarra
         "mass_drift": float(np.max(np.abs(mass - mass[0])) / mass[0]),
         "marginal_mass_given": {"rho0": m0.mass_given, "rho1": m1.mass_given},
     }
+    projected = {name: m.projection for name, m in (("rho0", m0), ("rho1", m1))
+                 if m.projection is not None}
+    if projected:
+        info["initial_projection"] = projected
     return log_phi, log_phi_hat, info
 
 

@@ -12,7 +12,7 @@ under every linear process:
   :func:`twenty_five_gaussians`);
 * :class:`CurveMixture` (:mod:`~bridgesolve.densities.curves`): a point on a curve plus
   isotropic noise, by quadrature along the curve — :func:`two_moons`, :func:`swiss_roll`,
-  :func:`rings`, :func:`circle`, :func:`s_curve`;
+  :func:`rings`, :func:`circle`, :func:`circles`, :func:`s_curve`;
 * :class:`BoxMixture` and :class:`ImageDensity` (:mod:`~bridgesolve.densities.boxes`):
   uniform on boxes (:func:`checkerboard`), images evaluated separably;
 * :class:`GaussianKDE` (:mod:`~bridgesolve.densities.kde`): from samples (arrays or files).
@@ -32,6 +32,7 @@ from bridgesolve.densities.boxes import BoxMixture, ImageDensity, checkerboard, 
 from bridgesolve.densities.curves import (
     CurveMixture,
     circle,
+    circles,
     rings,
     s_curve,
     swiss_roll,
@@ -57,8 +58,8 @@ from bridgesolve.densities.protocol import (
 )
 
 __all__ = ["BoxMixture", "CurveMixture", "Density", "GaussianKDE", "GaussianMixture",
-           "ImageDensity", "ScaledMixture", "checkerboard", "circle", "data_from_description",
-           "density_from_description", "eight_gaussians", "families", "gaussian_bridge",
-           "gaussian_bridge_cost", "image_from_file", "is_probability_density", "kde_from_file",
-           "mixture1d", "mixture_score", "register", "rings", "s_curve", "swiss_roll",
-           "twenty_five_gaussians", "two_moons"]
+           "ImageDensity", "ScaledMixture", "checkerboard", "circle", "circles",
+           "data_from_description", "density_from_description", "eight_gaussians", "families",
+           "gaussian_bridge", "gaussian_bridge_cost", "image_from_file", "is_probability_density",
+           "kde_from_file", "mixture1d", "mixture_score", "register", "rings", "s_curve",
+           "swiss_roll", "twenty_five_gaussians", "two_moons"]

@@ -16,7 +16,8 @@ exact-to-a-bound shortcuts:
   the scale ``s``. On panels of half-width ``s`` it is interpolated at :data:`K_CHEB`
   Chebyshev points per axis (the node values by the dense product, at ``K^d`` nodes per
   panel instead of at every point), and each point costs ``K^d``. The interpolation error
-  of every pixel's factor is measured on each panel at ``2K + 1`` test points
+  of every pixel's factor is measured on each panel at ``K + 1`` test points (the ends and
+  the angle midpoints between the nodes, where it peaks)
   (``err_i[b, j]``), and the tables ``Σ_j M_j err_1 (max F_2 + err_2) + …`` bound the
   error of ``p`` and of its gradient per panel.
 
@@ -79,7 +80,7 @@ def plan(edges, s: float, x: np.ndarray, score: bool) -> str:
     nodes = [b * K_CHEB for b in counts]
     table = math.prod(counts) * K_CHEB ** d
     setup = sum(math.prod(nodes[: i + 1]) * math.prod(sizes[i:]) for i in range(d))
-    setup += 2 * 60 * (2 * K_CHEB + 1) * sum(b * m for b, m in zip(counts, sizes, strict=True))
+    setup += 2 * 60 * (K_CHEB + 1) * sum(b * m for b, m in zip(counts, sizes, strict=True))
     interp = setup * (1 + d) + n * 4 * K_CHEB ** d * grads if table <= MAX_TABLE else math.inf
     best = min(("dense", dense), ("window", window), ("interp", interp), key=lambda c: c[1])
     return best[0]
@@ -226,7 +227,7 @@ def _contract(M, mats):
 
 def _axis(e: np.ndarray, s: float, lo: float, B: int):
     """One axis of the interpolation: per panel ``b`` the Chebyshev coefficients of every
-    pixel's factor (``(B, K, n)``) and, from ``2K + 1`` test points, their interpolation
+    pixel's factor (``(B, K, n)``) and, from ``K + 1`` test points, their interpolation
     errors and maxima (value and derivative; each ``(B, n)``)."""
     K = K_CHEB
     xi, C = _chebyshev(K)
@@ -235,7 +236,7 @@ def _axis(e: np.ndarray, s: float, lo: float, B: int):
     F, dF = _factors(e[None, None, :-1], e[None, None, 1:], nodes[:, :, None], s)
     coef = np.einsum("kq,bqj->bkj", C, F)
     dcoef = np.einsum("kq,bqj->bkj", C, dF)
-    xt = np.linspace(-1.0, 1.0, 2 * K + 1)
+    xt = np.cos(np.pi * np.arange(K + 1) / K)  # ends and midpoints between the nodes
     Tt = _basis(xt, K, False)[0]
     Ft, dFt = _factors(e[None, None, :-1], e[None, None, 1:],
                        (centres[:, None] + s * xt[None, :])[:, :, None], s)

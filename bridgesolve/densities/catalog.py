@@ -2,8 +2,8 @@
 ``[initial]``/``[final]`` accept, each an exact density.
 
 * named sets (:data:`NAMED`): ``two_moons``, ``checkerboard``, ``swiss_roll``, ``rings``,
-  ``circle``, ``s_curve``, ``eight_gaussians``, ``twenty_five_gaussians``, ``mixture1d``,
-  each with its factory's keyword parameters;
+  ``circle``, ``circles``, ``s_curve``, ``eight_gaussians``, ``twenty_five_gaussians``,
+  ``mixture1d``, each with its factory's keyword parameters;
 * ``gaussian_mixture`` (weights, means, covs);
 * ``file``: samples (``.npy``/``.csv``) as a Gaussian KDE (path, bandwidth);
 * ``image``: an image (``.npy``/``.png``) as a box mixture of pixels (path, lower, upper).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bridgesolve._validate import BridgesolveInputError
 from bridgesolve.densities.boxes import checkerboard, image_from_file
-from bridgesolve.densities.curves import circle, rings, s_curve, swiss_roll, two_moons
+from bridgesolve.densities.curves import circle, circles, rings, s_curve, swiss_roll, two_moons
 from bridgesolve.densities.gaussian_mixture import (
     GaussianMixture,
     eight_gaussians,
@@ -37,6 +37,7 @@ NAMED: dict[str, Callable] = {
     "swiss_roll": swiss_roll,
     "rings": rings,
     "circle": circle,
+    "circles": circles,
     "s_curve": s_curve,
     "eight_gaussians": eight_gaussians,
     "twenty_five_gaussians": twenty_five_gaussians,

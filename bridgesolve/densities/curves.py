@@ -1,9 +1,10 @@
 r"""Curve mixtures: a point on a parametrized curve plus isotropic Gaussian noise.
 
 The data law is ``x = c_j(u) + σ z`` with curve ``j`` drawn with weight ``w_j``, ``u``
-uniform on ``[0, 1]`` and ``z ~ N(0, I)``: two moons, the Swiss roll, rings, a circle, the
-S-curve. Under a linear process (``x_t = a x_0 + b + \sqrt{v} z``) the law is again a curve
-mixture, the curves mapped by ``a c + b`` and the variance ``a²σ² + v``:
+uniform on ``[0, 1]`` and ``z ~ N(0, I)``: two moons, the Swiss roll, rings, a circle, two
+circles (``make_circles``), the S-curve. Under a linear process
+(``x_t = a x_0 + b + \sqrt{v} z``) the law is again a curve mixture, the curves mapped by
+``a c + b`` and the variance ``a²σ² + v``:
 
 .. math::
     p_t(x) = \sum_j w_j \int_0^1 N\big(x;\, a c_j(u) + b,\, (a^2σ^2 + v) I\big)\, du .
@@ -273,6 +274,25 @@ def circle(radius: float = 1.0, noise: float = 0.1) -> CurveMixture:
                         params={"radius": radius, "noise": noise})
 
 
+def circles(factor: float = 0.5, noise: float = 0.05, scale: float = 1.0) -> CurveMixture:
+    """scikit-learn's ``make_circles`` (DSB's ``circle`` set): the unit circle and one of
+    radius ``factor`` < 1, half the mass on each (uniform along each), plus isotropic noise;
+    everything times ``scale``. DSB uses ``factor=0.5`` with ``noise=0.05, scale=0.8`` (its
+    ``noise=0`` variant has no density)."""
+    factor, noise, scale = positive("factor", factor), _noise(noise), positive("scale", scale)
+    if factor >= 1.0:
+        raise BridgesolveInputError(f"factor = {factor!r}: the inner circle's radius must be "
+                                    "< 1 (the outer one is 1)")
+
+    def ring(r):
+        return lambda u: scale * r * np.stack([np.cos(2 * np.pi * u), np.sin(2 * np.pi * u)],
+                                              axis=1)
+
+    return CurveMixture([Curve(ring(1.0), 0.5), Curve(ring(factor), 0.5)], scale * noise,
+                        name="circles",
+                        params={"factor": factor, "noise": noise, "scale": scale})
+
+
 def s_curve(noise: float = 0.1, scale: float = 1.0) -> CurveMixture:
     """scikit-learn's S-curve seen from above: ``(sin t, sign(t)(cos t - 1))``,
     ``t = 3π(u - ½)``, plus noise, times ``scale``."""
@@ -297,6 +317,6 @@ def _noise(noise) -> float:
 
 PRESETS: dict[str, Callable[..., CurveMixture]] = {
     "two_moons": two_moons, "swiss_roll": swiss_roll, "rings": rings, "circle": circle,
-    "s_curve": s_curve}
+    "s_curve": s_curve, "circles": circles}
 for _name in PRESETS:
     register_preset(_name, CurveMixture)

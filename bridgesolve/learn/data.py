@@ -10,6 +10,9 @@ The classic low-dimensional sets are implemented here with NumPy (no downloads):
 * ``checkerboard``: uniform on the black squares of a 4×4 board on ``[-2, 2]^2``;
 * ``swiss_roll``: :math:`r(\cos r, \sin r)/5` with :math:`r = \tfrac32\pi(1 + 2u)`;
 * ``rings``: concentric circles of radii ``1, 2, ..., n_rings`` (scaled), isotropic noise;
+* through :func:`named`, the catalog's other sets: ``circle``, ``circles`` (scikit-learn's
+  ``make_circles``, DSB's circle set: the unit circle and one of radius ``factor``, half
+  the mass each), ``s_curve``, ``eight_gaussians``, ``twenty_five_gaussians``;
 
 each drawn from its exact density (:mod:`bridgesolve.densities`), so every set has a PDE
 reference; files of samples are Gaussian KDEs of a stated bandwidth;

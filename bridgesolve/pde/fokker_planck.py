@@ -51,7 +51,8 @@ def initial_function(problem: Problem, rho0, name: str, *, label: str | None = N
     A callable is checked on its call (collectively): it must return one finite number per
     point (and no negative values when ``nonnegative``); ``label`` names it in messages.
     Discontinuous densities (``rho0.discontinuous``: boxes and images at ``t = 0``) are
-    L2-projected (mass-conserving, :mod:`~bridgesolve.pde.projection`), others interpolated;
+    L2-projected (mass-conserving: exact on cells cut by the jumps of boxes and images,
+    :mod:`~bridgesolve.pde.projection`), others interpolated;
     ``report`` (a dict) receives ``initial_projection`` with the L1 error of the projection
     and both masses.
     """
@@ -67,13 +68,16 @@ def initial_function(problem: Problem, rho0, name: str, *, label: str | None = N
             )
         fn = as_numpy_callable(rho0, dim, name=label, nonnegative=nonnegative, deferred=True)
         if getattr(rho0, "discontinuous", False):
+            from bridgesolve.densities.box_mass import jump_grid
             from bridgesolve.pde.projection import initial_error, l2_project
 
             points_fn = fn.checked  # the checked pdf, on points (N, d)
-            u = l2_project(problem, points_fn, name)
+            edges = jump_grid(rho0)  # boxes and images: exact on cells cut by the jumps
+            u = l2_project(problem, points_fn, name, edges=edges)
             fn.checked.raise_pending(problem.comm)
             if report is not None:
-                report["initial_projection"] = initial_error(problem, u, points_fn)
+                report["initial_projection"] = initial_error(problem, u, points_fn,
+                                                             edges=edges)
         else:
             u.interpolate(fn)
             fn.checked.raise_pending(problem.comm)

@@ -117,6 +117,56 @@ def test_reference_of_a_bridge(tmp_path):
     assert rho0 is not None and b.metadata["info"]["converged"] is True
 
 
+FP_2D = """\
+[domain]
+type = "box"
+lower = [-4.0, -4.0]
+upper = [4.0, 4.0]
+cells = [32, 32]
+[process]
+type = "VP"
+[initial]
+{initial}
+[time]
+T = 0.2
+steps = 8
+[discretization]
+degree = 1
+"""
+
+
+@pytest.mark.parametrize("kind, exact_method", [("circles", "quadrature"),
+                                                ("checkerboard", "exact")])
+def test_reference_fields_exact_and_finite_element(kind, exact_method, tmp_path, capsys):
+    """``--fields exact`` writes the formulas' fields (curve sets: quadrature error, boxes:
+    closed form); ``--fields finite-element`` (the default) the FE solve's, with the
+    closed-form error estimate; both on the same points, and the two agree to the FE
+    error."""
+    initial = f'type = "{kind}"' + ("\nnoise = 0.2" if kind == "circles" else "")  # h = 0.5
+    cfg = _config(tmp_path, FP_2D.format(initial=initial))
+    bundles = {}
+    for fields in ("exact", "finite-element"):
+        out = tmp_path / f"{fields}.npz"
+        assert main(["reference", str(cfg), "-o", str(out), "--fields", fields]) == 0
+        assert f"fields      {fields}" in capsys.readouterr().out
+        bundles[fields] = b = ReferenceBundle.load(out)
+        assert b.metadata["fields"] == fields and b.nt == 8
+        assert b.metadata["data"]["type"] == kind
+    exact, fe = bundles["exact"], bundles["finite-element"]
+    method = exact.metadata["score_error_estimate"]["method"]
+    assert method == exact_method
+    assert fe.metadata["score_error_estimate"]["method"] == "closed-form"
+    # the formulas' own error is round-off (measured: circles <= 7e-19, checkerboard 0)
+    # against the FE's closed-form score error (3.7 ... 164 on this coarse P1 mesh)
+    assert np.all(exact.score_error_estimate < 1e-12), exact.score_error_estimate
+    assert np.all(fe.score_error_estimate > 1e-3), fe.score_error_estimate
+    np.testing.assert_allclose(fe.points, exact.points)
+    np.testing.assert_allclose(fe.times, exact.times)
+    gap = exact.integrate(np.abs(fe.density[-1] - exact.density[-1]))
+    assert 1e-4 < gap < 0.05, gap  # measured 2.3e-2 / 1.1e-2: the FE error, not another law
+    assert fe.data().describe() == exact.data().describe()
+
+
 def test_reference_refusals(tmp_path, capsys):
     cfg = _config(tmp_path, FP_1D.format(cells=10, steps=2))
     assert main(["reference", str(cfg), "-o", str(tmp_path / "ref.h5")]) == 2

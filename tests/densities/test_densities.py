@@ -94,3 +94,48 @@ def test_scalar_and_diagonal_covariances():
     a = bs.GaussianMixture([1], [[0.0, 0.0]], [2.0])
     b = bs.GaussianMixture([1], [[0.0, 0.0]], [[2.0, 2.0]])
     assert np.allclose(a.covs, b.covs) and np.allclose(a.covs[0], 2 * np.eye(2))
+
+
+def _rows_sorted(a):
+    a = np.round(np.asarray(a, dtype=float), 12) + 0.0  # -0.0 -> 0.0 for the sort
+    return a[np.lexsort(a.T[::-1])]
+
+
+def test_eight_gaussians_follow_ffjord():
+    """FFJORD's / WGAN-GP's ``8gaussians``: centres 4 (cos, sin) of the 8 compass directions
+    (the diagonals 4 (±1/√2, ±1/√2)), point = centre + 0.5 z, then all divided by 1.414
+    (literally, not √2): means at radius 4/1.414 ≈ 2.829, std 0.5/1.414 ≈ 0.354."""
+    mix = bs.densities.eight_gaussians()
+    s = 1.0 / np.sqrt(2.0)
+    centres = 4.0 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s),
+                              (-s, -s)]) / 1.414
+    assert mix.dim == 2 and mix.n_components == 8
+    np.testing.assert_allclose(_rows_sorted(mix.means), _rows_sorted(centres), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(mix.means, axis=1), 4.0 / 1.414, rtol=1e-14)
+    np.testing.assert_array_equal(mix.weights, np.full(8, 1 / 8))
+    np.testing.assert_allclose(mix.covs, np.broadcast_to((0.5 / 1.414) ** 2 * np.eye(2),
+                                                         (8, 2, 2)), rtol=1e-14)
+    from bridgesolve.densities import catalog
+
+    assert mix.describe() == catalog.density_from_config({"type": "eight_gaussians"}).describe()
+
+
+def test_twenty_five_gaussians_follow_wgan_gp():
+    """The ``/2.828`` convention of WGAN-GP's ``25gaussians`` generator (the preset's
+    docstring: Hirono et al.'s): centres (2i, 2j), i, j ∈ {-2..2},
+    point = centre + 0.05 z, then all divided by 2.828: a 5×5 grid of spacing 2/2.828 ≈
+    0.707 from -1.414 to 1.414, std 0.05/2.828 ≈ 0.0177."""
+    mix = bs.densities.twenty_five_gaussians()
+    g = np.arange(-2, 3)
+    centres = np.array([(2.0 * i, 2.0 * j) for i in g for j in g]) / 2.828
+    assert mix.dim == 2 and mix.n_components == 25
+    np.testing.assert_allclose(_rows_sorted(mix.means), _rows_sorted(centres), atol=1e-12)
+    assert np.max(np.abs(mix.means)) == pytest.approx(4.0 / 2.828, rel=1e-14)
+    np.testing.assert_array_equal(mix.weights, np.full(25, 1 / 25))
+    np.testing.assert_allclose(mix.covs, np.broadcast_to((0.05 / 2.828) ** 2 * np.eye(2),
+                                                         (25, 2, 2)), rtol=1e-14)
+    # the samples are the papers' generator's: centre + std z, moments of the mixture
+    x = mix.sample(20_000, rng=0)
+    np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=0.02)
+    var = np.mean(centres[:, 0] ** 2) + (0.05 / 2.828) ** 2  # 2/2.828² + std²
+    np.testing.assert_allclose(x.var(axis=0), var, rtol=0.03)

@@ -35,6 +35,7 @@ from bridgesolve.densities import (
     boxes,
     checkerboard,
     circle,
+    circles,
     density_from_description,
     image_from_file,
     kde_from_file,
@@ -50,6 +51,8 @@ VP = bs.VP()
 OU = bs.OU(theta=0.7, sigma=1.2, mean=0.5)
 VE = bs.VE(sigma_max=2.0)
 BROWNIAN = bs.Brownian(0.8)
+SUBVP = bs.SubVP()
+COSINE = bs.Cosine()
 
 
 def moon_samples(n: int = 200, seed: int = 7) -> np.ndarray:
@@ -68,6 +71,7 @@ FAMILIES = {
     "swiss_roll": swiss_roll,
     "rings": rings,
     "circle": circle,
+    "circles": circles,
     "s_curve": s_curve,
     "checkerboard": checkerboard,
     "image2d": lambda: ImageDensity(pixels((16, 12), 5), [-1.0, -0.5], [1.0, 1.0]),
@@ -78,10 +82,11 @@ FAMILIES = {
     "kde_scott": lambda: GaussianKDE(moon_samples(), "scott"),
     "kde_h": lambda: GaussianKDE(moon_samples(), 0.15),
 }
-CURVES = ["two_moons", "swiss_roll", "rings", "circle", "s_curve"]
+CURVES = ["two_moons", "swiss_roll", "rings", "circle", "circles", "s_curve"]
 SMOOTH_AT_0 = CURVES + ["kde_scott", "kde_h"]
 
-#: Evolutions: (process, t, s) steps, applied in order (the last composes two processes).
+#: Evolutions: (process, t, s) steps, applied in order ("VE 0.5 + OU 0.2" composes two
+#: processes); VP, OU, VE, sub-VP and cosine.
 STEPS = {
     "data": [],
     "VP 0.05": [(VP, 0.05, 0.0)],
@@ -89,6 +94,8 @@ STEPS = {
     "OU 0.1": [(OU, 0.1, 0.0)],
     "OU 0.6": [(OU, 0.6, 0.0)],
     "VE 0.5 + OU 0.2": [(VE, 0.5, 0.0), (OU, 0.2, 0.0)],
+    "SubVP 0.3": [(SUBVP, 0.3, 0.0)],
+    "Cosine 0.3": [(COSINE, 0.3, 0.0)],
 }
 
 
@@ -208,7 +215,8 @@ def simpson_log_pdf(curve_mixture, x, a, b, v, n=200_001):
 
 
 CURVE_STEPS = {"data": [], "VP 0.05": [(VP, 0.05, 0.0)], "VP 0.6": [(VP, 0.6, 0.0)],
-               "OU 1": [(OU, 1.0, 0.0)], "Brownian 0.5": [(BROWNIAN, 0.5, 0.0)]}
+               "OU 1": [(OU, 1.0, 0.0)], "Brownian 0.5": [(BROWNIAN, 0.5, 0.0)],
+               "SubVP 0.3": [(SUBVP, 0.3, 0.0)], "Cosine 0.5": [(COSINE, 0.5, 0.0)]}
 
 
 @pytest.mark.parametrize("steps", list(CURVE_STEPS))
@@ -464,7 +472,7 @@ def test_evolution_composes_like_one_transition():
 
 
 # -- bad input ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("preset", [two_moons, swiss_roll, rings, circle, s_curve])
+@pytest.mark.parametrize("preset", [two_moons, swiss_roll, rings, circle, circles, s_curve])
 @pytest.mark.parametrize("noise, match", [
     (0, r"noise = 0: a curve without noise has no density"),
     (0.0, r"noise = 0: a curve without noise has no density"),
@@ -474,6 +482,18 @@ def test_evolution_composes_like_one_transition():
 def test_curve_noise_must_be_positive(preset, noise, match):
     with pytest.raises(bs.BridgesolveInputError, match=match):
         preset(noise=noise)
+
+
+def test_circles_follow_make_circles():
+    """scikit-learn's ``make_circles`` (DSB's circle set): radii 1 and ``factor``, half the
+    mass on each; a factor >= 1 is refused by name."""
+    r = np.linalg.norm(circles(factor=0.5, noise=1e-9).sample(4000, rng=18), axis=1)
+    inner = r < 0.75
+    assert np.allclose(r[inner], 0.5, atol=1e-7) and np.allclose(r[~inner], 1.0, atol=1e-7)
+    assert abs(inner.mean() - 0.5) < 4 * math.sqrt(0.25 / 4000)
+    with pytest.raises(bs.BridgesolveInputError, match=r"factor = 1.0: the inner circle's "
+                                                       r"radius must be < 1"):
+        circles(factor=1.0)
 
 
 @pytest.mark.parametrize("noise", [0.0, -0.2, float("nan")])
