@@ -102,9 +102,43 @@ if numba is not None:  # pragma: no branch
                     g1 += D1[i, a] * inner
                     g2 += F1[i, a] * dinner
             out[i, 0], out[i, 1], out[i, 2] = v, g1, g2
+    @numba.njit(parallel=True, cache=True)
+    def _window_factors_compiled(z0, eps, s, nodes, coef, restart, F, D):  # pragma: no cover
+        shrink = math.exp(-eps * eps)
+        for i in numba.prange(z0.size):
+            for k in range(F.shape[1]):
+                F[i, k] = 0.0
+                D[i, k] = 0.0
+            for q in range(nodes.size):
+                zq = z0[i] + 0.5 * eps * nodes[q]
+                E = r = 0.0
+                for k in range(F.shape[1]):
+                    z = zq + k * eps
+                    if k % restart == 0:
+                        E = coef[q] * math.exp(-0.5 * z * z)
+                        r = math.exp(-z * eps - 0.5 * eps * eps)
+                    F[i, k] += E
+                    D[i, k] += E * (z / s)
+                    E *= r
+                    r *= shrink
 else:  # pragma: no cover
     _factors_compiled = None
     _window2d_compiled = None
+    _window_factors_compiled = None
+
+
+def window_factors(z0, eps: float, s: float, nodes, coef, restart: int, w: int):
+    """Gauss–Legendre factors ``(F, dF/dx)`` of ``w`` pixels of width ``eps`` stds from the
+    first centre at ``z0`` stds (per point; ``F = Σ_q coef_q e^{-z_q²/2}``), by geometric
+    recurrences restarted every ``restart`` pixels: compiled where numba is present, else
+    ``None``."""
+    if _window_factors_compiled is None:
+        return None
+    F, D = np.empty((z0.size, w)), np.empty((z0.size, w))
+    _window_factors_compiled(np.ascontiguousarray(z0, dtype=float), float(eps), float(s),
+                             np.ascontiguousarray(nodes), np.ascontiguousarray(coef),
+                             int(restart), F, D)
+    return F, D
 
 
 def window2d(M, j1, j2, F1, D1, F2, D2, score: bool):

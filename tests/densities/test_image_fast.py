@@ -72,12 +72,14 @@ def test_fast_roads_equal_the_dense_product(case):
     np.testing.assert_allclose(p.log_pdf(x)[finite], ref_logp[finite], rtol=0, atol=1e-11)
 
 
-def test_the_numpy_window_equals_the_compiled_one(monkeypatch):
-    p = image((96, 80)).evolve(VP, 1e-4)
+@pytest.mark.parametrize("t", [1e-4, 0.02])  # erf factors; Gauss–Legendre recurrences
+def test_the_numpy_window_equals_the_compiled_one(t, monkeypatch):
+    p = image((96, 80)).evolve(VP, t)
     x = points(p, 3000)
     s = math.sqrt(p.state.v)
     compiled = fast.evaluate(p.masses, edges_of(p), s, x, True, "window")
-    monkeypatch.setattr(fast, "window2d", lambda *args: None)
+    monkeypatch.setattr(fast, "window2d", lambda *args: None)  # the gathered block
+    monkeypatch.setattr(fast, "window_factors", lambda *args: None)  # NumPy recurrences
     plain = fast.evaluate(p.masses, edges_of(p), s, x, True, "window")
     np.testing.assert_array_equal(compiled[2], plain[2])
     ok = compiled[2]
