@@ -128,12 +128,12 @@ def _window_factors(e: np.ndarray, start: np.ndarray, x: np.ndarray, s: float, w
     6-point Gauss–Legendre with every exponential along the row a geometric recurrence
     (``e^{-(z + ε)²/2} = e^{-z²/2} e^{-zε - ε²/2}``), restarted from exact exponentials every
     :data:`RESTART` pixels; wider ones: :func:`_factors`."""
-    h = e[1] - e[0]
+    h = (e[-1] - e[0]) / (e.size - 1)  # not e[1] - e[0]: its rounding grows along the row
     if h > GL_RATIO * s:
         k = start[:, None] + np.arange(w)
         return _factors(e[k], e[k + 1], x[:, None], s)
     eps = h / s
-    z0 = (e[0] + (start + 0.5) * h - x) / s
+    z0 = (e[start] + 0.5 * h - x) / s
     coef = 0.5 * _GL_WEIGHTS * _PHI0 / s
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         out = window_factors(z0, eps, s, _GL_NODES, coef, RESTART, w)

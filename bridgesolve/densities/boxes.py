@@ -215,7 +215,7 @@ def _gl_factors(edges: np.ndarray, x: np.ndarray, s: float, score: bool = True,
     ``near`` marks the rows whose nearest pixel centre is within :data:`GL_NEAR` stds and
     :data:`GL_TAIL` ``s/h`` stds (the others lose accuracy in the pair sums and in the rule,
     and take the erf path)."""
-    h = edges[1] - edges[0]
+    h = (edges[-1] - edges[0]) / (edges.size - 1)  # e[1] - e[0] rounds: it grows along a row
     n = edges.size - 1
     F, d, top = pixel_factors(x, edges[0] + 0.5 * h, h, s, n, score=score, buffers=buffers)
     reach = min(GL_NEAR, GL_TAIL * s / abs(h))

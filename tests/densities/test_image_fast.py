@@ -113,3 +113,28 @@ def test_small_calls_and_point_masses_take_the_dense_product():
     assert fast.plan(edges_of(p), 0.0, x, True) == "dense"  # t = 0: no kernel
     q = p.evolve(VP, 0.05)
     assert fast.plan(edges_of(q), math.sqrt(q.state.v), x[:500], True) == "dense"
+
+
+def test_pixel_positions_do_not_drift_along_a_row():
+    """``e[1] - e[0]`` of ``a * linspace`` edges is off by an ulp; stepped 500 pixels along a
+    row it shifted the far pixels by ~1e-11 stds (log p off by 5e-12 beyond the image's right
+    edge). Both the window's recurrences and the dense Gauss–Legendre factors take the mean
+    pixel width and the window's own first edge."""
+    from bridgesolve.densities.boxes import _gl_factors, log_interval
+
+    e = 0.9997 * np.linspace(-2.0, 2.0, 513)
+    s = 0.0197
+    x = np.array([2.0414, 1.99, -2.03, 0.3])
+    w = fast._window_widths([e], s)[0]
+    h = e[1] - e[0]
+    start = np.clip(np.floor((x - fast.R_WINDOW * s - e[0]) / h).astype(np.int64), 0,
+                    e.size - 1 - w)
+    k = start[:, None] + np.arange(w)
+    exact = np.exp(log_interval(e[k], e[k + 1], x[:, None], s)[0])
+    F = fast._window_factors(e, start, x, s, w)[0]
+    assert np.max(np.abs(F - exact).sum(axis=1) / exact.sum(axis=1)) < 5e-14
+    s_wide = 0.2  # h/s = 0.04: the dense product's Gauss–Legendre path
+    F_gl, _, top, _ = _gl_factors(e, x, s_wide, score=False)
+    dense = F_gl * np.exp(top)[:, None]
+    exact = np.exp(log_interval(e[None, :-1], e[None, 1:], x[:, None], s_wide)[0])
+    assert np.max(np.abs(dense - exact).sum(axis=1) / exact.sum(axis=1)) < 5e-14
