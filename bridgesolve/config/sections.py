@@ -266,6 +266,12 @@ def _convergence(raw: dict) -> None:
             sec.fail("generated", sec.table["generated"], expected)
 
 
+def _source(section: dict) -> str:
+    """`` (file 'x.npy')`` for data read from a file, else ``""``."""
+    path = section.get("path")
+    return f" (file {str(path)!r})" if path else ""
+
+
 def validate(raw: dict, *, source: str = "<config>", text: str = "",
              base_dir: Path | None = None, default_equation: str = "fokker-planck") -> Config:
     """Check every section and key of a parsed TOML config.
@@ -307,10 +313,12 @@ def validate(raw: dict, *, source: str = "<config>", text: str = "",
     _process(raw, base_dir)
     data = _data(raw, data_section, base_dir)
     if dim is not None and data.dim != dim:
-        raise ConfigError(f"[{data_section}] the data are {data.dim}D but [domain] is {dim}D")
+        raise ConfigError(f"[{data_section}] the data{_source(raw[data_section])} are "
+                          f"{data.dim}D but [domain] is {dim}D")
     final = _data(raw, "final", base_dir) if equation == "bridge" else None
     if final is not None and final.dim != data.dim:
-        raise ConfigError(f"[final] ρ1 is {final.dim}D but [initial] ρ0 is {data.dim}D")
+        raise ConfigError(f"[final] ρ1{_source(raw['final'])} is {final.dim}D but [initial] ρ0 "
+                          f"is {data.dim}D")
     _bridge(raw)
     _killing(raw)
     T = _time(raw)

@@ -67,8 +67,10 @@ class NumpyScore:
         out = np.empty_like(x)
         with torch.no_grad():
             for i in range(0, x.shape[0], self.chunk):
-                xs = torch.as_tensor(x[i:i + self.chunk], dtype=dtype, device=self.device)
-                ts = torch.as_tensor(t[i:i + self.chunk], dtype=dtype, device=self.device)
+                xs = torch.as_tensor(np.require(x[i:i + self.chunk], requirements="W"),
+                                     dtype=dtype, device=self.device)
+                ts = torch.as_tensor(np.require(t[i:i + self.chunk], requirements="W"),
+                                     dtype=dtype, device=self.device)
                 out[i:i + self.chunk] = self.model(xs, ts).double().cpu().numpy()
         return out
 
@@ -82,7 +84,7 @@ class NumpyScore:
         import torch
 
         dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
-        P = torch.as_tensor(pts, dtype=dtype, device=self.device)
+        P = torch.as_tensor(np.require(pts, requirements="W"), dtype=dtype, device=self.device)
         tt = torch.as_tensor(self._floor(np.asarray(times, dtype=float)), dtype=dtype,
                              device=self.device)
         out = np.empty((L * N, pts.shape[1]))

@@ -72,8 +72,12 @@ class TrainConfig:
     def process(self) -> Process:
         sec = self.raw["process"]
         cls = PROCESSES[sec["type"].lower()]
+        params = {k: v for k, v in sec.items() if k != "type"}
+        if "scheduler_config" in params:  # Tabulated: next to the config, like sample files
+            params["scheduler_config"] = catalog.resolve_path(params["scheduler_config"],
+                                                              self.base_dir)
         try:
-            return cls(**{k: v for k, v in sec.items() if k != "type"})
+            return cls(**params)
         except ValueError as exc:
             raise ConfigError(f"[process] {exc}") from None
 
@@ -187,7 +191,7 @@ def validate_train_config(raw: dict, *, source: str = "<dict>", text: str = "",
             raise ConfigError(f"missing section [{name}]")
     raw = copy.deepcopy(raw)
     _data_section(raw, base_dir)
-    _process(raw)
+    _process(raw, base_dir)
     cfg = TrainConfig(raw=raw, source=source, text=text, base_dir=base_dir or Path.cwd())
     T = cfg.T
     raw["model"] = _model_section(raw)

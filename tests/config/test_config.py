@@ -195,6 +195,16 @@ def test_dimension_of_a_gmsh_mesh_is_checked_when_building():
         validate(raw).build()
 
 
+def test_a_sample_file_of_the_wrong_dimension_is_named(tmp_path):
+    """A 3-column sample file in a 2D config: the error names the file."""
+    np.save(tmp_path / "pts3.npy", np.random.default_rng(0).normal(size=(50, 3)))
+    raw = _with("initial", None, {"type": "file", "path": "pts3.npy", "bandwidth": 0.3})
+    (tmp_path / "c.toml").write_text(_toml(raw))
+    with pytest.raises(ConfigError, match=r"\[initial\] the data \(file 'pts3.npy'\) are 3D "
+                                          r"but \[domain\] is 2D"):
+        load_config(tmp_path / "c.toml")
+
+
 def test_missing_file_and_invalid_toml(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "none.toml")

@@ -165,3 +165,23 @@ def test_run_config_with_a_scheduler_config(mpi_tmp_path, comm, monkeypatch):
     assert summary["error_at_report_time"]["L2"] < 4e-3, summary["error_at_report_time"]
     raw = {**summary["config"], "process": desc}  # the recorded table as the config's process
     assert validate(raw).process().describe() == desc
+
+
+def test_train_config_finds_its_scheduler_config_next_to_it(tmp_path, monkeypatch):
+    """A train config's relative ``scheduler_config`` is read next to the config, not in the
+    working directory (as the PDE side's configs do)."""
+    import json
+
+    from bridgesolve.learn.config import load_train_config
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "scheduler_config.json").write_text(
+        json.dumps({"_class_name": "DDPMScheduler", **SCHEDULES["linear"]}))
+    (folder / "train.toml").write_text(
+        '[data]\ntype = "mixture1d"\n\n[process]\ntype = "Tabulated"\n'
+        'scheduler_config = "scheduler_config.json"\n\n[train]\nsteps = 10\n')
+    monkeypatch.chdir(tmp_path)  # the JSON is not in the working directory
+    process = load_train_config(folder / "train.toml").process()
+    expected = Tabulated.from_scheduler_config(SCHEDULES["linear"])
+    assert process.describe() == expected.describe()
