@@ -74,6 +74,7 @@ from scipy import special, stats  # noqa: E402
 from scipy.special import logsumexp  # noqa: E402
 
 import bridgesolve as bs  # noqa: E402
+from bridgesolve._json import jsonable  # noqa: E402
 from bridgesolve.densities import (  # noqa: E402
     GaussianKDE,
     ImageDensity,
@@ -415,21 +416,13 @@ def main(argv=None) -> int:
                "versions": _versions(), "quick": args.quick, "config": cfg,
                "total_s": time.perf_counter() - t_all, "rows": rows,
                "verdicts": verdicts(rows, cfg["points"])}
-    (args.out / "numbers.json").write_text(json.dumps(numbers, indent=1, default=_jsonable))
+    (args.out / "numbers.json").write_text(json.dumps(jsonable(numbers), indent=1))
     print(table(rows))
     print()
     print("\n".join(numbers["verdicts"]))
     print(f"\nload {start:.2f} at the start, {numbers['machine']['load_end']:.2f} at the end; "
           f"{numbers['total_s']:.0f} s in all; wrote {args.out / 'numbers.json'}")
     return 0
-
-
-def _jsonable(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)
 
 
 def _versions() -> dict:

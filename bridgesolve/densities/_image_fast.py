@@ -34,7 +34,10 @@ import math
 import numpy as np
 from scipy.special import ndtr
 
-from bridgesolve.densities._pixel_kernels import window2d, window_factors
+from bridgesolve.densities._pixel_kernels import numba, window2d, window_factors
+
+#: The 2D window and its factors run compiled (numba is installed).
+COMPILED = numba is not None
 
 #: Half-width of the summation window, in kernel stds (Φ(-10) = 7.6e-24).
 R_WINDOW = 10.0
@@ -77,8 +80,7 @@ def plan(edges, s: float, x: np.ndarray, score: bool) -> str:
     grads = (1 + d) if score else 1
     dense = n * (math.prod(sizes) * grads + 40 * sum(sizes))
     w = _window_widths(edges, s)
-    compiled = d == 2 and window_factors(np.zeros(1), 0.1, 1.0, _GL_NODES, _GL_WEIGHTS, 1,
-                                         1) is not None
+    compiled = d == 2 and COMPILED
     # operation units calibrated on a 512² image (compiled 2D window: ~1.4 per entry)
     window = n * ((1.4 if compiled else 4) * math.prod(w) * grads + 20 * sum(w))
     counts = [b for _, b in _panels(edges, s, x)]
@@ -192,8 +194,7 @@ def _window(M, edges, s, x, score):
     strides = [int(np.prod(M.shape[i + 1:])) for i in range(d)]
     flat = M.ravel()
     val, grad = np.empty(n), (np.empty((n, d)) if score else None)
-    compiled = d == 2 and window2d(M, *[np.zeros(0, np.int64)] * 2, *[np.zeros((0, 1))] * 4,
-                                   score) is not None
+    compiled = d == 2 and COMPILED
     # the compiled kernel needs no gathered block: larger chunks amortize the factor loops
     block = max(1, (CHUNK // (4 * sum(widths))) if compiled else CHUNK // math.prod(widths))
     for lo in range(0, n, block):
